@@ -1,0 +1,1 @@
+Console.Error.WriteLine("csinvme: under construction"); return 1;

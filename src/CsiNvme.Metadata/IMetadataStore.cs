@@ -1,0 +1,34 @@
+namespace CsiNvme.Metadata;
+
+/// <summary>The persistent description of one volume. The id never changes and seeds the subsystem NQN, NGUID and UUID.</summary>
+public sealed record VolumeRecord(
+    Guid Id,
+    string Name,
+    long SizeBytes,
+    int BlockSize,
+    bool AllowAnyHost,
+    IReadOnlyList<string> AllowedHosts,
+    DateTimeOffset CreatedAt);
+
+/// <summary>
+/// Where cluster metadata lives: an embedded SQLite file on a single node, etcd when several nodes form
+/// a cluster. Writes are durable when the returned task completes.
+/// </summary>
+public interface IMetadataStore : IAsyncDisposable
+{
+    /// <summary>A short human name of the store, e.g. "sqlite:/var/lib/csinvme/metadata.db".</summary>
+    string Description { get; }
+
+    Task<VolumeRecord?> GetVolumeAsync(string name, CancellationToken cancellationToken = default);
+
+    Task<IReadOnlyList<VolumeRecord>> ListVolumesAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Inserts a volume; returns false when a volume of that name already exists.</summary>
+    Task<bool> TryCreateVolumeAsync(VolumeRecord volume, CancellationToken cancellationToken = default);
+
+    /// <summary>Replaces an existing volume record (matched by name); returns false when it does not exist.</summary>
+    Task<bool> UpdateVolumeAsync(VolumeRecord volume, CancellationToken cancellationToken = default);
+
+    /// <summary>Removes a volume; returns false when it did not exist.</summary>
+    Task<bool> DeleteVolumeAsync(string name, CancellationToken cancellationToken = default);
+}

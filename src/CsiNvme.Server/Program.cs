@@ -1,0 +1,1 @@
+Console.Error.WriteLine("server: under construction"); return 1;

@@ -1,0 +1,37 @@
+using System.Net;
+
+namespace CsiNvme.Target;
+
+/// <summary>Tunables of the NVMe/TCP target. Defaults suit the Linux host and SPDK.</summary>
+public sealed class NvmeTargetOptions
+{
+    /// <summary>TCP endpoints to listen on; port 0 picks a free port (see <see cref="NvmeTarget.LocalEndpoints"/>).</summary>
+    public List<IPEndPoint> Listen { get; } = new();
+
+    /// <summary>In-capsule data accepted on I/O queues. Writes up to this size skip the R2T round trip.</summary>
+    public int InCapsuleDataSize { get; set; } = 16 * 1024;
+
+    /// <summary>Largest transfer of one command (MDTS is derived from it; must be a power of two ≥ 4 KiB).</summary>
+    public int MaxDataTransferSize { get; set; } = 512 * 1024;
+
+    /// <summary>Largest H2CData PDU payload we accept (MAXH2CDATA in ICResp).</summary>
+    public int MaxH2CDataSize { get; set; } = 128 * 1024;
+
+    /// <summary>Entries per submission queue (CAP.MQES + 1).</summary>
+    public int MaxQueueEntries { get; set; } = 1024;
+
+    /// <summary>I/O queues granted per controller.</summary>
+    public int MaxIoQueues { get; set; } = 64;
+
+    /// <summary>Keep-alive granularity reported in Identify KAS (units of 100 ms).</summary>
+    public int KeepAliveGranularity100Ms { get; set; } = 1;
+
+    /// <summary>Model number reported in Identify Controller.</summary>
+    public string ModelNumber { get; set; } = "CsiNvme";
+
+    /// <summary>Firmware revision reported in Identify Controller (8 ASCII characters at most).</summary>
+    public string FirmwareRevision { get; set; } = "1.0";
+
+    /// <summary>How long a fresh TCP connection may take to send its ICReq before it is closed.</summary>
+    public TimeSpan InitializeTimeout { get; set; } = TimeSpan.FromSeconds(10);
+}
