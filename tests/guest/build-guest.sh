@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# Builds the Linux guest used by the end-to-end tests: the Debian cloud kernel and an
+# initramfs with busybox, nvme-cli, fio, e2fsprogs and the NVMe/TCP host and target modules.
+#
+#   tests/guest/build-guest.sh [OUTDIR]      (default: <repo>/.guest)
+#
+# Outputs OUTDIR/vmlinuz, OUTDIR/initramfs.cpio.gz and OUTDIR/kernel-version. The work is
+# skipped when those exist and are newer than this script, so calling it from every test run
+# is cheap. A run needs root only when packages are missing (apt-get) — CI runs as root.
+set -euo pipefail
+
+script_path="$(readlink -f "${BASH_SOURCE[0]}")"
+repo_root="$(cd "$(dirname "$script_path")/../.." && pwd)"
+out_dir="${1:-$repo_root/.guest}"
+mkdir -p "$out_dir"
+out_dir="$(cd "$out_dir" && pwd)"
+
+if [[ -s "$out_dir/vmlinuz" && -s "$out_dir/initramfs.cpio.gz" && -s "$out_dir/kernel-version" \
+      && "$out_dir/vmlinuz" -nt "$script_path" && "$out_dir/initramfs.cpio.gz" -nt "$script_path" ]]; then
+    echo "build-guest: up to date in $out_dir"
+    exit 0
+fi
+
+log() { echo "build-guest: $*" >&2; }
+
+apt_updated=0
+apt_update_once() {
+    if [[ $apt_updated -eq 0 ]]; then
+        log "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+        apt_updated=1
+    fi
+}
+
+# Host tools: qemu runs the guest; the rest are copied into the initramfs from this machine.
+packages=(qemu-system-x86 busybox-static nvme-cli fio e2fsprogs util-linux cpio kmod gzip)
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+    apt_update_once
+    log "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+# The meta package names the versioned kernel image package of the current point release.
+kernel_pkg_of_meta() {
+    apt-cache depends linux-image-cloud-amd64 2>/dev/null \
+        | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
+}
+kernel_pkg="$(kernel_pkg_of_meta || true)"
+if [[ -z "$kernel_pkg" ]]; then
+    apt_update_once
+    kernel_pkg="$(kernel_pkg_of_meta || true)"
+fi
+[[ -n "$kernel_pkg" ]] || { log "cannot resolve linux-image-cloud-amd64"; exit 1; }
+kver="${kernel_pkg#linux-image-}"
+log "kernel package $kernel_pkg"
+
+work="$out_dir/work"
+rm -rf "$work"
+mkdir -p "$work/deb"
+# apt drops privileges to _apt for downloads; a world-writable directory avoids its warning.
+chmod 0777 "$work/deb"
+(cd "$work/deb" && apt-get download -q "$kernel_pkg" >&2)
+deb="$(ls "$work"/deb/*.deb | head -n1)"
+kroot="$work/kernel"
+dpkg-deb -x "$deb" "$kroot"
+[[ -f "$kroot/boot/vmlinuz-$kver" ]] || { log "no vmlinuz-$kver in $deb"; exit 1; }
+kmods="$kroot/lib/modules/$kver"
+# The package ships no modules.dep (its postinst makes it); resolve dependencies ourselves.
+depmod -b "$kroot" "$kver"
+
+root="$work/root"
+mkdir -p "$root"/{usr/bin,usr/sbin,usr/lib/x86_64-linux-gnu,usr/lib64,proc,sys,dev,tmp,run,mnt,etc,root,var}
+ln -s usr/bin "$root/bin"
+ln -s usr/sbin "$root/sbin"
+ln -s usr/lib "$root/lib"
+ln -s usr/lib64 "$root/lib64"
+chmod 1777 "$root/tmp"
+
+# Copies a file to the same path inside the image, dereferencing symlinks; library paths are
+# canonicalised so /lib/... and /usr/lib/... land in one place behind the merged-/usr links.
+copy_file() {
+    local src="$1" dst_name="${2:-$1}"
+    local dir
+    dir="$(readlink -f "$(dirname "$dst_name")")"
+    mkdir -p "$root$dir"
+    cp -L --preserve=mode "$src" "$root$dir/$(basename "$dst_name")"
+}
+
+copy_binary_with_libs() {
+    local bin="$1"
+    copy_file "$bin"
+    local lib
+    # ldd prints "name => /path (addr)" for libraries and "/path (addr)" for the loader.
+    while read -r lib; do
+        [[ -n "$lib" && -e "$lib" ]] || continue
+        [[ -e "$root$(readlink -f "$(dirname "$lib")")/$(basename "$lib")" ]] && continue
+        copy_file "$lib"
+    done < <(ldd "$bin" 2>/dev/null | awk '/=> \// { print $3 } /^[[:space:]]*\// { print $1 }')
+}
+
+# busybox first, so real tools copied afterwards replace its applet links.
+cp /bin/busybox "$root/usr/bin/busybox"
+for applet in $("$root/usr/bin/busybox" --list-full); do
+    [[ -e "$root/$applet" || -L "$root/$applet" ]] && continue
+    mkdir -p "$root/$(dirname "$applet")"
+    ln -s /usr/bin/busybox "$root/$applet"
+done
+
+tools=(/usr/sbin/nvme /usr/bin/fio
+       /usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/resize2fs /usr/sbin/tune2fs /usr/sbin/dumpe2fs
+       /usr/sbin/debugfs /usr/sbin/blkid /usr/sbin/blkdiscard /usr/bin/kmod)
+for t in "${tools[@]}"; do
+    if [[ -x "$t" ]]; then
+        rm -f "$root$t"
+        copy_binary_with_libs "$t"
+    else
+        log "warning: $t not found, guest will use busybox's applet if any"
+    fi
+done
+for alias in mkfs.ext4 mkfs.ext3 mkfs.ext2; do ln -sf mke2fs "$root/usr/sbin/$alias"; done
+for alias in fsck.ext4 fsck.ext3 fsck.ext2; do ln -sf e2fsck "$root/usr/sbin/$alias"; done
+# kmod's modprobe reads the binary indexes depmod writes; busybox's applets stay as fallback.
+for alias in modprobe insmod rmmod lsmod modinfo depmod; do
+    rm -f "$root/usr/sbin/$alias" "$root/sbin/$alias"
+    ln -s /usr/bin/kmod "$root/usr/sbin/$alias"
+done
+# The dynamic loader is named by an absolute path in every ELF header.
+copy_file /lib64/ld-linux-x86-64.so.2
+
+# Kernel modules (what is built in, e.g. nvme-core and ext4 in the cloud kernel, is skipped).
+wanted_modules=(configfs virtio_pci virtio_net virtio_blk loop
+                nvme-core nvme-fabrics nvme-tcp nvmet nvmet-tcp
+                ext4 crc32c_generic crc32c-intel libcrc32c af_packet)
+module_files=()
+for m in "${wanted_modules[@]}"; do
+    deps="$(modprobe -d "$kroot" -S "$kver" --show-depends "$m" 2>/dev/null || true)"
+    if [[ -z "$deps" ]]; then
+        log "module $m: not found (built in or absent)"
+        continue
+    fi
+    while read -r kind path _; do
+        [[ "$kind" == insmod ]] && module_files+=("$path")
+    done <<<"$deps"
+done
+dst_mods="$root/lib/modules/$kver"
+mkdir -p "$dst_mods"
+for f in $(printf '%s\n' "${module_files[@]}" | sort -u); do
+    rel="${f#"$kmods"/}"
+    mkdir -p "$dst_mods/$(dirname "$rel")"
+    cp "$f" "$dst_mods/$rel"
+done
+cp "$kmods"/modules.builtin* "$kmods"/modules.order "$dst_mods/" 2>/dev/null || true
+depmod -b "$root" "$kver"
+log "modules: $(find "$dst_mods" -name '*.ko*' | wc -l) files"
+
+cat >"$root/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+EOF
+cat >"$root/etc/group" <<'EOF'
+root:x:0:
+EOF
+echo guest >"$root/etc/hostname"
+mkdir -p "$root/etc/nvme"
+
+cat >"$root/init" <<'EOF'
+#!/bin/sh
+# PID 1 of the test guest: mount the pseudo filesystems, load the NVMe/TCP modules, bring up
+# the QEMU user-mode network, run /run.sh (added per run) and power off. The exit code of
+# /run.sh is printed as CSINVME-GUEST-EXIT=<code> for the host side to read.
+export PATH=/usr/sbin:/usr/bin
+export HOME=/root
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs tmpfs /run
+echo "CSINVME-GUEST-BOOTED uptime=$(cut -d' ' -f1 /proc/uptime)"
+for m in configfs af_packet virtio_pci virtio_net virtio_blk loop crc32c-intel crc32c_generic \
+         nvme-fabrics nvme-tcp nvmet nvmet-tcp; do
+    modprobe -q "$m" 2>/dev/null || true
+done
+grep -q configfs /proc/filesystems && mount -t configfs configfs /sys/kernel/config
+hostname guest
+ip link set lo up
+if ip link show eth0 >/dev/null 2>&1; then
+    ip link set eth0 up
+    ip addr add 10.0.2.15/24 dev eth0
+    ip route add default via 10.0.2.2
+else
+    echo "init: no eth0"
+fi
+cd /tmp
+rc=127
+if [ -f /run.sh ]; then
+    echo "CSINVME-GUEST-RUN uptime=$(cut -d' ' -f1 /proc/uptime)"
+    sh -e /run.sh
+    rc=$?
+else
+    echo "init: no /run.sh"
+fi
+if [ "$rc" != 0 ]; then
+    echo "----- dmesg (tail) -----"
+    dmesg | tail -n 60
+    echo "------------------------"
+fi
+sync
+echo "CSINVME-GUEST-EXIT=$rc"
+poweroff -f
+# poweroff failing would leave PID 1 running forever; the sysrq path always stops the VM.
+echo o >/proc/sysrq-trigger
+sleep 5
+EOF
+chmod 0755 "$root/init"
+
+log "packing initramfs ($(du -sh "$root" | cut -f1) unpacked)"
+(cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) \
+    | gzip -6 >"$out_dir/initramfs.cpio.gz.tmp"
+cp "$kroot/boot/vmlinuz-$kver" "$out_dir/vmlinuz.tmp"
+echo "$kver" >"$out_dir/kernel-version"
+mv "$out_dir/vmlinuz.tmp" "$out_dir/vmlinuz"
+mv "$out_dir/initramfs.cpio.gz.tmp" "$out_dir/initramfs.cpio.gz"
+rm -rf "$work"
+log "done: $out_dir/vmlinuz $out_dir/initramfs.cpio.gz ($(du -h "$out_dir/initramfs.cpio.gz" | cut -f1))"
