@@ -1,0 +1,28 @@
+namespace CsiNvme.TestSupport;
+
+/// <summary>How one guest run is booted.</summary>
+public sealed class GuestOptions
+{
+    /// <summary>Wall-clock limit for the whole run (boot, script, power-off); the VM is killed after it.</summary>
+    public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(5);
+
+    public int MemoryMiB { get; init; } = 512;
+
+    /// <summary>Virtual CPUs; nvme-tcp opens one I/O queue per CPU, so 2 exercises several queues.</summary>
+    public int Cpus { get; init; } = 1;
+
+    /// <summary>
+    /// Host files to place into the guest, guest path to host path. /tmp is a fresh tmpfs in the
+    /// guest, so use another directory (e.g. /opt).
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Files { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Small text files to place into the guest, guest path to content.</summary>
+    public IReadOnlyDictionary<string, string> TextFiles { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Appended to the kernel command line.</summary>
+    public IReadOnlyList<string> KernelArgs { get; init; } = [];
+
+    /// <summary>Called with every line of serial output as it arrives (e.g. TestContext.Progress.WriteLine).</summary>
+    public Action<string>? OutputLine { get; init; }
+}

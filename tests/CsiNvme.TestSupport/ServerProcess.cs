@@ -1,0 +1,241 @@
+using System.Diagnostics;
+using System.Net;
+using System.Runtime.InteropServices;
+using System.Text;
+using CsiNvme.Api.V1;
+using Grpc.Net.Client;
+
+namespace CsiNvme.TestSupport;
+
+/// <summary>
+/// The storage server (src/CsiNvme.Server, built in the tests' configuration) as a child
+/// process on loopback ports chosen by the OS. It announces its listeners with one
+/// <c>CSINVME-READY nvme=ADDR:PORT[,...] mgmt=ADDR:PORT metrics=ADDR:PORT</c> line on stdout.
+/// </summary>
+public sealed partial class ServerProcess : IAsyncDisposable
+{
+    public const string ReadyPrefix = "CSINVME-READY ";
+
+    private const int SIGTERM = 15;
+    private const int OutputLimit = 1 << 20;
+
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+    private readonly TaskCompletionSource<string> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private GrpcChannel? _channel;
+
+    private ServerProcess(Process process, string dataDirectory)
+    {
+        _process = process;
+        DataDirectory = dataDirectory;
+    }
+
+    public string DataDirectory { get; }
+
+    public int ProcessId => _process.Id;
+
+    public IReadOnlyList<IPEndPoint> NvmeEndpoints { get; private set; } = [];
+
+    /// <summary>The first NVMe/TCP listener.</summary>
+    public IPEndPoint NvmeEndpoint => NvmeEndpoints[0];
+
+    public IPEndPoint ManagementEndpoint { get; private set; } = new(IPAddress.Loopback, 0);
+
+    public IPEndPoint MetricsEndpoint { get; private set; } = new(IPAddress.Loopback, 0);
+
+    public Uri ManagementUri => new($"http://{ManagementEndpoint}");
+
+    public Uri MetricsUri => new($"http://{MetricsEndpoint}/metrics");
+
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>Combined stdout and stderr so far (the last megabyte at most).</summary>
+    public string Output
+    {
+        get
+        {
+            lock (_output)
+            {
+                return _output.ToString();
+            }
+        }
+    }
+
+    /// <summary>gRPC channel to the management API (HTTP/2 without TLS), created on first use.</summary>
+    public GrpcChannel Channel => _channel ??= GrpcChannel.ForAddress(ManagementUri);
+
+    public VolumeService.VolumeServiceClient Volumes => new(Channel);
+
+    public ServerService.ServerServiceClient ServerInfo => new(Channel);
+
+    /// <summary>Starts the server with its data in <paramref name="dataDirectory"/> and waits until it is ready.</summary>
+    public static async Task<ServerProcess> StartAsync(
+        string dataDirectory,
+        IEnumerable<string>? extraArgs = null,
+        TimeSpan? readyTimeout = null,
+        CancellationToken cancellationToken = default)
+    {
+        var dll = RepoPaths.ServerDll;
+        if (!File.Exists(dll))
+        {
+            throw new FileNotFoundException($"server not built: {dll} (dotnet build src/CsiNvme.Server -c {RepoPaths.Configuration})", dll);
+        }
+
+        var startInfo = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
+            WorkingDirectory = dataDirectory,
+        };
+        startInfo.ArgumentList.Add(dll);
+        foreach (var arg in new[]
+                 {
+                     "--data-dir", dataDirectory,
+                     "--nvme-listen", "127.0.0.1:0",
+                     "--mgmt-listen", "127.0.0.1:0",
+                     "--metrics-listen", "127.0.0.1:0",
+                 }.Concat(extraArgs ?? []))
+        {
+            startInfo.ArgumentList.Add(arg);
+        }
+
+        startInfo.Environment["DOTNET_NOLOGO"] = "1";
+        var process = new Process { StartInfo = startInfo, EnableRaisingEvents = true };
+        var server = new ServerProcess(process, dataDirectory);
+        process.OutputDataReceived += (_, e) => server.OnLine(e.Data, isError: false);
+        process.ErrorDataReceived += (_, e) => server.OnLine(e.Data, isError: true);
+        process.Exited += (_, _) => server._ready.TrySetException(
+            new InvalidOperationException("server exited before it was ready"));
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+
+        var timeout = readyTimeout ?? TimeSpan.FromSeconds(30);
+        try
+        {
+            var line = await server._ready.Task.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+            server.ParseReady(line);
+            return server;
+        }
+        catch (Exception e) when (e is TimeoutException or InvalidOperationException or FormatException)
+        {
+            server.Kill();
+            await process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+            process.WaitForExit();
+            var reason = e is TimeoutException ? $"not ready within {timeout.TotalSeconds:F0}s" : e.Message;
+            var exit = process.HasExited ? $" (exit code {process.ExitCode})" : string.Empty;
+            throw new InvalidOperationException(
+                $"storage server failed to start: {reason}{exit}\n----- server output -----\n{server.Output}\n-----", e);
+        }
+        catch
+        {
+            server.Kill();
+            throw;
+        }
+    }
+
+    /// <summary>Asks the server to shut down (SIGTERM) and waits; kills it if it does not exit in time. Returns the exit code.</summary>
+    public async Task<int> StopAsync(TimeSpan? timeout = null)
+    {
+        if (!_process.HasExited)
+        {
+            _ = Kill(_process.Id, SIGTERM);
+            using var limit = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(15));
+            try
+            {
+                await _process.WaitForExitAsync(limit.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                Kill();
+                await _process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+
+        _process.WaitForExit();
+        return _process.ExitCode;
+    }
+
+    /// <summary>Ends the server abruptly (SIGKILL), as a crash would.</summary>
+    public void Kill()
+    {
+        try
+        {
+            _process.Kill(entireProcessTree: true);
+        }
+        catch (InvalidOperationException)
+        {
+            // Already exited.
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _channel?.Dispose();
+        if (!_process.HasExited)
+        {
+            Kill();
+            await _process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+
+        _process.Dispose();
+    }
+
+    public override string ToString() =>
+        $"server pid={_process.Id} nvme={string.Join(',', NvmeEndpoints)} mgmt={ManagementEndpoint} metrics={MetricsEndpoint}";
+
+    /// <summary>The output tail, for assertion messages.</summary>
+    public string OutputTail(int lines = 60)
+    {
+        var all = Output.TrimEnd('\n').Split('\n');
+        return string.Join('\n', all.Skip(Math.Max(0, all.Length - lines)));
+    }
+
+    private void OnLine(string? line, bool isError)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_output)
+        {
+            if (_output.Length > OutputLimit)
+            {
+                _output.Remove(0, _output.Length - (OutputLimit / 2));
+            }
+
+            _output.Append(isError ? "[stderr] " : string.Empty).Append(line).Append('\n');
+        }
+
+        if (!isError && line.StartsWith(ReadyPrefix, StringComparison.Ordinal))
+        {
+            _ready.TrySetResult(line);
+        }
+    }
+
+    private void ParseReady(string line)
+    {
+        var fields = line[ReadyPrefix.Length..]
+            .Split(' ', StringSplitOptions.RemoveEmptyEntries)
+            .Select(f => f.Split('=', 2))
+            .Where(kv => kv.Length == 2)
+            .ToDictionary(kv => kv[0], kv => kv[1], StringComparer.Ordinal);
+        string Field(string name) =>
+            fields.TryGetValue(name, out var value) ? value : throw new FormatException($"ready line lacks {name}=: {line}");
+
+        NvmeEndpoints = Field("nvme").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(IPEndPoint.Parse).ToArray();
+        if (NvmeEndpoints.Count == 0)
+        {
+            throw new FormatException($"ready line has no NVMe listener: {line}");
+        }
+
+        ManagementEndpoint = IPEndPoint.Parse(Field("mgmt"));
+        MetricsEndpoint = IPEndPoint.Parse(Field("metrics"));
+    }
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int Kill(int pid, int signal);
+}
