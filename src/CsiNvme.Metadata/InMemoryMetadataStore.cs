@@ -1,0 +1,67 @@
+namespace CsiNvme.Metadata;
+
+/// <summary>A store that lives and dies with the process, for the in-memory backend and tests.</summary>
+public sealed class InMemoryMetadataStore : IMetadataStore
+{
+    private readonly Lock _lock = new();
+    private readonly Dictionary<string, VolumeRecord> _volumes = new(StringComparer.Ordinal);
+
+    public string Description => "memory";
+
+    public Task<VolumeRecord?> GetVolumeAsync(string name, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            return Task.FromResult(_volumes.GetValueOrDefault(name));
+        }
+    }
+
+    public Task<IReadOnlyList<VolumeRecord>> ListVolumesAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            IReadOnlyList<VolumeRecord> list = _volumes.Values.OrderBy(v => v.Name, StringComparer.Ordinal).ToArray();
+            return Task.FromResult(list);
+        }
+    }
+
+    public Task<bool> TryCreateVolumeAsync(VolumeRecord volume, CancellationToken cancellationToken = default)
+    {
+        VolumeRecord stored = VolumeRecordNormalization.Normalize(volume);
+        lock (_lock)
+        {
+            if (_volumes.Values.Any(v => v.Id == stored.Id))
+            {
+                throw new InvalidOperationException($"A volume with id {stored.Id} already exists.");
+            }
+
+            return Task.FromResult(_volumes.TryAdd(stored.Name, stored));
+        }
+    }
+
+    public Task<bool> UpdateVolumeAsync(VolumeRecord volume, CancellationToken cancellationToken = default)
+    {
+        VolumeRecord update = VolumeRecordNormalization.Normalize(volume);
+        lock (_lock)
+        {
+            if (!_volumes.TryGetValue(update.Name, out VolumeRecord? existing))
+            {
+                return Task.FromResult(false);
+            }
+
+            // Identity and creation time are fixed at creation; only the mutable fields are replaced.
+            _volumes[update.Name] = update with { Id = existing.Id, CreatedAt = existing.CreatedAt };
+            return Task.FromResult(true);
+        }
+    }
+
+    public Task<bool> DeleteVolumeAsync(string name, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            return Task.FromResult(_volumes.Remove(name));
+        }
+    }
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}

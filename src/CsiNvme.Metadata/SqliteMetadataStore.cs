@@ -1,0 +1,338 @@
+using Microsoft.Data.Sqlite;
+
+namespace CsiNvme.Metadata;
+
+/// <summary>
+/// Metadata in an embedded SQLite file. WAL with synchronous=FULL makes every committed write durable before
+/// the call returns. One connection serves all callers in turn: metadata traffic is tiny, and a single
+/// writer avoids SQLITE_BUSY handling entirely.
+/// </summary>
+public sealed class SqliteMetadataStore : IMetadataStore
+{
+    // Each entry upgrades the schema by one version; append, never edit, so existing files can be migrated.
+    private static readonly string[] s_migrations =
+    [
+        """
+        CREATE TABLE volumes (
+            id TEXT NOT NULL PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            size_bytes INTEGER NOT NULL,
+            block_size INTEGER NOT NULL,
+            allow_any_host INTEGER NOT NULL,
+            created_unix_ms INTEGER NOT NULL
+        );
+        CREATE TABLE allowed_hosts (
+            volume_id TEXT NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
+            host_nqn TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            PRIMARY KEY (volume_id, host_nqn)
+        );
+        """,
+    ];
+
+    private const int SqliteUniqueConstraint = 2067; // SQLITE_CONSTRAINT_UNIQUE
+    private const string SelectVolumeColumns = "SELECT id, name, size_bytes, block_size, allow_any_host, created_unix_ms FROM volumes";
+
+    private readonly SqliteConnection _connection;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private bool _disposed;
+
+    private SqliteMetadataStore(string databasePath, SqliteConnection connection)
+    {
+        DatabasePath = databasePath;
+        _connection = connection;
+    }
+
+    public string DatabasePath { get; }
+
+    public string Description => "sqlite:" + DatabasePath;
+
+    /// <summary>The schema version this code writes; files at an older version are migrated on open.</summary>
+    public static int SchemaVersion => s_migrations.Length;
+
+    public static async Task<SqliteMetadataStore> OpenAsync(string databasePath, CancellationToken ct = default)
+    {
+        string fullPath = Path.GetFullPath(databasePath);
+        var builder = new SqliteConnectionStringBuilder
+        {
+            DataSource = fullPath,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            // Without pooling, disposing the store really closes the file (tests reopen it; so do restarts).
+            Pooling = false,
+        };
+        var connection = new SqliteConnection(builder.ToString());
+        try
+        {
+            await connection.OpenAsync(ct).ConfigureAwait(false);
+            Execute(connection, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;");
+            Migrate(connection, fullPath);
+            return new SqliteMetadataStore(fullPath, connection);
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    public Task<VolumeRecord?> GetVolumeAsync(string name, CancellationToken cancellationToken = default) =>
+        RunAsync(() =>
+        {
+            using SqliteCommand command = Command(SelectVolumeColumns + " WHERE name = $name", ("$name", name));
+            using SqliteDataReader reader = command.ExecuteReader();
+            if (!reader.Read())
+            {
+                return null;
+            }
+
+            var (id, volume) = ReadVolume(reader);
+            return volume with { AllowedHosts = ReadHosts(id) };
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<VolumeRecord>> ListVolumesAsync(CancellationToken cancellationToken = default) =>
+        RunAsync<IReadOnlyList<VolumeRecord>>(() =>
+        {
+            var hostsByVolume = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+            using (SqliteCommand hosts = Command("SELECT volume_id, host_nqn FROM allowed_hosts ORDER BY volume_id, position"))
+            using (SqliteDataReader reader = hosts.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    string volumeId = reader.GetString(0);
+                    if (!hostsByVolume.TryGetValue(volumeId, out List<string>? list))
+                    {
+                        hostsByVolume[volumeId] = list = [];
+                    }
+
+                    list.Add(reader.GetString(1));
+                }
+            }
+
+            var volumes = new List<VolumeRecord>();
+            using (SqliteCommand command = Command(SelectVolumeColumns + " ORDER BY name"))
+            using (SqliteDataReader reader = command.ExecuteReader())
+            {
+                while (reader.Read())
+                {
+                    var (id, volume) = ReadVolume(reader);
+                    IReadOnlyList<string> allowed = hostsByVolume.TryGetValue(id, out List<string>? list) ? list.AsReadOnly() : Array.Empty<string>();
+                    volumes.Add(volume with { AllowedHosts = allowed });
+                }
+            }
+
+            return volumes;
+        }, cancellationToken);
+
+    public Task<bool> TryCreateVolumeAsync(VolumeRecord volume, CancellationToken cancellationToken = default)
+    {
+        VolumeRecord stored = VolumeRecordNormalization.Normalize(volume);
+        return RunAsync(() =>
+        {
+            using SqliteTransaction transaction = _connection.BeginTransaction();
+            using (SqliteCommand exists = Command("SELECT 1 FROM volumes WHERE name = $name", ("$name", stored.Name)))
+            {
+                if (exists.ExecuteScalar() is not null)
+                {
+                    return false;
+                }
+            }
+
+            try
+            {
+                using SqliteCommand insert = Command(
+                    "INSERT INTO volumes (id, name, size_bytes, block_size, allow_any_host, created_unix_ms) VALUES ($id, $name, $size, $block, $any, $created)",
+                    ("$id", IdText(stored.Id)),
+                    ("$name", stored.Name),
+                    ("$size", stored.SizeBytes),
+                    ("$block", stored.BlockSize),
+                    ("$any", stored.AllowAnyHost),
+                    ("$created", stored.CreatedAt.ToUnixTimeMilliseconds()));
+                insert.ExecuteNonQuery();
+            }
+            catch (SqliteException e) when (e.SqliteExtendedErrorCode == SqliteUniqueConstraint && e.Message.Contains("volumes.name", StringComparison.Ordinal))
+            {
+                // Another process sharing the file won the race between the check and the insert.
+                return false;
+            }
+
+            InsertHosts(stored.Id, stored.AllowedHosts);
+            transaction.Commit();
+            return true;
+        }, cancellationToken);
+    }
+
+    public Task<bool> UpdateVolumeAsync(VolumeRecord volume, CancellationToken cancellationToken = default)
+    {
+        VolumeRecord update = VolumeRecordNormalization.Normalize(volume);
+        return RunAsync(() =>
+        {
+            using SqliteTransaction transaction = _connection.BeginTransaction();
+            string? id;
+            using (SqliteCommand find = Command("SELECT id FROM volumes WHERE name = $name", ("$name", update.Name)))
+            {
+                id = find.ExecuteScalar() as string;
+            }
+
+            if (id is null)
+            {
+                return false;
+            }
+
+            // Identity and creation time are fixed at creation; only the mutable fields are replaced.
+            using (SqliteCommand command = Command(
+                "UPDATE volumes SET size_bytes = $size, block_size = $block, allow_any_host = $any WHERE id = $id",
+                ("$id", id),
+                ("$size", update.SizeBytes),
+                ("$block", update.BlockSize),
+                ("$any", update.AllowAnyHost)))
+            {
+                command.ExecuteNonQuery();
+            }
+
+            using (SqliteCommand clear = Command("DELETE FROM allowed_hosts WHERE volume_id = $id", ("$id", id)))
+            {
+                clear.ExecuteNonQuery();
+            }
+
+            InsertHosts(Guid.Parse(id), update.AllowedHosts);
+            transaction.Commit();
+            return true;
+        }, cancellationToken);
+    }
+
+    public Task<bool> DeleteVolumeAsync(string name, CancellationToken cancellationToken = default) =>
+        RunAsync(() =>
+        {
+            // allowed_hosts rows go with it through ON DELETE CASCADE.
+            using SqliteCommand command = Command("DELETE FROM volumes WHERE name = $name", ("$name", name));
+            return command.ExecuteNonQuery() > 0;
+        }, cancellationToken);
+
+    public async ValueTask DisposeAsync()
+    {
+        await _gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            await _connection.DisposeAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private async Task<T> RunAsync<T>(Func<T> work, CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            return work();
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private void InsertHosts(Guid volumeId, IReadOnlyList<string> hosts)
+    {
+        using SqliteCommand insert = Command(
+            "INSERT INTO allowed_hosts (volume_id, host_nqn, position) VALUES ($id, $nqn, $position)",
+            ("$id", IdText(volumeId)),
+            ("$nqn", ""),
+            ("$position", 0));
+        for (int i = 0; i < hosts.Count; i++)
+        {
+            insert.Parameters["$nqn"].Value = hosts[i];
+            insert.Parameters["$position"].Value = i;
+            insert.ExecuteNonQuery();
+        }
+    }
+
+    private IReadOnlyList<string> ReadHosts(string volumeId)
+    {
+        using SqliteCommand command = Command("SELECT host_nqn FROM allowed_hosts WHERE volume_id = $id ORDER BY position", ("$id", volumeId));
+        using SqliteDataReader reader = command.ExecuteReader();
+        var hosts = new List<string>();
+        while (reader.Read())
+        {
+            hosts.Add(reader.GetString(0));
+        }
+
+        return hosts.AsReadOnly();
+    }
+
+    private static (string Id, VolumeRecord Volume) ReadVolume(SqliteDataReader reader)
+    {
+        string id = reader.GetString(0);
+        var volume = new VolumeRecord(
+            Guid.Parse(id),
+            reader.GetString(1),
+            reader.GetInt64(2),
+            reader.GetInt32(3),
+            reader.GetBoolean(4),
+            Array.Empty<string>(),
+            DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5)));
+        return (id, volume);
+    }
+
+    private SqliteCommand Command(string sql, params (string Name, object Value)[] parameters)
+    {
+        SqliteCommand command = _connection.CreateCommand();
+        command.CommandText = sql;
+        foreach (var (name, value) in parameters)
+        {
+            command.Parameters.AddWithValue(name, value);
+        }
+
+        return command;
+    }
+
+    private static string IdText(Guid id) => id.ToString("D");
+
+    private static void Execute(SqliteConnection connection, string sql)
+    {
+        using SqliteCommand command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+
+    private static void Migrate(SqliteConnection connection, string path)
+    {
+        using SqliteTransaction transaction = connection.BeginTransaction();
+        Execute(connection, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)");
+        long current;
+        using (SqliteCommand read = connection.CreateCommand())
+        {
+            read.CommandText = "SELECT version FROM schema_version";
+            current = read.ExecuteScalar() is long v ? v : 0;
+        }
+
+        if (current > s_migrations.Length)
+        {
+            throw new InvalidDataException($"{path} has metadata schema version {current}, newer than this program's {s_migrations.Length}.");
+        }
+
+        for (long version = current; version < s_migrations.Length; version++)
+        {
+            Execute(connection, s_migrations[version]);
+        }
+
+        Execute(connection, "DELETE FROM schema_version");
+        using (SqliteCommand write = connection.CreateCommand())
+        {
+            write.CommandText = "INSERT INTO schema_version (version) VALUES ($version)";
+            write.Parameters.AddWithValue("$version", s_migrations.Length);
+            write.ExecuteNonQuery();
+        }
+
+        transaction.Commit();
+    }
+}

@@ -1,0 +1,143 @@
+namespace CsiNvme.Metadata.Tests;
+
+public enum StoreKind
+{
+    Sqlite,
+    InMemory,
+}
+
+[TestFixture(StoreKind.Sqlite)]
+[TestFixture(StoreKind.InMemory)]
+public sealed class MetadataStoreTests(StoreKind kind)
+{
+    private string _dir = null!;
+    private IMetadataStore _store = null!;
+
+    [SetUp]
+    public async Task SetUp()
+    {
+        _dir = Directory.CreateTempSubdirectory("csinvme-metadata-").FullName;
+        _store = kind == StoreKind.Sqlite
+            ? await SqliteMetadataStore.OpenAsync(Path.Combine(_dir, "metadata.db"))
+            : new InMemoryMetadataStore();
+    }
+
+    [TearDown]
+    public async Task TearDown()
+    {
+        await _store.DisposeAsync();
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    internal static VolumeRecord Volume(string name, params string[] hosts) => new(
+        Guid.NewGuid(),
+        name,
+        SizeBytes: 1L << 30,
+        BlockSize: 4096,
+        AllowAnyHost: false,
+        hosts,
+        // Whole milliseconds: that is the stored precision.
+        DateTimeOffset.FromUnixTimeMilliseconds(1_750_000_000_123));
+
+    internal static void AssertSame(VolumeRecord? actual, VolumeRecord expected)
+    {
+        Assert.That(actual, Is.Not.Null);
+        Assert.Multiple(() =>
+        {
+            Assert.That(actual!.Id, Is.EqualTo(expected.Id));
+            Assert.That(actual.Name, Is.EqualTo(expected.Name));
+            Assert.That(actual.SizeBytes, Is.EqualTo(expected.SizeBytes));
+            Assert.That(actual.BlockSize, Is.EqualTo(expected.BlockSize));
+            Assert.That(actual.AllowAnyHost, Is.EqualTo(expected.AllowAnyHost));
+            Assert.That(actual.AllowedHosts, Is.EqualTo(expected.AllowedHosts));
+            Assert.That(actual.CreatedAt, Is.EqualTo(expected.CreatedAt));
+        });
+    }
+
+    [Test]
+    public async Task CreateGetListDelete()
+    {
+        VolumeRecord a = Volume("alpha", "nqn.2014-08.org.nvmexpress:uuid:1", "nqn.2014-08.org.nvmexpress:uuid:2");
+        VolumeRecord b = Volume("beta") with { AllowAnyHost = true, BlockSize = 512, SizeBytes = 5 << 20 };
+
+        Assert.That(await _store.TryCreateVolumeAsync(b), Is.True);
+        Assert.That(await _store.TryCreateVolumeAsync(a), Is.True);
+
+        AssertSame(await _store.GetVolumeAsync("alpha"), a);
+        AssertSame(await _store.GetVolumeAsync("beta"), b);
+        Assert.That(await _store.GetVolumeAsync("gamma"), Is.Null);
+
+        IReadOnlyList<VolumeRecord> all = await _store.ListVolumesAsync();
+        Assert.That(all.Select(v => v.Name), Is.EqualTo(new[] { "alpha", "beta" }));
+        AssertSame(all[0], a);
+
+        Assert.That(await _store.DeleteVolumeAsync("alpha"), Is.True);
+        Assert.That(await _store.DeleteVolumeAsync("alpha"), Is.False);
+        Assert.That(await _store.GetVolumeAsync("alpha"), Is.Null);
+        Assert.That((await _store.ListVolumesAsync()).Select(v => v.Name), Is.EqualTo(new[] { "beta" }));
+    }
+
+    [Test]
+    public async Task NamesAreUnique()
+    {
+        Assert.That(await _store.TryCreateVolumeAsync(Volume("same")), Is.True);
+        Assert.That(await _store.TryCreateVolumeAsync(Volume("same") with { SizeBytes = 4096 }), Is.False);
+        Assert.That((await _store.GetVolumeAsync("same"))!.SizeBytes, Is.EqualTo(1L << 30), "the first record is kept");
+
+        // After a delete the name is free again.
+        Assert.That(await _store.DeleteVolumeAsync("same"), Is.True);
+        Assert.That(await _store.TryCreateVolumeAsync(Volume("same")), Is.True);
+    }
+
+    [Test]
+    public async Task UpdateReplacesSizeAndHostsButKeepsIdentity()
+    {
+        VolumeRecord original = Volume("v", "nqn.host-a", "nqn.host-b");
+        Assert.That(await _store.TryCreateVolumeAsync(original), Is.True);
+
+        VolumeRecord changed = original with
+        {
+            Id = Guid.NewGuid(),
+            SizeBytes = 2L << 30,
+            AllowAnyHost = true,
+            AllowedHosts = ["nqn.host-c", "nqn.host-a", "nqn.host-c"],
+            CreatedAt = DateTimeOffset.UnixEpoch,
+        };
+        Assert.That(await _store.UpdateVolumeAsync(changed), Is.True);
+
+        VolumeRecord? stored = await _store.GetVolumeAsync("v");
+        AssertSame(stored, original with { SizeBytes = 2L << 30, AllowAnyHost = true, AllowedHosts = ["nqn.host-c", "nqn.host-a"] });
+
+        Assert.That(await _store.UpdateVolumeAsync(changed with { AllowedHosts = [] }), Is.True);
+        Assert.That((await _store.GetVolumeAsync("v"))!.AllowedHosts, Is.Empty);
+
+        Assert.That(await _store.UpdateVolumeAsync(Volume("missing")), Is.False);
+        Assert.That(await _store.GetVolumeAsync("missing"), Is.Null);
+    }
+
+    [Test]
+    public async Task CallersCannotChangeStoredHostsThroughTheirList()
+    {
+        var hosts = new List<string> { "nqn.host-a" };
+        VolumeRecord volume = Volume("v") with { AllowedHosts = hosts };
+        Assert.That(await _store.TryCreateVolumeAsync(volume), Is.True);
+        hosts.Add("nqn.host-b");
+        Assert.That((await _store.GetVolumeAsync("v"))!.AllowedHosts, Is.EqualTo(new[] { "nqn.host-a" }));
+    }
+
+    [Test]
+    public async Task ConcurrentCreatesOfOneNameHaveExactlyOneWinner()
+    {
+        for (int round = 0; round < 10; round++)
+        {
+            string name = $"race-{round}";
+            VolumeRecord[] candidates = Enumerable.Range(0, 16).Select(_ => Volume(name)).ToArray();
+
+            bool[] results = await Task.WhenAll(candidates.Select(c => Task.Run(() => _store.TryCreateVolumeAsync(c))));
+
+            Assert.That(results.Count(r => r), Is.EqualTo(1), $"round {round}");
+            VolumeRecord winner = candidates[Array.IndexOf(results, true)];
+            Assert.That((await _store.GetVolumeAsync(name))!.Id, Is.EqualTo(winner.Id));
+        }
+    }
+}
