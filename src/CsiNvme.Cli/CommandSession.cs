@@ -1,0 +1,124 @@
+using System.CommandLine;
+using System.Net.Sockets;
+using CsiNvme.Api.V1;
+using Grpc.Core;
+using Grpc.Net.Client;
+
+namespace CsiNvme.Cli;
+
+/// <summary>
+/// What a command's action needs: output writers, the --json flag and gRPC clients for the chosen server.
+/// <see cref="RunAsync"/> owns the channel and turns failures into messages and exit codes, so commands
+/// contain only their happy path.
+/// </summary>
+internal sealed class CommandSession
+{
+    private static readonly TimeSpan s_callTimeout = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan s_connectTimeout = TimeSpan.FromSeconds(5);
+
+    private readonly CancellationToken _cancellationToken;
+
+    private CommandSession(ParseResult parseResult, GlobalOptions globals, string server, GrpcChannel channel, CancellationToken cancellationToken)
+    {
+        Out = parseResult.InvocationConfiguration.Output;
+        Error = parseResult.InvocationConfiguration.Error;
+        Json = parseResult.GetValue(globals.Json);
+        Server = server;
+        Volumes = new VolumeService.VolumeServiceClient(channel);
+        ServerInfo = new ServerService.ServerServiceClient(channel);
+        _cancellationToken = cancellationToken;
+    }
+
+    public TextWriter Out { get; }
+
+    public TextWriter Error { get; }
+
+    public bool Json { get; }
+
+    /// <summary>The address as the user gave it, for messages.</summary>
+    public string Server { get; }
+
+    public VolumeService.VolumeServiceClient Volumes { get; }
+
+    public ServerService.ServerServiceClient ServerInfo { get; }
+
+    /// <summary>Options for every call: a deadline so a hung server cannot hang the shell, and Ctrl+C.</summary>
+    public CallOptions Call => new(deadline: DateTime.UtcNow + s_callTimeout, cancellationToken: _cancellationToken);
+
+    public static async Task<int> RunAsync(
+        ParseResult parseResult,
+        GlobalOptions globals,
+        CancellationToken cancellationToken,
+        Func<CommandSession, Task<int>> body)
+    {
+        TextWriter error = parseResult.InvocationConfiguration.Error;
+        string server = parseResult.GetValue(globals.Server) ?? GlobalOptions.DefaultServer;
+        if (!ServerAddress.TryParse(server, out Uri uri, out string? addressError))
+        {
+            await error.WriteLineAsync($"csinvme: {addressError}").ConfigureAwait(false);
+            return ExitCodes.UsageError;
+        }
+
+        using GrpcChannel channel = GrpcChannel.ForAddress(uri, new GrpcChannelOptions
+        {
+            HttpHandler = new SocketsHttpHandler { ConnectTimeout = s_connectTimeout },
+        });
+        var session = new CommandSession(parseResult, globals, server, channel, cancellationToken);
+        try
+        {
+            return await body(session).ConfigureAwait(false);
+        }
+        catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
+        {
+            string reason = e.StatusCode == StatusCode.DeadlineExceeded
+                ? $"no answer within {s_callTimeout.TotalSeconds:0} s"
+                : Reason(e);
+            await error.WriteLineAsync(
+                $"csinvme: cannot reach the storage server at {server}: {reason}.\n" +
+                "Is the server running there? Pick another address with --server ADDR:PORT.").ConfigureAwait(false);
+            return ExitCodes.ServerUnreachable;
+        }
+        catch (RpcException e) when (e.StatusCode != StatusCode.Cancelled || !cancellationToken.IsCancellationRequested)
+        {
+            string detail = string.IsNullOrEmpty(e.Status.Detail) ? e.StatusCode.ToString() : e.Status.Detail;
+            await error.WriteLineAsync($"csinvme: {detail} ({Describe(e.StatusCode)})").ConfigureAwait(false);
+            return ExitCodes.ServerRefused;
+        }
+    }
+
+    private static string Reason(RpcException e)
+    {
+        // The useful part (connection refused, name not found) is the innermost socket or HTTP error.
+        for (Exception? inner = e.Status.DebugException; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is SocketException socket)
+            {
+                return socket.SocketErrorCode switch
+                {
+                    SocketError.ConnectionRefused => "connection refused",
+                    SocketError.HostNotFound or SocketError.NoData => "host name not found",
+                    SocketError.TimedOut => "connection timed out",
+                    _ => socket.Message,
+                };
+            }
+
+            if (inner.InnerException is null)
+            {
+                return inner.Message.TrimEnd('.');
+            }
+        }
+
+        return string.IsNullOrEmpty(e.Status.Detail) ? "unavailable" : e.Status.Detail.TrimEnd('.');
+    }
+
+    private static string Describe(StatusCode code) => code switch
+    {
+        StatusCode.NotFound => "not found",
+        StatusCode.AlreadyExists => "already exists",
+        StatusCode.InvalidArgument => "invalid argument",
+        StatusCode.FailedPrecondition => "not allowed in the current state",
+        StatusCode.Internal => "server error",
+        StatusCode.Unimplemented => "not supported by this server",
+        _ => code.ToString(),
+    };
+}

@@ -1,0 +1,33 @@
+using System.CommandLine;
+using CsiNvme.Api;
+
+namespace CsiNvme.Cli;
+
+/// <summary>A required --size option that accepts human sizes (10GiB, 1.5G, 500MB, 4096).</summary>
+internal static class SizeOption
+{
+    public static Option<long> Create(string description) => new("--size")
+    {
+        Description = description + " Units: K/M/G/T or KiB/MiB/GiB/TiB are powers of 1024; KB/MB/GB/TB powers of 1000.",
+        HelpName = "SIZE",
+        Required = true,
+        // Parsing here makes a bad size a usage error, reported before any server is contacted.
+        CustomParser = result =>
+        {
+            string text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+            if (!ByteSize.TryParse(text, out long bytes, out string? error))
+            {
+                result.AddError($"invalid --size: {error}");
+                return 0;
+            }
+
+            if (bytes <= 0)
+            {
+                result.AddError($"invalid --size: '{text}' is not a positive size");
+                return 0;
+            }
+
+            return bytes;
+        },
+    };
+}

@@ -1,0 +1,131 @@
+using System.CommandLine;
+using System.Text.Json;
+using CsiNvme.Api.V1;
+using CsiNvme.Cli.Output;
+
+namespace CsiNvme.Cli;
+
+/// <summary><c>csinvme volume create|list|get|delete|resize</c>.</summary>
+internal static class VolumeCommands
+{
+    public static Command Create(GlobalOptions globals) => new("volume", "Create, inspect, resize and delete volumes.")
+    {
+        CreateCommand(globals),
+        ListCommand(globals),
+        GetCommand(globals),
+        DeleteCommand(globals),
+        ResizeCommand(globals),
+    };
+
+    private static Argument<string> NameArgument() => new("NAME") { Description = "Volume name." };
+
+    private static Command CreateCommand(GlobalOptions globals)
+    {
+        Argument<string> name = NameArgument();
+        Option<long> size = SizeOption.Create("Size of the new volume; rounded up to a multiple of 4 KiB by the server.");
+        var allowAnyHost = new Option<bool>("--allow-any-host")
+        {
+            Description = "Let every host NQN connect (otherwise only the --allow-host ones).",
+        };
+        var allowHosts = new Option<string[]>("--allow-host")
+        {
+            Description = "Host NQN allowed to connect; repeat for several hosts.",
+            HelpName = "HOSTNQN",
+        };
+        var blockSize = new Option<int>("--block-size")
+        {
+            Description = "Logical block size seen by hosts: 512 (default) or 4096.",
+            HelpName = "BYTES",
+        };
+        blockSize.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int>() is not (0 or 512 or 4096))
+            {
+                result.AddError("--block-size must be 512 or 4096");
+            }
+        });
+
+        var command = new Command("create", "Create a volume, exported as its own NVMe subsystem.")
+        {
+            name, size, allowAnyHost, allowHosts, blockSize,
+        };
+        command.SetAction((parseResult, ct) => CommandSession.RunAsync(parseResult, globals, ct, async session =>
+        {
+            var request = new CreateVolumeRequest
+            {
+                Name = parseResult.GetRequiredValue(name),
+                SizeBytes = (ulong)parseResult.GetValue(size),
+                AllowAnyHost = parseResult.GetValue(allowAnyHost),
+                BlockSize = (uint)parseResult.GetValue(blockSize),
+            };
+            request.AllowedHosts.AddRange(parseResult.GetValue(allowHosts) ?? []);
+
+            Volume volume = await session.Volumes.CreateVolumeAsync(request, session.Call);
+            VolumePrinter.WriteDetails(session, volume);
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+
+    private static Command ListCommand(GlobalOptions globals)
+    {
+        var command = new Command("list", "List all volumes.");
+        command.Aliases.Add("ls");
+        command.SetAction((parseResult, ct) => CommandSession.RunAsync(parseResult, globals, ct, async session =>
+        {
+            ListVolumesResponse response = await session.Volumes.ListVolumesAsync(new ListVolumesRequest(), session.Call);
+            VolumePrinter.WriteList(session, [.. response.Volumes.OrderBy(v => v.Name, StringComparer.Ordinal)]);
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+
+    private static Command GetCommand(GlobalOptions globals)
+    {
+        Argument<string> name = NameArgument();
+        var command = new Command("get", "Show one volume: size, NQN, NGUID/UUID, hosts, listen addresses.") { name };
+        command.SetAction((parseResult, ct) => CommandSession.RunAsync(parseResult, globals, ct, async session =>
+        {
+            Volume volume = await session.Volumes.GetVolumeAsync(new GetVolumeRequest { Name = parseResult.GetRequiredValue(name) }, session.Call);
+            VolumePrinter.WriteDetails(session, volume);
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+
+    private static Command DeleteCommand(GlobalOptions globals)
+    {
+        Argument<string> name = NameArgument();
+        var command = new Command("delete", "Delete a volume and its data. Connected hosts lose it at once.") { name };
+        command.Aliases.Add("rm");
+        command.SetAction((parseResult, ct) => CommandSession.RunAsync(parseResult, globals, ct, async session =>
+        {
+            string volumeName = parseResult.GetRequiredValue(name);
+            await session.Volumes.DeleteVolumeAsync(new DeleteVolumeRequest { Name = volumeName }, session.Call);
+            session.Out.WriteLine(session.Json
+                ? JsonSerializer.Serialize(new DeletedView(volumeName), CliJsonContext.Default.DeletedView)
+                : $"Deleted volume {volumeName}.");
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+
+    private static Command ResizeCommand(GlobalOptions globals)
+    {
+        Argument<string> name = NameArgument();
+        Option<long> size = SizeOption.Create("New size; volumes only grow.");
+        var command = new Command("resize", "Grow a volume; connected hosts are told the new capacity.") { name, size };
+        command.SetAction((parseResult, ct) => CommandSession.RunAsync(parseResult, globals, ct, async session =>
+        {
+            var request = new ResizeVolumeRequest
+            {
+                Name = parseResult.GetRequiredValue(name),
+                SizeBytes = (ulong)parseResult.GetValue(size),
+            };
+            Volume volume = await session.Volumes.ResizeVolumeAsync(request, session.Call);
+            VolumePrinter.WriteDetails(session, volume);
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+}
