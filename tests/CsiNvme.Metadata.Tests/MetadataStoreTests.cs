@@ -10,15 +10,15 @@ public enum StoreKind
 [TestFixture(StoreKind.InMemory)]
 public sealed class MetadataStoreTests(StoreKind kind)
 {
-    private string _dir = null!;
+    private TempDirectory _dir = null!;
     private IMetadataStore _store = null!;
 
     [SetUp]
     public async Task SetUp()
     {
-        _dir = Directory.CreateTempSubdirectory("csinvme-metadata-").FullName;
+        _dir = new TempDirectory("csinvme-metadata");
         _store = kind == StoreKind.Sqlite
-            ? await SqliteMetadataStore.OpenAsync(Path.Combine(_dir, "metadata.db"))
+            ? await SqliteMetadataStore.OpenAsync(_dir.Combine("metadata.db"))
             : new InMemoryMetadataStore();
     }
 
@@ -26,7 +26,7 @@ public sealed class MetadataStoreTests(StoreKind kind)
     public async Task TearDown()
     {
         await _store.DisposeAsync();
-        Directory.Delete(_dir, recursive: true);
+        _dir.Dispose();
     }
 
     internal static VolumeRecord Volume(string name, params string[] hosts) => new(

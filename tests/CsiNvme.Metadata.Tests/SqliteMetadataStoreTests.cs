@@ -4,18 +4,18 @@ namespace CsiNvme.Metadata.Tests;
 
 public sealed class SqliteMetadataStoreTests
 {
-    private string _dir = null!;
+    private TempDirectory _dir = null!;
 
     [SetUp]
-    public void SetUp() => _dir = Directory.CreateTempSubdirectory("csinvme-sqlite-").FullName;
+    public void SetUp() => _dir = new TempDirectory("csinvme-sqlite");
 
     [TearDown]
-    public void TearDown() => Directory.Delete(_dir, recursive: true);
+    public void TearDown() => _dir.Dispose();
 
     [Test]
     public async Task ReopeningKeepsEverything()
     {
-        string path = Path.Combine(_dir, "metadata.db");
+        string path = _dir.Combine("metadata.db");
         VolumeRecord a = MetadataStoreTests.Volume("a", "nqn.host-1", "nqn.host-2");
         VolumeRecord b = MetadataStoreTests.Volume("b") with { AllowAnyHost = true };
 
@@ -43,7 +43,7 @@ public sealed class SqliteMetadataStoreTests
     [Test]
     public async Task TheFileIsInWalModeWithTheCurrentSchemaVersionAndNoOrphanHosts()
     {
-        string path = Path.Combine(_dir, "metadata.db");
+        string path = _dir.Combine("metadata.db");
         await using (SqliteMetadataStore store = await SqliteMetadataStore.OpenAsync(path))
         {
             Assert.That(await store.TryCreateVolumeAsync(MetadataStoreTests.Volume("a", "nqn.host-1")), Is.True);
@@ -60,7 +60,7 @@ public sealed class SqliteMetadataStoreTests
     [Test]
     public async Task AFileFromANewerVersionIsRefused()
     {
-        string path = Path.Combine(_dir, "metadata.db");
+        string path = _dir.Combine("metadata.db");
         await (await SqliteMetadataStore.OpenAsync(path)).DisposeAsync();
         await using (var connection = new SqliteConnection($"Data Source={path};Pooling=False"))
         {
@@ -74,7 +74,7 @@ public sealed class SqliteMetadataStoreTests
     [Test]
     public async Task CallsAfterDisposeThrowObjectDisposed()
     {
-        SqliteMetadataStore store = await SqliteMetadataStore.OpenAsync(Path.Combine(_dir, "metadata.db"));
+        SqliteMetadataStore store = await SqliteMetadataStore.OpenAsync(_dir.Combine("metadata.db"));
         await store.DisposeAsync();
         await store.DisposeAsync();
         Assert.That(async () => await store.ListVolumesAsync(), Throws.InstanceOf<ObjectDisposedException>());

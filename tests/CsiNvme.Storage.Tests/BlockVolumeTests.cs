@@ -8,7 +8,7 @@ public sealed class BlockVolumeTests(Backend backend)
     private TempDirectory _dir = null!;
 
     [SetUp]
-    public void SetUp() => _dir = new TempDirectory();
+    public void SetUp() => _dir = new TempDirectory("csinvme-storage");
 
     [TearDown]
     public void TearDown() => _dir.Dispose();

@@ -8,7 +8,7 @@ public sealed class FileBlockVolumeTests
     private TempDirectory _dir = null!;
 
     [SetUp]
-    public void SetUp() => _dir = new TempDirectory();
+    public void SetUp() => _dir = new TempDirectory("csinvme-storage");
 
     [TearDown]
     public void TearDown() => _dir.Dispose();
@@ -16,7 +16,7 @@ public sealed class FileBlockVolumeTests
     [Test]
     public void DataSurvivesReopen()
     {
-        string path = _dir.File("v.img");
+        string path = _dir.Combine("v.img");
         byte[] data = VolumeFactory.Pattern(64 * 1024, seed: 7);
         using (FileBlockVolume volume = FileBlockVolume.Create(path, 8 * MiB, 4096))
         {
@@ -36,7 +36,7 @@ public sealed class FileBlockVolumeTests
     [Test]
     public void CreateRefusesAnExistingFile()
     {
-        string path = _dir.File("v.img");
+        string path = _dir.Combine("v.img");
         File.WriteAllBytes(path, new byte[4096]);
         Assert.That(() => FileBlockVolume.Create(path, MiB, 512), Throws.InstanceOf<IOException>());
         Assert.That(new FileInfo(path).Length, Is.EqualTo(4096), "the existing file is left alone");
@@ -45,7 +45,7 @@ public sealed class FileBlockVolumeTests
     [Test]
     public void OpenRefusesALengthThatIsNotWholeBlocks()
     {
-        string path = _dir.File("v.img");
+        string path = _dir.Combine("v.img");
         File.WriteAllBytes(path, new byte[4096 + 512]);
         Assert.That(() => FileBlockVolume.Open(path, 4096), Throws.InstanceOf<InvalidDataException>());
     }
@@ -53,7 +53,7 @@ public sealed class FileBlockVolumeTests
     [Test]
     public void ASecondOpenOfTheSameFileIsRefused()
     {
-        string path = _dir.File("v.img");
+        string path = _dir.Combine("v.img");
         using FileBlockVolume volume = FileBlockVolume.Create(path, MiB, 512);
         Assert.That(() => FileBlockVolume.Open(path, 512), Throws.InstanceOf<IOException>());
     }
@@ -61,7 +61,7 @@ public sealed class FileBlockVolumeTests
     [Test]
     public void NewVolumesAreSparseAndDeallocatePunchesHoles()
     {
-        string path = _dir.File("v.img");
+        string path = _dir.Combine("v.img");
         using FileBlockVolume volume = FileBlockVolume.Create(path, 1024L * MiB, 4096);
         Assert.That(AllocatedBytes(path), Is.LessThan(MiB), "a 1 GiB volume starts without data blocks");
 
@@ -77,7 +77,7 @@ public sealed class FileBlockVolumeTests
     [Test]
     public void ZeroingByWritingIsCorrectWhereHolesCannotBePunched()
     {
-        using FileBlockVolume volume = FileBlockVolume.Create(_dir.File("v.img"), 4 * MiB, 512);
+        using FileBlockVolume volume = FileBlockVolume.Create(_dir.Combine("v.img"), 4 * MiB, 512);
         byte[] data = VolumeFactory.Pattern(4 * MiB, 9);
         Assert.That(volume.Write(0, data, forceUnitAccess: false), Is.EqualTo(StorageStatus.Success));
 

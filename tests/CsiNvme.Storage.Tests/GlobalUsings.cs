@@ -1,1 +1,2 @@
+global using CsiNvme.TestSupport;
 global using NUnit.Framework;

@@ -26,7 +26,7 @@ public sealed class ModelPropertyTests(Backend backend)
     }
 
     [SetUp]
-    public void SetUp() => _dir = new TempDirectory();
+    public void SetUp() => _dir = new TempDirectory("csinvme-storage");
 
     [TearDown]
     public void TearDown() => _dir.Dispose();

@@ -11,7 +11,7 @@ internal static class VolumeFactory
 {
     public static IBlockVolume Create(Backend backend, TempDirectory dir, long sizeBytes, int blockSize = 512) => backend switch
     {
-        Backend.File => FileBlockVolume.Create(dir.File($"vol-{Guid.NewGuid():N}.img"), sizeBytes, blockSize),
+        Backend.File => FileBlockVolume.Create(dir.Combine($"vol-{Guid.NewGuid():N}.img"), sizeBytes, blockSize),
         Backend.Memory => new MemoryBlockVolume(sizeBytes, blockSize),
         _ => throw new ArgumentOutOfRangeException(nameof(backend)),
     };
