@@ -32,6 +32,38 @@ public sealed class TargetNamespace
     /// <summary>Lower-case hex form of <see cref="Nguid"/>, as nvme-cli prints it.</summary>
     public string NguidHex => Convert.ToHexStringLower(_nguid);
 
+    /// <summary>Command and byte counters reported in the SMART / Health log.</summary>
+    public NamespaceCounters Counters { get; } = new();
+
     /// <summary>Per-volume I/O metrics sink; null when metrics are off.</summary>
     public INamespaceMetrics? Metrics { get; set; }
+}
+
+/// <summary>Lifetime I/O counters of a namespace (SMART / Health log, NVMe base 2.0, Figure 207).</summary>
+public sealed class NamespaceCounters
+{
+    private long _readCommands;
+    private long _writeCommands;
+    private long _bytesRead;
+    private long _bytesWritten;
+
+    public long ReadCommands => Volatile.Read(ref _readCommands);
+
+    public long WriteCommands => Volatile.Read(ref _writeCommands);
+
+    public long BytesRead => Volatile.Read(ref _bytesRead);
+
+    public long BytesWritten => Volatile.Read(ref _bytesWritten);
+
+    public void CountRead(int bytes)
+    {
+        Interlocked.Increment(ref _readCommands);
+        Interlocked.Add(ref _bytesRead, bytes);
+    }
+
+    public void CountWrite(int bytes)
+    {
+        Interlocked.Increment(ref _writeCommands);
+        Interlocked.Add(ref _bytesWritten, bytes);
+    }
 }

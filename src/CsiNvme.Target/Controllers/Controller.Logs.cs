@@ -1,0 +1,169 @@
+using System.Net;
+using CsiNvme.Protocol.Commands;
+using CsiNvme.Protocol.Logs;
+using CsiNvme.Target.Transport;
+
+namespace CsiNvme.Target.Controllers;
+
+internal sealed partial class Controller
+{
+    private const int FirmwareSlotLogSize = 512;
+
+    /// <summary>
+    /// Get Log Page (NVMe base 2.0, 5.16): LID CDW10 7:0, LSP 14:8, RAE bit 15, NUMDL 31:16, NUMDU CDW11 15:0, LPO CDW12-13.
+    /// Every log is built whole and served by offset and length, so hosts reading in chunks (libnvme does for
+    /// the discovery log) see a consistent page.
+    /// </summary>
+    private void GetLogPage(NvmeTcpConnection connection, in SubmissionQueueEntry sqe)
+    {
+        var logId = (LogPageId)(byte)sqe.Cdw10;
+        var logSpecific = (sqe.Cdw10 >> 8) & 0x7F;
+        var retainEvent = (sqe.Cdw10 & 0x8000) != 0;
+        var dwords = ((sqe.Cdw10 >> 16) | ((ulong)(sqe.Cdw11 & 0xFFFF) << 16)) + 1;
+        var offset = sqe.Cdw12 | ((ulong)sqe.Cdw13 << 32);
+        var length = dwords * 4;
+        if ((offset & 3) != 0 || length > (ulong)connection.MaxDataTransfer)
+        {
+            connection.Complete(sqe.CommandId, NvmeStatus.InvalidField);
+            return;
+        }
+
+        byte[]? page = logId switch
+        {
+            LogPageId.Discovery when IsDiscovery => BuildDiscoveryLog(connection),
+            LogPageId.ErrorInformation => new byte[ErrorLog.EntrySize],
+            LogPageId.SmartHealth => BuildSmartLog(),
+            LogPageId.FirmwareSlot when !IsDiscovery => BuildFirmwareSlotLog(),
+            LogPageId.ChangedNamespaceList when !IsDiscovery => BuildChangedNamespaceLog(retainEvent),
+            LogPageId.AsymmetricNamespaceAccess when !IsDiscovery => BuildAnaLog(groupsOnly: (logSpecific & 1) != 0),
+            _ => null,
+        };
+
+        if (page is null)
+        {
+            connection.Complete(sqe.CommandId, NvmeStatus.InvalidLogPage);
+            return;
+        }
+
+        if (offset > (ulong)page.Length)
+        {
+            connection.Complete(sqe.CommandId, NvmeStatus.InvalidField);
+            return;
+        }
+
+        var available = page.AsSpan((int)offset);
+        var transfer = (int)Math.Min(length, Math.Min(sqe.DataPointer.Length, (ulong)connection.MaxDataTransfer));
+        if (sqe.DataPointer.Identifier != SglDescriptor.TransportDataBlock)
+        {
+            connection.Complete(sqe.CommandId, NvmeStatus.SglDescriptorTypeInvalid);
+            return;
+        }
+
+        var destination = connection.ReserveData(transfer);
+        var copied = Math.Min(transfer, available.Length);
+        available[..copied].CopyTo(destination);
+        destination[copied..].Clear();
+        connection.CommitData(sqe.CommandId, transfer);
+        connection.Complete(sqe.CommandId, NvmeStatus.Success);
+    }
+
+    /// <summary>
+    /// One entry per NVM subsystem this host may connect to, per listener (NVMe-oF 1.1, 5.3). A wildcard listener is
+    /// reported with the address the host reached us on, which is the one it can connect to.
+    /// </summary>
+    private byte[] BuildDiscoveryLog(NvmeTcpConnection connection)
+    {
+        var entries = new List<DiscoveryLogEntry>();
+        var endpoints = _target.LocalEndpoints;
+        foreach (var subsystem in _target.Subsystems.OrderBy(s => s.Nqn, StringComparer.Ordinal))
+        {
+            if (!subsystem.IsHostAllowed(HostNqn))
+            {
+                continue;
+            }
+
+            for (var i = 0; i < endpoints.Count; i++)
+            {
+                var endpoint = endpoints[i];
+                var address = endpoint.Address;
+                if (address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any))
+                {
+                    address = connection.LocalEndPoint?.Address ?? address;
+                }
+
+                if (address.IsIPv4MappedToIPv6)
+                {
+                    address = address.MapToIPv4();
+                }
+
+                entries.Add(new DiscoveryLogEntry(
+                    TransportType.Tcp,
+                    address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? Protocol.Logs.AddressFamily.IPv6 : Protocol.Logs.AddressFamily.IPv4,
+                    DiscoverySubsystemType.NvmSubsystem,
+                    DiscoveryLogEntry.SecureChannelNotRequired,
+                    (ushort)(i + 1),
+                    0xFFFF,
+                    (ushort)_target.Options.MaxQueueEntries,
+                    0,
+                    endpoint.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    subsystem.Nqn,
+                    address.ToString()));
+            }
+        }
+
+        return DiscoveryLog.Build(_target.DiscoveryGeneration, entries);
+    }
+
+    private byte[] BuildSmartLog()
+    {
+        ulong readCommands = 0, writeCommands = 0, bytesRead = 0, bytesWritten = 0;
+        foreach (var ns in Subsystem.Namespaces)
+        {
+            var counters = ns.Counters;
+            readCommands += (ulong)counters.ReadCommands;
+            writeCommands += (ulong)counters.WriteCommands;
+            bytesRead += (ulong)counters.BytesRead;
+            bytesWritten += (ulong)counters.BytesWritten;
+        }
+
+        var page = new byte[SmartLog.Size];
+        // Data units are thousands of 512-byte units, rounded up (NVMe base 2.0, Figure 207).
+        new SmartLog(
+            CriticalWarning: 0,
+            CompositeTemperatureKelvin: 300,
+            AvailableSpare: 100,
+            AvailableSpareThreshold: 10,
+            PercentageUsed: 0,
+            DataUnitsRead: (bytesRead / 512 + 999) / 1000,
+            DataUnitsWritten: (bytesWritten / 512 + 999) / 1000,
+            HostReadCommands: readCommands,
+            HostWriteCommands: writeCommands,
+            PowerOnHours: (ulong)(DateTime.UtcNow - _target.StartedAt).TotalHours).Write(page);
+        return page;
+    }
+
+    private byte[] BuildFirmwareSlotLog()
+    {
+        // AFI@0: slot 1 active; FRS1@8: the firmware revision (NVMe base 2.0, Figure 208).
+        var page = new byte[FirmwareSlotLogSize];
+        page[0] = 0x01;
+        Protocol.AsciiField.WriteSpacePadded(page.AsSpan(8, 8), _target.Options.FirmwareRevision);
+        return page;
+    }
+
+    private byte[] BuildChangedNamespaceLog(bool retainEvent)
+    {
+        var page = new byte[ChangedNamespaceList.Size];
+        ChangedNamespaceList.Write(page, TakeChangedNamespaces(retainEvent));
+        return page;
+    }
+
+    /// <summary>One ANA group per namespace, every group optimized on this (single-node) path.</summary>
+    private byte[] BuildAnaLog(bool groupsOnly)
+    {
+        var groups = Subsystem.Namespaces
+            .Select(ns => new AnaGroup(ns.NamespaceId, 0, AnaState.Optimized, [ns.NamespaceId]))
+            .ToArray();
+        return AnaLog.Build(0, groups, groupsOnly);
+    }
+}

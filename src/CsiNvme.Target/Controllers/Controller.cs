@@ -1,0 +1,582 @@
+using System.Diagnostics;
+using CsiNvme.Protocol.Commands;
+using CsiNvme.Protocol.Fabrics;
+using CsiNvme.Protocol.Logs;
+using CsiNvme.Target.Subsystems;
+using CsiNvme.Target.Transport;
+
+namespace CsiNvme.Target.Controllers;
+
+/// <summary>
+/// A dynamic controller (NVMe-oF 1.1, 3.2.1): created by an admin queue Connect, owns the controller registers
+/// (CC, CSTS), features, the Asynchronous Event Requests the host left outstanding, and the keep-alive timer. Its I/O
+/// queues are separate connections that attach with their own Connect.
+/// </summary>
+internal sealed partial class Controller : ISubsystemController
+{
+    // CC fields (NVMe base 2.0, 3.1.3.5): EN bit 0, SHN bits 15:14, IOSQES 19:16, IOCQES 23:20.
+    private const uint CcEnable = 1;
+    private const uint CcShutdownMask = 0x3u << 14;
+    // CSTS fields (3.1.3.6): RDY bit 0, CFS bit 1, SHST bits 3:2 (10b = shutdown complete).
+    private const uint CstsReady = 1;
+    private const uint CstsFatal = 2;
+    private const uint CstsShutdownComplete = 0x2u << 2;
+    // Async Event Configuration bit 8: Namespace Attribute Notices; bit 11: ANA change notices; bit 31: discovery log change.
+    private const uint AecNamespaceAttribute = 1u << 8;
+    private const uint AecAnaChange = 1u << 11;
+
+    private readonly object _gate = new();
+    private readonly NvmeTarget _target;
+    private readonly NvmeTcpConnection?[] _ioQueues;
+    private readonly Stack<ushort> _eventRequests = new();
+    private readonly Queue<uint> _pendingEvents = new();
+    private readonly SortedSet<uint> _changedNamespaces = new();
+    private readonly Timer _keepAliveTimer;
+    private NvmeTcpConnection? _adminQueue;
+    private uint _controllerConfiguration;
+    private uint _controllerStatus;
+    private uint _asyncEventConfiguration;
+    private uint _keepAliveTimeoutMs;
+    private long _lastActivity;
+    private int _grantedIoQueues;
+    private bool _namespaceNoticeMasked;
+    private bool _writeCacheEnabled = true;
+    private int _shutDown;
+
+    public Controller(NvmeTarget target, Subsystem subsystem, bool isDiscovery, string hostNqn, Guid hostId, uint keepAliveTimeoutMs)
+    {
+        _target = target;
+        Subsystem = subsystem;
+        IsDiscovery = isDiscovery;
+        HostNqn = hostNqn;
+        HostId = hostId;
+        _keepAliveTimeoutMs = keepAliveTimeoutMs;
+        _ioQueues = new NvmeTcpConnection?[target.Options.MaxIoQueues + 1];
+        _grantedIoQueues = target.Options.MaxIoQueues;
+        _lastActivity = Stopwatch.GetTimestamp();
+        _keepAliveTimer = new Timer(static state => ((Controller)state!).CheckKeepAlive(), this, Timeout.Infinite, Timeout.Infinite);
+        ArmKeepAlive();
+    }
+
+    public Subsystem Subsystem { get; }
+
+    public bool IsDiscovery { get; }
+
+    public string HostNqn { get; }
+
+    public Guid HostId { get; }
+
+    public ushort ControllerId { get; private set; }
+
+    public NvmeTarget Target => _target;
+
+    /// <summary>False after the host cleared the Volatile Write Cache feature: every write is then made durable before completing.</summary>
+    public bool WriteCacheEnabled => Volatile.Read(ref _writeCacheEnabled);
+
+    public bool IsEnabled => (Volatile.Read(ref _controllerStatus) & CstsReady) != 0;
+
+    public void AttachAdminQueue(ushort controllerId, NvmeTcpConnection connection)
+    {
+        ControllerId = controllerId;
+        _adminQueue = connection;
+    }
+
+    /// <summary>Attaches an I/O queue; refuses a queue id out of the granted range or already connected.</summary>
+    public bool TryAttachIoQueue(ushort queueId, NvmeTcpConnection connection)
+    {
+        lock (_gate)
+        {
+            if (_shutDown != 0 || queueId == 0 || queueId > _grantedIoQueues || _ioQueues[queueId] is not null)
+            {
+                return false;
+            }
+
+            _ioQueues[queueId] = connection;
+            return true;
+        }
+    }
+
+    public void QueueClosed(NvmeTcpConnection connection)
+    {
+        if (connection.QueueId == 0)
+        {
+            Shutdown("admin queue closed");
+            return;
+        }
+
+        lock (_gate)
+        {
+            if (connection.QueueId < _ioQueues.Length && ReferenceEquals(_ioQueues[connection.QueueId], connection))
+            {
+                _ioQueues[connection.QueueId] = null;
+            }
+        }
+    }
+
+    /// <summary>Any command counts as host activity (Traffic Based Keep Alive, NVMe base 2.0, 3.9.5).</summary>
+    public void TouchKeepAlive() => Volatile.Write(ref _lastActivity, Stopwatch.GetTimestamp());
+
+    /// <summary>Tears the controller down: every queue's connection is closed and the controller id is released.</summary>
+    public void Shutdown(string reason)
+    {
+        if (Interlocked.Exchange(ref _shutDown, 1) != 0)
+        {
+            return;
+        }
+
+        _keepAliveTimer.Dispose();
+        Subsystem.UnregisterController(ControllerId);
+        _target.LogControllerRemoved(ControllerId, HostNqn, Subsystem.Nqn, reason);
+        NvmeTcpConnection?[] queues;
+        lock (_gate)
+        {
+            queues = [.. _ioQueues, _adminQueue];
+            Array.Clear(_ioQueues);
+        }
+
+        foreach (var queue in queues)
+        {
+            queue?.Close(reason);
+        }
+    }
+
+    private void ArmKeepAlive()
+    {
+        var kato = Volatile.Read(ref _keepAliveTimeoutMs);
+        if (kato == 0)
+        {
+            _keepAliveTimer.Change(Timeout.Infinite, Timeout.Infinite);
+            return;
+        }
+
+        _keepAliveTimer.Change(kato, Timeout.Infinite);
+    }
+
+    private void CheckKeepAlive()
+    {
+        if (_shutDown != 0)
+        {
+            return;
+        }
+
+        var kato = Volatile.Read(ref _keepAliveTimeoutMs);
+        if (kato == 0)
+        {
+            return;
+        }
+
+        var idleMs = Stopwatch.GetElapsedTime(Volatile.Read(ref _lastActivity)).TotalMilliseconds;
+        // A little grace past KATO: hosts send Keep Alive at about KATO/2, and a slow host should not lose its paths.
+        if (idleMs > kato * 1.5)
+        {
+            Volatile.Write(ref _controllerStatus, _controllerStatus | CstsFatal);
+            Shutdown($"keep-alive timeout ({kato} ms)");
+            return;
+        }
+
+        try
+        {
+            _keepAliveTimer.Change(Math.Max(100, (int)(kato * 1.5 - idleMs) + 10), Timeout.Infinite);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Shut down concurrently.
+        }
+    }
+
+    // ---- ISubsystemController ----
+
+    public void NotifyNamespaceChanged(uint namespaceId)
+    {
+        lock (_gate)
+        {
+            _changedNamespaces.Add(namespaceId);
+            if ((_asyncEventConfiguration & AecNamespaceAttribute) == 0 || _namespaceNoticeMasked)
+            {
+                return;
+            }
+
+            // Further notices of this type stay masked until the host reads the Changed Namespace List (NVMe base 2.0, 5.2).
+            _namespaceNoticeMasked = true;
+            _pendingEvents.Enqueue(AsyncEvent.CompletionDw0(AsyncEvent.TypeNotice, AsyncEvent.NoticeNamespaceAttributeChanged, (byte)LogPageId.ChangedNamespaceList));
+        }
+
+        DeliverEvents();
+    }
+
+    /// <summary>Completes outstanding Asynchronous Event Requests with queued events.</summary>
+    private void DeliverEvents()
+    {
+        var admin = _adminQueue;
+        if (admin is null)
+        {
+            return;
+        }
+
+        while (true)
+        {
+            ushort commandId;
+            uint dw0;
+            lock (_gate)
+            {
+                if (_pendingEvents.Count == 0 || _eventRequests.Count == 0)
+                {
+                    return;
+                }
+
+                commandId = _eventRequests.Pop();
+                dw0 = _pendingEvents.Dequeue();
+            }
+
+            _ = admin.SendOutOfBandAsync(commandId, NvmeStatus.Success, dw0);
+        }
+    }
+
+    // ---- properties (NVMe-oF 1.1, 3.4 / 3.5) ----
+
+    private ulong Capabilities
+    {
+        get
+        {
+            var options = _target.Options;
+            ulong mqes = (ulong)(options.MaxQueueEntries - 1);
+            const ulong contiguousQueuesRequired = 1UL << 16;
+            const ulong timeout500Ms = 15UL << 24;
+            const ulong nvmCommandSet = 1UL << 37;
+            return mqes | contiguousQueuesRequired | timeout500Ms | nvmCommandSet;
+        }
+    }
+
+    private const uint SpecVersion = 0x00010300;
+
+    private NvmeStatus GetProperty(in SubmissionQueueEntry sqe, out ulong value)
+    {
+        var property = PropertyCommand.From(sqe);
+        value = 0;
+        switch (property.Offset)
+        {
+            case PropertyOffset.Capabilities:
+                value = property.EightBytes ? Capabilities : (uint)Capabilities;
+                return NvmeStatus.Success;
+            case PropertyOffset.Capabilities + 4 when !property.EightBytes:
+                value = Capabilities >> 32;
+                return NvmeStatus.Success;
+            case PropertyOffset.Version:
+                value = SpecVersion;
+                return NvmeStatus.Success;
+            case PropertyOffset.ControllerConfiguration:
+                value = Volatile.Read(ref _controllerConfiguration);
+                return NvmeStatus.Success;
+            case PropertyOffset.ControllerStatus:
+                value = Volatile.Read(ref _controllerStatus);
+                return NvmeStatus.Success;
+            default:
+                return NvmeStatus.InvalidField;
+        }
+    }
+
+    private NvmeStatus SetProperty(in SubmissionQueueEntry sqe)
+    {
+        var property = PropertyCommand.From(sqe);
+        if (property.Offset != PropertyOffset.ControllerConfiguration || property.EightBytes)
+        {
+            return NvmeStatus.InvalidField;
+        }
+
+        var value = (uint)property.Value;
+        NvmeTcpConnection?[] toClose = [];
+        lock (_gate)
+        {
+            var previous = _controllerConfiguration;
+            _controllerConfiguration = value;
+            var status = _controllerStatus;
+            if ((value & CcEnable) != 0 && (previous & CcEnable) == 0)
+            {
+                // The host must program 64-byte SQEs and 16-byte CQEs before enabling (IOSQES 6, IOCQES 4) on I/O controllers.
+                var iosqes = (value >> 16) & 0xF;
+                var iocqes = (value >> 20) & 0xF;
+                status = !IsDiscovery && (iosqes != 6 || iocqes != 4) ? status | CstsFatal : (status | CstsReady) & ~CstsShutdownComplete;
+            }
+            else if ((value & CcEnable) == 0 && (previous & CcEnable) != 0)
+            {
+                // EN 1 -> 0 is a controller reset: the I/O queues are deleted.
+                status &= ~(CstsReady | CstsFatal);
+                toClose = [.. _ioQueues];
+                Array.Clear(_ioQueues);
+            }
+
+            if ((value & CcShutdownMask) != 0)
+            {
+                // Writes are synchronous, so nothing is left to drain: shutdown processing completes at once.
+                status = (status & ~(0x3u << 2)) | CstsShutdownComplete;
+                toClose = [.. _ioQueues];
+                Array.Clear(_ioQueues);
+            }
+
+            _controllerStatus = status;
+        }
+
+        var closedAny = false;
+        foreach (var queue in toClose)
+        {
+            if (queue is not null)
+            {
+                queue.Close("controller disabled");
+                closedAny = true;
+            }
+        }
+
+        if (closedAny || (value & CcShutdownMask) != 0)
+        {
+            // A reset or shutdown must leave completed writes durable, as a power loss after it would.
+            foreach (var ns in Subsystem.Namespaces)
+            {
+                ns.Volume.Flush();
+            }
+        }
+
+        return NvmeStatus.Success;
+    }
+
+    // ---- admin command dispatch ----
+
+    public void ExecuteAdmin(NvmeTcpConnection connection, in SubmissionQueueEntry sqe, ReadOnlySpan<byte> data)
+    {
+        var commandId = sqe.CommandId;
+        switch ((AdminOpcode)sqe.Opcode)
+        {
+            case AdminOpcode.Fabrics:
+                ExecuteFabrics(connection, sqe);
+                return;
+            case AdminOpcode.Identify:
+                Identify(connection, sqe);
+                return;
+            case AdminOpcode.GetLogPage:
+                GetLogPage(connection, sqe);
+                return;
+            case AdminOpcode.SetFeatures:
+                SetFeatures(connection, sqe);
+                return;
+            case AdminOpcode.GetFeatures:
+                GetFeatures(connection, sqe);
+                return;
+            case AdminOpcode.AsyncEventRequest:
+                AsyncEventRequest(connection, commandId);
+                return;
+            case AdminOpcode.KeepAlive:
+                connection.Complete(commandId, NvmeStatus.Success);
+                return;
+            case AdminOpcode.Abort:
+                // DW0 bit 0 set: the command was not aborted. Commands here complete synchronously, so there is never one to abort.
+                connection.Complete(commandId, NvmeStatus.Success, 1);
+                return;
+            default:
+                connection.Complete(commandId, NvmeStatus.InvalidOpcode);
+                return;
+        }
+    }
+
+    private void ExecuteFabrics(NvmeTcpConnection connection, in SubmissionQueueEntry sqe)
+    {
+        switch ((FabricsCommandType)sqe.FabricsCommandType)
+        {
+            case FabricsCommandType.PropertyGet:
+                var status = GetProperty(sqe, out var value);
+                connection.Complete(sqe.CommandId, status, (uint)value, (uint)(value >> 32));
+                return;
+            case FabricsCommandType.PropertySet:
+                connection.Complete(sqe.CommandId, SetProperty(sqe));
+                return;
+            case FabricsCommandType.Connect:
+                // A queue is connected once; a second Connect on it is out of sequence.
+                connection.Complete(sqe.CommandId, NvmeStatus.CommandSequenceError);
+                return;
+            case FabricsCommandType.Disconnect:
+                connection.Complete(sqe.CommandId, NvmeStatus.Success);
+                return;
+            default:
+                connection.Complete(sqe.CommandId, NvmeStatus.InvalidField);
+                return;
+        }
+    }
+
+    private void AsyncEventRequest(NvmeTcpConnection connection, ushort commandId)
+    {
+        lock (_gate)
+        {
+            if (_eventRequests.Count > AsyncEventRequestLimit)
+            {
+                connection.Complete(commandId, NvmeStatus.AsyncEventRequestLimitExceeded);
+                return;
+            }
+
+            _eventRequests.Push(commandId);
+        }
+
+        DeliverEvents();
+    }
+
+    /// <summary>AERL, 0-based: four outstanding requests.</summary>
+    internal const byte AsyncEventRequestLimit = 3;
+
+    // ---- features (NVMe base 2.0, 5.27) ----
+
+    private void SetFeatures(NvmeTcpConnection connection, in SubmissionQueueEntry sqe)
+    {
+        if ((sqe.Cdw10 & 0x8000_0000) != 0)
+        {
+            connection.Complete(sqe.CommandId, NvmeStatus.FeatureIdNotSaveable);
+            return;
+        }
+
+        switch ((FeatureId)(byte)sqe.Cdw10)
+        {
+            case FeatureId.NumberOfQueues when !IsDiscovery:
+                {
+                    var requestedSubmission = (sqe.Cdw11 & 0xFFFF) + 1;
+                    var requestedCompletion = (sqe.Cdw11 >> 16) + 1;
+                    if (requestedSubmission == 0x10000 || requestedCompletion == 0x10000)
+                    {
+                        connection.Complete(sqe.CommandId, NvmeStatus.InvalidField);
+                        return;
+                    }
+
+                    var granted = (int)Math.Min(Math.Max(requestedSubmission, requestedCompletion), (uint)_target.Options.MaxIoQueues);
+                    lock (_gate)
+                    {
+                        _grantedIoQueues = granted;
+                    }
+
+                    connection.Complete(sqe.CommandId, NvmeStatus.Success, QueueCountResult(granted));
+                    return;
+                }
+
+            case FeatureId.AsyncEventConfiguration:
+                lock (_gate)
+                {
+                    _asyncEventConfiguration = sqe.Cdw11;
+                }
+
+                connection.Complete(sqe.CommandId, NvmeStatus.Success);
+                return;
+            case FeatureId.KeepAliveTimer:
+                Volatile.Write(ref _keepAliveTimeoutMs, sqe.Cdw11);
+                TouchKeepAlive();
+                ArmKeepAlive();
+                connection.Complete(sqe.CommandId, NvmeStatus.Success);
+                return;
+            case FeatureId.VolatileWriteCache when !IsDiscovery:
+                var enable = (sqe.Cdw11 & 1) != 0;
+                if (!enable)
+                {
+                    foreach (var ns in Subsystem.Namespaces)
+                    {
+                        ns.Volume.Flush();
+                    }
+                }
+
+                Volatile.Write(ref _writeCacheEnabled, enable);
+                connection.Complete(sqe.CommandId, NvmeStatus.Success);
+                return;
+            case FeatureId.HostIdentifier:
+                // Over fabrics the host identifier comes with Connect and cannot be changed (NVMe-oF 1.1, 3.3).
+                connection.Complete(sqe.CommandId, NvmeStatus.CommandSequenceError);
+                return;
+            default:
+                connection.Complete(sqe.CommandId, NvmeStatus.InvalidField);
+                return;
+        }
+    }
+
+    private void GetFeatures(NvmeTcpConnection connection, in SubmissionQueueEntry sqe)
+    {
+        // SEL (CDW10 bits 10:8): current, default and saved all read the same here; 3 (capabilities) reports "changeable".
+        var select = (sqe.Cdw10 >> 8) & 0x7;
+        var feature = (FeatureId)(byte)sqe.Cdw10;
+        if (select == 3)
+        {
+            var known = feature is FeatureId.NumberOfQueues or FeatureId.AsyncEventConfiguration or FeatureId.KeepAliveTimer or FeatureId.VolatileWriteCache or FeatureId.HostIdentifier;
+            connection.Complete(sqe.CommandId, known ? NvmeStatus.Success : NvmeStatus.InvalidField, known ? 0x4u : 0);
+            return;
+        }
+
+        switch (feature)
+        {
+            case FeatureId.NumberOfQueues when !IsDiscovery:
+                connection.Complete(sqe.CommandId, NvmeStatus.Success, QueueCountResult(_grantedIoQueues));
+                return;
+            case FeatureId.AsyncEventConfiguration:
+                connection.Complete(sqe.CommandId, NvmeStatus.Success, _asyncEventConfiguration);
+                return;
+            case FeatureId.KeepAliveTimer:
+                connection.Complete(sqe.CommandId, NvmeStatus.Success, Volatile.Read(ref _keepAliveTimeoutMs));
+                return;
+            case FeatureId.VolatileWriteCache when !IsDiscovery:
+                connection.Complete(sqe.CommandId, NvmeStatus.Success, WriteCacheEnabled ? 1u : 0u);
+                return;
+            case FeatureId.HostIdentifier:
+                // EXHID (CDW11 bit 0) must be set: the 128-bit identifier is the only one fabrics use.
+                if ((sqe.Cdw11 & 1) == 0)
+                {
+                    connection.Complete(sqe.CommandId, NvmeStatus.HostIdentifierInconsistentFormat);
+                    return;
+                }
+
+                Span<byte> hostId = stackalloc byte[16];
+                HostId.TryWriteBytes(hostId, bigEndian: true, out _);
+                SendAdminData(connection, sqe, hostId);
+                return;
+            default:
+                connection.Complete(sqe.CommandId, NvmeStatus.InvalidField);
+                return;
+        }
+    }
+
+    private static uint QueueCountResult(int granted) => (uint)(granted - 1) | ((uint)(granted - 1) << 16);
+
+    /// <summary>
+    /// Sends admin data sized by the command's SGL: shorter data is zero-padded (what reads past a structure's end
+    /// return), longer data is cut to what the host asked for.
+    /// </summary>
+    private static void SendAdminData(NvmeTcpConnection connection, in SubmissionQueueEntry sqe, ReadOnlySpan<byte> data)
+    {
+        var sgl = sqe.DataPointer;
+        if (sgl.Identifier != Protocol.Commands.SglDescriptor.TransportDataBlock)
+        {
+            connection.Complete(sqe.CommandId, NvmeStatus.SglDescriptorTypeInvalid);
+            return;
+        }
+
+        var length = (int)Math.Min(sgl.Length, (uint)connection.MaxDataTransfer);
+        if (length == 0)
+        {
+            connection.Complete(sqe.CommandId, NvmeStatus.Success);
+            return;
+        }
+
+        var destination = connection.ReserveData(length);
+        var copied = Math.Min(length, data.Length);
+        data[..copied].CopyTo(destination);
+        destination[copied..].Clear();
+        connection.CommitData(sqe.CommandId, length);
+        connection.Complete(sqe.CommandId, NvmeStatus.Success);
+    }
+
+    /// <summary>Reads and clears the Changed Namespace List; unmasks further namespace notices.</summary>
+    private uint[] TakeChangedNamespaces(bool retainEvent)
+    {
+        lock (_gate)
+        {
+            var list = _changedNamespaces.ToArray();
+            if (!retainEvent)
+            {
+                _changedNamespaces.Clear();
+                _namespaceNoticeMasked = false;
+            }
+
+            return list;
+        }
+    }
+
+    internal bool AnaNoticesEnabled => (_asyncEventConfiguration & AecAnaChange) != 0;
+}
