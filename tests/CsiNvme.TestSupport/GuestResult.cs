@@ -50,6 +50,27 @@ public sealed class GuestResult
     public string RequireValue(string key) =>
         Value(key) ?? throw new InvalidOperationException($"guest did not report {key}=...\n{Describe()}");
 
+    /// <summary>
+    /// The lines a script printed between <c>@@BEGIN NAME</c> and the next <c>@@END</c> line
+    /// (used for tool output such as JSON); null when the section is absent.
+    /// </summary>
+    public string? Section(string name)
+    {
+        var lines = Output.Split('\n');
+        var start = Array.FindLastIndex(lines, l => l.Trim() == "@@BEGIN " + name);
+        if (start < 0)
+        {
+            return null;
+        }
+
+        var end = Array.FindIndex(lines, start + 1, l => l.Trim() == "@@END");
+        return end < 0 ? null : string.Join('\n', lines[(start + 1)..end]);
+    }
+
+    /// <summary>Like <see cref="Section"/> but fails with the output tail when the section is missing.</summary>
+    public string RequireSection(string name) =>
+        Section(name) ?? throw new InvalidOperationException($"guest printed no section {name}\n{Describe()}");
+
     public string Tail(int lines = 80)
     {
         var all = Output.TrimEnd('\n').Split('\n');

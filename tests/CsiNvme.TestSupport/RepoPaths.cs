@@ -7,7 +7,7 @@ public static class RepoPaths
 {
     private static readonly Lazy<string> _root = new(FindRoot);
 
-    /// <summary>The directory holding CsiNvme.sln.</summary>
+    /// <summary>The directory holding CsiNvme.sln (or CSINVME_REPO_ROOT when set).</summary>
     public static string Root => _root.Value;
 
     /// <summary>Debug or Release: the configuration this harness (and so the tests using it) was built in.</summary>
@@ -28,6 +28,12 @@ public static class RepoPaths
 
     private static string FindRoot()
     {
+        // Lets a test assembly built outside the tree (or copied elsewhere) still find it.
+        if (Environment.GetEnvironmentVariable("CSINVME_REPO_ROOT") is { Length: > 0 } configured)
+        {
+            return Path.GetFullPath(configured);
+        }
+
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
             if (File.Exists(Path.Combine(dir.FullName, "CsiNvme.sln")))
