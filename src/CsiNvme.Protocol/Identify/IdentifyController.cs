@@ -54,7 +54,10 @@ public sealed record IdentifyController
     public ushort CriticalTemperature { get; init; }
     /// <summary>KAS@320 in 100 ms units; must be non-zero for Linux to run keep-alive.</summary>
     public ushort KeepAliveSupport { get; init; }
-    /// <summary>ANATT@343 seconds, ANACAP@344, ANAGRPMAX@348, NANAGRPID@352.</summary>
+    /// <summary>
+    /// ANATT@342 seconds, ANACAP@343, ANAGRPMAX@344, NANAGRPID@348 (NVMe base 2.0, Figure 275: NSETIDMAX@338 and
+    /// ENDGIDMAX@340 come first).
+    /// </summary>
     public byte AnaTransitionTime { get; init; }
     public byte AnaCapabilities { get; init; }
     public uint AnaGroupIdMax { get; init; }
@@ -125,10 +128,10 @@ public sealed record IdentifyController
         BinaryPrimitives.WriteUInt16LittleEndian(d[266..], WarningTemperature);
         BinaryPrimitives.WriteUInt16LittleEndian(d[268..], CriticalTemperature);
         BinaryPrimitives.WriteUInt16LittleEndian(d[320..], KeepAliveSupport);
-        d[343] = AnaTransitionTime;
-        d[344] = AnaCapabilities;
-        BinaryPrimitives.WriteUInt32LittleEndian(d[348..], AnaGroupIdMax);
-        BinaryPrimitives.WriteUInt32LittleEndian(d[352..], AnaGroupCount);
+        d[342] = AnaTransitionTime;
+        d[343] = AnaCapabilities;
+        BinaryPrimitives.WriteUInt32LittleEndian(d[344..], AnaGroupIdMax);
+        BinaryPrimitives.WriteUInt32LittleEndian(d[348..], AnaGroupCount);
         d[512] = SubmissionQueueEntrySize;
         d[513] = CompletionQueueEntrySize;
         BinaryPrimitives.WriteUInt16LittleEndian(d[514..], MaxOutstandingCommands);
@@ -174,10 +177,10 @@ public sealed record IdentifyController
         WarningTemperature = BinaryPrimitives.ReadUInt16LittleEndian(s[266..]),
         CriticalTemperature = BinaryPrimitives.ReadUInt16LittleEndian(s[268..]),
         KeepAliveSupport = BinaryPrimitives.ReadUInt16LittleEndian(s[320..]),
-        AnaTransitionTime = s[343],
-        AnaCapabilities = s[344],
-        AnaGroupIdMax = BinaryPrimitives.ReadUInt32LittleEndian(s[348..]),
-        AnaGroupCount = BinaryPrimitives.ReadUInt32LittleEndian(s[352..]),
+        AnaTransitionTime = s[342],
+        AnaCapabilities = s[343],
+        AnaGroupIdMax = BinaryPrimitives.ReadUInt32LittleEndian(s[344..]),
+        AnaGroupCount = BinaryPrimitives.ReadUInt32LittleEndian(s[348..]),
         SubmissionQueueEntrySize = s[512],
         CompletionQueueEntrySize = s[513],
         MaxOutstandingCommands = BinaryPrimitives.ReadUInt16LittleEndian(s[514..]),
