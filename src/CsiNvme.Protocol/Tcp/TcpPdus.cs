@@ -93,7 +93,9 @@ public readonly record struct TermReq(TermReqFatalError FatalErrorStatus, uint F
         var data = offendingHeader.Length > MaxErrorData ? offendingHeader[..MaxErrorData] : offendingHeader;
         var plen = HeaderLength + data.Length;
         pdu[..HeaderLength].Clear();
-        new PduHeader(type, PduFlags.None, HeaderLength, (byte)(data.Length > 0 ? HeaderLength : 0), (uint)plen).Write(pdu);
+        // PDO is reserved in TermReq PDUs (TCP 1.0, 3.6.2.4): the error data always follows the 24-byte header.
+        // SPDK sends 0 and FreeBSD's receiver rejects anything else.
+        new PduHeader(type, PduFlags.None, HeaderLength, 0, (uint)plen).Write(pdu);
         BinaryPrimitives.WriteUInt16LittleEndian(pdu[8..], (ushort)FatalErrorStatus);
         BinaryPrimitives.WriteUInt32LittleEndian(pdu[10..], FatalErrorInformation);
         data.CopyTo(pdu[HeaderLength..]);
