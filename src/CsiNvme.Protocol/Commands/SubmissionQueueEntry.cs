@@ -32,7 +32,7 @@ public readonly struct SubmissionQueueEntry
 
     public byte Opcode { get; }
 
-    /// <summary>CDW0 bits 15:8: FUSE (1:0) and PSDT (7:6); PSDT 10b = SGL for data, as fabrics require.</summary>
+    /// <summary>CDW0 bits 15:8: FUSE (1:0) and PSDT (7:6). Fabrics hosts send PSDT 01b (0x40, Linux NVME_CMD_SGL_METABUF): SGL for data.</summary>
     public byte Flags { get; }
 
     public ushort CommandId { get; }
