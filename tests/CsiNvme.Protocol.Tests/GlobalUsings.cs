@@ -1,0 +1,2 @@
+global using System.Buffers.Binary;
+global using NUnit.Framework;
