@@ -80,8 +80,12 @@ internal sealed class CommandSession
         }
         catch (RpcException e) when (e.StatusCode != StatusCode.Cancelled || !cancellationToken.IsCancellationRequested)
         {
-            string detail = string.IsNullOrEmpty(e.Status.Detail) ? e.StatusCode.ToString() : e.Status.Detail;
-            await error.WriteLineAsync($"csinvme: {detail} ({Describe(e.StatusCode)})").ConfigureAwait(false);
+            string kind = Describe(e.StatusCode);
+            string detail = e.Status.Detail;
+            string message = string.IsNullOrEmpty(detail) ? kind
+                : detail.Contains(kind, StringComparison.OrdinalIgnoreCase) ? detail
+                : $"{detail} ({kind})";
+            await error.WriteLineAsync($"csinvme: {message}").ConfigureAwait(false);
             return ExitCodes.ServerRefused;
         }
     }
