@@ -1,0 +1,177 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Globalization;
+using System.Net;
+using Microsoft.Extensions.Logging;
+
+namespace CsiNvme.Server.Hosting;
+
+/// <summary>Outcome of parsing the server's command line.</summary>
+public sealed record ServerCommandLineResult(StorageServerOptions? Options, IReadOnlyList<string> Errors, ParseResult ParseResult)
+{
+    public bool HelpRequested => Options is null && Errors.Count == 0;
+}
+
+/// <summary>Command line of csinvme-server; every option has a default so no flags are needed.</summary>
+public static class ServerCommandLine
+{
+    public static ServerCommandLineResult Parse(IReadOnlyList<string> args)
+    {
+        var dataDir = new Option<string>("--data-dir")
+        {
+            Description = "Directory for volume files and the metadata database.",
+            HelpName = "DIR",
+            DefaultValueFactory = _ => "./csinvme-data",
+        };
+        var nvmeListen = new Option<IPEndPoint[]>("--nvme-listen")
+        {
+            Description = "NVMe/TCP listen address, ADDR:PORT or [IPv6]:PORT; repeat for several (port 0 picks a free port).",
+            HelpName = "ADDR:PORT",
+            Arity = ArgumentArity.OneOrMore,
+            AllowMultipleArgumentsPerToken = false,
+            CustomParser = result => result.Tokens.Select(t => ParseEndpointOrError(result, "--nvme-listen", t.Value)).ToArray(),
+            DefaultValueFactory = _ => [new IPEndPoint(IPAddress.Loopback, StorageServerOptions.DefaultNvmePort)],
+        };
+        var mgmtListen = EndpointOption("--mgmt-listen", "Management gRPC listen address (HTTP/2 cleartext).", StorageServerOptions.DefaultManagementPort);
+        var metricsListen = EndpointOption("--metrics-listen", "Prometheus /metrics listen address (HTTP/1.1).", StorageServerOptions.DefaultMetricsPort);
+        var backend = new Option<StorageBackend>("--backend")
+        {
+            Description = "Volume storage: 'file' (sparse files + SQLite metadata in --data-dir, survives restarts) or 'memory' (RAM only).",
+            HelpName = "file|memory",
+            DefaultValueFactory = _ => StorageBackend.File,
+            CustomParser = result => ParseEnumOrError(result, "--backend", result.Tokens[0].Value, StorageBackend.File, ["file", "memory"]),
+        };
+        var logLevel = new Option<LogLevel>("--log-level")
+        {
+            Description = "Minimum log level: trace, debug, information, warning, error, critical or none.",
+            HelpName = "LEVEL",
+            DefaultValueFactory = _ => LogLevel.Information,
+            CustomParser = result => ParseEnumOrError(
+                result, "--log-level", result.Tokens[0].Value, LogLevel.Information, ["trace", "debug", "information", "warning", "error", "critical", "none"]),
+        };
+
+        var root = new RootCommand("CsiNvme storage server: NVMe/TCP target, management gRPC API and Prometheus metrics.")
+        {
+            dataDir,
+            nvmeListen,
+            mgmtListen,
+            metricsListen,
+            backend,
+            logLevel,
+        };
+
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            return new ServerCommandLineResult(null, parse.Errors.Select(e => e.Message).Distinct().ToArray(), parse);
+        }
+
+        // No action is attached to the root command, so any action here is --help or --version.
+        if (parse.Action is not null)
+        {
+            return new ServerCommandLineResult(null, [], parse);
+        }
+
+        var options = new StorageServerOptions
+        {
+            DataDirectory = parse.GetValue(dataDir)!,
+            NvmeListen = [.. parse.GetValue(nvmeListen)!],
+            ManagementListen = parse.GetValue(mgmtListen)!,
+            MetricsListen = parse.GetValue(metricsListen)!,
+            Backend = parse.GetValue(backend),
+            LogLevel = parse.GetValue(logLevel),
+        };
+
+        if (string.IsNullOrWhiteSpace(options.DataDirectory))
+        {
+            return new ServerCommandLineResult(null, ["--data-dir must not be empty"], parse);
+        }
+
+        return new ServerCommandLineResult(options, [], parse);
+    }
+
+    /// <summary>
+    /// Parses "ADDR:PORT" with an IPv4 address or a bracketed IPv6 address ("[::1]:4420"). Host names are
+    /// refused: a listener binds to an address, and resolving names at start would make it depend on DNS.
+    /// </summary>
+    public static bool TryParseEndpoint(string text, out IPEndPoint? endpoint, out string? error)
+    {
+        endpoint = null;
+        var colon = text.LastIndexOf(':');
+        if (colon <= 0 || colon == text.Length - 1)
+        {
+            error = $"'{text}' is not ADDR:PORT (examples: 127.0.0.1:4420, 0.0.0.0:4420, [::1]:4420)";
+            return false;
+        }
+
+        var hostPart = text[..colon];
+        var portPart = text[(colon + 1)..];
+        if (hostPart.StartsWith('['))
+        {
+            if (!hostPart.EndsWith(']'))
+            {
+                error = $"'{text}': IPv6 address must be in brackets, e.g. [::1]:4420";
+                return false;
+            }
+
+            hostPart = hostPart[1..^1];
+            if (!IPAddress.TryParse(hostPart, out var v6) || v6.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6)
+            {
+                error = $"'{text}': '{hostPart}' is not an IPv6 address";
+                return false;
+            }
+        }
+        else if (hostPart.Contains(':'))
+        {
+            error = $"'{text}': IPv6 address must be in brackets, e.g. [::1]:4420";
+            return false;
+        }
+
+        if (!IPAddress.TryParse(hostPart, out var address) || (address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && hostPart.Count(c => c == '.') != 3))
+        {
+            error = $"'{text}': '{hostPart}' is not an IP address";
+            return false;
+        }
+
+        if (!int.TryParse(portPart, NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port > IPEndPoint.MaxPort)
+        {
+            error = $"'{text}': port '{portPart}' must be a number from 0 to 65535";
+            return false;
+        }
+
+        endpoint = new IPEndPoint(address, port);
+        error = null;
+        return true;
+    }
+
+    private static Option<IPEndPoint> EndpointOption(string name, string description, int defaultPort) => new(name)
+    {
+        Description = description,
+        HelpName = "ADDR:PORT",
+        DefaultValueFactory = _ => new IPEndPoint(IPAddress.Loopback, defaultPort),
+        CustomParser = result => ParseEndpointOrError(result, name, result.Tokens[0].Value),
+    };
+
+    private static IPEndPoint ParseEndpointOrError(ArgumentResult result, string option, string text)
+    {
+        if (TryParseEndpoint(text, out var endpoint, out var error))
+        {
+            return endpoint!;
+        }
+
+        result.AddError($"{option}: {error}");
+        return new IPEndPoint(IPAddress.None, 0);
+    }
+
+    private static T ParseEnumOrError<T>(ArgumentResult result, string option, string text, T fallback, string[] allowed)
+        where T : struct, Enum
+    {
+        if (allowed.Contains(text, StringComparer.OrdinalIgnoreCase) && Enum.TryParse<T>(text, ignoreCase: true, out var value))
+        {
+            return value;
+        }
+
+        result.AddError($"{option}: '{text}' is not one of {string.Join(", ", allowed)}");
+        return fallback;
+    }
+}

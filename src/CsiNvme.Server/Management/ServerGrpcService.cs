@@ -1,0 +1,10 @@
+using CsiNvme.Api.V1;
+using Grpc.Core;
+
+namespace CsiNvme.Server.Management;
+
+internal sealed class ServerGrpcService(StorageServer server) : ServerService.ServerServiceBase
+{
+    public override Task<ServerInfo> GetServerInfo(GetServerInfoRequest request, ServerCallContext context) =>
+        Task.FromResult(server.GetInfo());
+}

@@ -1,0 +1,40 @@
+using CsiNvme.Api.V1;
+using CsiNvme.Server.Volumes;
+using Grpc.Core;
+
+namespace CsiNvme.Server.Management;
+
+/// <summary>The VolumeService RPCs; refusals become status codes in <see cref="ErrorMappingInterceptor"/>.</summary>
+internal sealed class VolumeGrpcService(VolumeManager volumes) : VolumeService.VolumeServiceBase
+{
+    public override Task<Volume> CreateVolume(CreateVolumeRequest request, ServerCallContext context) =>
+        volumes.CreateAsync(request.Name, request.SizeBytes, request.BlockSize, request.AllowAnyHost, request.AllowedHosts, context.CancellationToken);
+
+    public override Task<Volume> GetVolume(GetVolumeRequest request, ServerCallContext context) =>
+        Task.FromResult(volumes.Get(request.Name));
+
+    public override Task<ListVolumesResponse> ListVolumes(ListVolumesRequest request, ServerCallContext context)
+    {
+        var response = new ListVolumesResponse();
+        response.Volumes.AddRange(volumes.List());
+        return Task.FromResult(response);
+    }
+
+    public override async Task<DeleteVolumeResponse> DeleteVolume(DeleteVolumeRequest request, ServerCallContext context)
+    {
+        await volumes.DeleteAsync(request.Name, context.CancellationToken);
+        return new DeleteVolumeResponse();
+    }
+
+    public override Task<Volume> ResizeVolume(ResizeVolumeRequest request, ServerCallContext context) =>
+        volumes.ResizeAsync(request.Name, request.SizeBytes, context.CancellationToken);
+
+    public override Task<Volume> AllowHost(HostAccessRequest request, ServerCallContext context) =>
+        volumes.AllowHostAsync(request.Name, request.HostNqn, context.CancellationToken);
+
+    public override Task<Volume> DenyHost(HostAccessRequest request, ServerCallContext context) =>
+        volumes.DenyHostAsync(request.Name, request.HostNqn, context.CancellationToken);
+
+    public override Task<Volume> SetAllowAnyHost(SetAllowAnyHostRequest request, ServerCallContext context) =>
+        volumes.SetAllowAnyHostAsync(request.Name, request.AllowAnyHost, context.CancellationToken);
+}

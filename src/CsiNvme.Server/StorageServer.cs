@@ -1,0 +1,340 @@
+using System.Net;
+using System.Reflection;
+using CsiNvme.Api.V1;
+using CsiNvme.Metadata;
+using CsiNvme.Server.Management;
+using CsiNvme.Server.Hosting;
+using CsiNvme.Server.Metrics;
+using CsiNvme.Server.Volumes;
+using CsiNvme.Target;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+using Prometheus;
+
+namespace CsiNvme.Server;
+
+/// <summary>
+/// One storage server: the NVMe/TCP target exporting every volume, the management gRPC API and the
+/// Prometheus endpoint, sharing one volume manager.
+/// </summary>
+public sealed class StorageServer : IAsyncDisposable
+{
+    public const string MetadataFileName = "metadata.db";
+    public const string VolumesDirectoryName = "volumes";
+    public const string LockFileName = "csinvme.lock";
+
+    private static readonly TimeSpan _shutdownTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly WebApplication _app;
+    private readonly IMetadataStore _store;
+    private readonly FileStream? _dataDirectoryLock;
+    private readonly ILogger _logger;
+    private int _disposed;
+
+    private StorageServer(
+        StorageServerOptions options,
+        string dataDirectory,
+        WebApplication app,
+        IMetadataStore store,
+        FileStream? dataDirectoryLock,
+        NvmeTarget target,
+        VolumeManager volumes,
+        ServerMetrics metrics,
+        ILogger logger)
+    {
+        Options = options;
+        DataDirectory = dataDirectory;
+        _app = app;
+        _store = store;
+        _dataDirectoryLock = dataDirectoryLock;
+        Target = target;
+        Volumes = volumes;
+        Metrics = metrics;
+        _logger = logger;
+    }
+
+    public StorageServerOptions Options { get; }
+
+    /// <summary>Absolute data directory (unused by the memory backend).</summary>
+    public string DataDirectory { get; }
+
+    public NvmeTarget Target { get; }
+
+    public VolumeManager Volumes { get; }
+
+    public ServerMetrics Metrics { get; }
+
+    /// <summary>NVMe/TCP listeners with their real ports.</summary>
+    public IReadOnlyList<IPEndPoint> NvmeEndpoints { get; private set; } = [];
+
+    public IPEndPoint ManagementEndpoint { get; private set; } = new(IPAddress.None, 0);
+
+    public IPEndPoint MetricsEndpoint { get; private set; } = new(IPAddress.None, 0);
+
+    public DateTimeOffset StartedAt { get; private set; }
+
+    public static string Version { get; } =
+        typeof(StorageServer).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0.0.0";
+
+    /// <summary>The single stdout line announcing readiness, with the real bound ports.</summary>
+    public string ReadyLine =>
+        $"CSINVME-READY nvme={string.Join(',', NvmeEndpoints)} mgmt={ManagementEndpoint} metrics={MetricsEndpoint}";
+
+    public static async Task<StorageServer> StartAsync(StorageServerOptions options, CancellationToken cancellationToken = default)
+    {
+        if (options.NvmeListen.Count == 0)
+        {
+            throw new ArgumentException("at least one NVMe/TCP listen endpoint is required", nameof(options));
+        }
+
+        var dataDirectory = Path.GetFullPath(options.DataDirectory);
+        FileStream? dataDirectoryLock = null;
+        if (options.Backend == StorageBackend.File)
+        {
+            Directory.CreateDirectory(dataDirectory);
+            dataDirectoryLock = LockDataDirectory(dataDirectory);
+        }
+
+        var metrics = new ServerMetrics();
+        ListenOptions? managementListen = null;
+        ListenOptions? metricsListen = null;
+        StorageServer? server = null;
+
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            Args = [],
+            ContentRootPath = AppContext.BaseDirectory,
+            EnvironmentName = Environments.Production,
+        });
+
+        // The server is configured only through StorageServerOptions: no appsettings, no ASPNETCORE_* surprises.
+        builder.Configuration.Sources.Clear();
+        builder.Services.AddSingleton<IHostLifetime, EmbeddedHostLifetime>();
+        ConfigureLogging(builder.Logging, options);
+        builder.Services.AddGrpc(grpc => grpc.Interceptors.Add<ErrorMappingInterceptor>());
+        builder.Services.AddSingleton(_ => server ?? throw new InvalidOperationException("server not constructed"));
+        builder.Services.AddSingleton(sp => sp.GetRequiredService<StorageServer>().Volumes);
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            kestrel.AddServerHeader = false;
+            kestrel.Listen(options.ManagementListen, listen =>
+            {
+                // gRPC over cleartext HTTP/2 (h2c): only prior-knowledge HTTP/2 on this port.
+                listen.Protocols = HttpProtocols.Http2;
+                listen.Use(ListenerRoles.Tag(ListenerRole.Management));
+                managementListen = listen;
+            });
+            kestrel.Listen(options.MetricsListen, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http1;
+                listen.Use(ListenerRoles.Tag(ListenerRole.Metrics));
+                metricsListen = listen;
+            });
+        });
+
+        var app = builder.Build();
+        var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
+        var logger = loggerFactory.CreateLogger<StorageServer>();
+        app.Use(RouteByListener);
+        app.MapGrpcService<VolumeGrpcService>();
+        app.MapGrpcService<ServerGrpcService>();
+        app.MapMetrics("/metrics", metrics.Registry);
+
+        IMetadataStore? store = null;
+        NvmeTarget? target = null;
+        VolumeManager? volumes = null;
+        try
+        {
+            store = options.Backend == StorageBackend.File
+                ? await SqliteMetadataStore.OpenAsync(Path.Combine(dataDirectory, MetadataFileName), cancellationToken)
+                : new InMemoryMetadataStore();
+            IVolumeBackend backend = options.Backend == StorageBackend.File
+                ? new FileVolumeBackend(Path.Combine(dataDirectory, VolumesDirectoryName))
+                : new MemoryVolumeBackend();
+
+            var targetOptions = new NvmeTargetOptions();
+            options.ConfigureTarget?.Invoke(targetOptions);
+            targetOptions.Listen.Clear();
+            targetOptions.Listen.AddRange(options.NvmeListen);
+            target = new NvmeTarget(targetOptions, loggerFactory, metrics);
+            volumes = new VolumeManager(store, backend, target, metrics, loggerFactory.CreateLogger<VolumeManager>());
+            server = new StorageServer(options, dataDirectory, app, store, dataDirectoryLock, target, volumes, metrics, logger);
+
+            await volumes.LoadAsync(cancellationToken);
+            server.NvmeEndpoints = target.Start();
+            volumes.SetListenAddresses(server.NvmeEndpoints);
+            await app.StartAsync(cancellationToken);
+
+            // Kestrel rewrites each ListenOptions endpoint with the bound one, so port 0 becomes the real port.
+            server.ManagementEndpoint = managementListen!.IPEndPoint!;
+            server.MetricsEndpoint = metricsListen!.IPEndPoint!;
+            server.StartedAt = DateTimeOffset.UtcNow;
+            ServerLog.ServerStarted(
+                logger,
+                backend.Name,
+                dataDirectory,
+                store.Description,
+                volumes.Count,
+                string.Join(',', server.NvmeEndpoints),
+                server.ManagementEndpoint.ToString(),
+                server.MetricsEndpoint.ToString());
+            return server;
+        }
+        catch
+        {
+            if (server is not null)
+            {
+                await server.DisposeAsync();
+            }
+            else
+            {
+                await DisposeQuietly(target);
+                await DisposeQuietly(volumes);
+                await DisposeQuietly(store);
+                await app.DisposeAsync();
+                dataDirectoryLock?.Dispose();
+            }
+
+            throw;
+        }
+    }
+
+    public ServerInfo GetInfo()
+    {
+        var info = new ServerInfo
+        {
+            Version = Version,
+            DiscoveryNqn = NvmeTarget.DiscoveryNqn,
+            ManagementAddress = ManagementEndpoint.ToString(),
+            Backend = Volumes.BackendName,
+            DataDir = Options.Backend == StorageBackend.File ? DataDirectory : "",
+            MetadataStore = _store.Description,
+            VolumeCount = (uint)Volumes.Count,
+            ConnectionCount = (uint)Math.Max(0, Target.ConnectionCount),
+            StartedUnixMs = StartedAt.ToUnixTimeMilliseconds(),
+        };
+        info.NvmeListenAddresses.AddRange(NvmeEndpoints.Select(e => e.ToString()));
+        return info;
+    }
+
+    /// <summary>
+    /// Graceful shutdown: stop taking management calls, close NVMe connections, flush and close volumes,
+    /// close the metadata store. Each step runs even if an earlier one failed.
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        ServerLog.ServerStopping(_logger);
+        using (var timeout = new CancellationTokenSource(_shutdownTimeout))
+        {
+            await Step("stop management and metrics endpoints", () => _app.StopAsync(timeout.Token));
+        }
+
+        await Step("close NVMe/TCP connections", () => Target.DisposeAsync().AsTask());
+        await Step("flush and close volumes", () => Volumes.DisposeAsync().AsTask());
+        await Step("close metadata store", () => _store.DisposeAsync().AsTask());
+        ServerLog.ServerStopped(_logger);
+        await Step("dispose host", () => _app.DisposeAsync().AsTask());
+        _dataDirectoryLock?.Dispose();
+    }
+
+    private async Task Step(string name, Func<Task> step)
+    {
+        try
+        {
+            await step();
+        }
+        catch (Exception e)
+        {
+            ServerLog.ShutdownStepFailed(_logger, e, name);
+        }
+    }
+
+    private static async Task DisposeQuietly(IAsyncDisposable? disposable)
+    {
+        if (disposable is null)
+        {
+            return;
+        }
+
+        try
+        {
+            await disposable.DisposeAsync();
+        }
+        catch (Exception)
+        {
+            // Startup already failed; that error is the one worth reporting.
+        }
+    }
+
+    private static FileStream LockDataDirectory(string dataDirectory)
+    {
+        var path = Path.Combine(dataDirectory, LockFileName);
+        try
+        {
+            // FileShare.None takes an exclusive advisory lock (flock) that the kernel drops when the process dies.
+            return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException e)
+        {
+            throw new IOException($"data directory {dataDirectory} is in use by another storage server ({e.Message})", e);
+        }
+    }
+
+    private static void ConfigureLogging(ILoggingBuilder logging, StorageServerOptions options)
+    {
+        logging.ClearProviders();
+        logging.SetMinimumLevel(options.LogLevel);
+        if (options.LogLevel > LogLevel.Debug)
+        {
+            // Kestrel and routing chatter at Information would drown the volume lifecycle messages.
+            logging.AddFilter("Microsoft", LogLevel.Warning);
+            logging.AddFilter("Grpc", LogLevel.Warning);
+        }
+
+        if (options.ConfigureLogging is not null)
+        {
+            options.ConfigureLogging(logging);
+            return;
+        }
+
+        logging.AddSimpleConsole(console =>
+        {
+            console.SingleLine = true;
+            console.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+            console.UseUtcTimestamp = true;
+        });
+        // stdout carries only the CSINVME-READY line that scripts wait for; every log line goes to stderr.
+        logging.Services.Configure<ConsoleLoggerOptions>(console => console.LogToStandardErrorThreshold = LogLevel.Trace);
+    }
+
+    private static Task RouteByListener(HttpContext context, RequestDelegate next)
+    {
+        var role = ListenerRoles.Of(context);
+        var isMetrics = context.Request.Path.Equals("/metrics", StringComparison.Ordinal);
+        var allowed = role switch
+        {
+            ListenerRole.Metrics => isMetrics,
+            ListenerRole.Management => !isMetrics,
+            _ => false,
+        };
+        if (!allowed)
+        {
+            context.Response.StatusCode = StatusCodes.Status404NotFound;
+            return Task.CompletedTask;
+        }
+
+        return next(context);
+    }
+}

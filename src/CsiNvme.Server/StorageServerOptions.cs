@@ -1,0 +1,42 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+
+namespace CsiNvme.Server;
+
+/// <summary>Where volume data and metadata live.</summary>
+public enum StorageBackend
+{
+    /// <summary>Sparse files under DataDirectory/volumes and an SQLite metadata file: survives restarts.</summary>
+    File,
+
+    /// <summary>RAM only, gone at exit: for tests and benchmarks.</summary>
+    Memory,
+}
+
+public sealed class StorageServerOptions
+{
+    public const int DefaultNvmePort = 4420;
+    public const int DefaultManagementPort = 9500;
+    public const int DefaultMetricsPort = 9501;
+
+    public string DataDirectory { get; set; } = "./csinvme-data";
+
+    /// <summary>NVMe/TCP listeners; port 0 picks a free port.</summary>
+    public List<IPEndPoint> NvmeListen { get; set; } = [new(IPAddress.Loopback, DefaultNvmePort)];
+
+    /// <summary>gRPC management API (HTTP/2 without TLS).</summary>
+    public IPEndPoint ManagementListen { get; set; } = new(IPAddress.Loopback, DefaultManagementPort);
+
+    /// <summary>Prometheus /metrics (HTTP/1.1).</summary>
+    public IPEndPoint MetricsListen { get; set; } = new(IPAddress.Loopback, DefaultMetricsPort);
+
+    public StorageBackend Backend { get; set; } = StorageBackend.File;
+
+    public LogLevel LogLevel { get; set; } = LogLevel.Information;
+
+    /// <summary>Replaces the default console logging (all on stderr); used by embedders such as tests.</summary>
+    public Action<ILoggingBuilder>? ConfigureLogging { get; set; }
+
+    /// <summary>Target tunables; <see cref="NvmeListen"/> is copied into its listen list.</summary>
+    public Action<CsiNvme.Target.NvmeTargetOptions>? ConfigureTarget { get; set; }
+}

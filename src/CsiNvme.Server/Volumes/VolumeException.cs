@@ -1,0 +1,17 @@
+namespace CsiNvme.Server.Volumes;
+
+/// <summary>Why a volume operation was refused; mapped one to one onto gRPC status codes.</summary>
+public enum VolumeError
+{
+    InvalidArgument,
+    NotFound,
+    AlreadyExists,
+    FailedPrecondition,
+    Internal,
+}
+
+/// <summary>A volume operation that was refused or failed without changing anything.</summary>
+public sealed class VolumeException(VolumeError error, string message, Exception? inner = null) : Exception(message, inner)
+{
+    public VolumeError Error { get; } = error;
+}

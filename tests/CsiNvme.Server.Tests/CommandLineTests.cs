@@ -1,0 +1,96 @@
+using System.Net;
+using CsiNvme.Server.Hosting;
+using Microsoft.Extensions.Logging;
+using NUnit.Framework;
+
+namespace CsiNvme.Server.Tests;
+
+[TestFixture]
+public sealed class CommandLineTests
+{
+    [Test]
+    public void NoFlagsGiveTheEmbeddedDefaults()
+    {
+        var result = ServerCommandLine.Parse([]);
+
+        Assert.That(result.Errors, Is.Empty);
+        var options = result.Options!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(options.DataDirectory, Is.EqualTo("./csinvme-data"));
+            Assert.That(options.NvmeListen, Is.EqualTo(new[] { new IPEndPoint(IPAddress.Loopback, 4420) }));
+            Assert.That(options.ManagementListen, Is.EqualTo(new IPEndPoint(IPAddress.Loopback, 9500)));
+            Assert.That(options.MetricsListen, Is.EqualTo(new IPEndPoint(IPAddress.Loopback, 9501)));
+            Assert.That(options.Backend, Is.EqualTo(StorageBackend.File));
+            Assert.That(options.LogLevel, Is.EqualTo(LogLevel.Information));
+        });
+    }
+
+    [Test]
+    public void EveryOptionIsParsed()
+    {
+        var result = ServerCommandLine.Parse(
+        [
+            "--data-dir", "/var/lib/csinvme",
+            "--nvme-listen", "0.0.0.0:4420",
+            "--nvme-listen", "[::1]:4421",
+            "--mgmt-listen", "[::]:9600",
+            "--metrics-listen", "10.0.0.5:0",
+            "--backend", "MEMORY",
+            "--log-level", "debug",
+        ]);
+
+        Assert.That(result.Errors, Is.Empty);
+        var options = result.Options!;
+        Assert.Multiple(() =>
+        {
+            Assert.That(options.DataDirectory, Is.EqualTo("/var/lib/csinvme"));
+            Assert.That(options.NvmeListen, Is.EqualTo(new[] { new IPEndPoint(IPAddress.Any, 4420), new IPEndPoint(IPAddress.IPv6Loopback, 4421) }));
+            Assert.That(options.ManagementListen, Is.EqualTo(new IPEndPoint(IPAddress.IPv6Any, 9600)));
+            Assert.That(options.MetricsListen, Is.EqualTo(new IPEndPoint(IPAddress.Parse("10.0.0.5"), 0)));
+            Assert.That(options.Backend, Is.EqualTo(StorageBackend.Memory));
+            Assert.That(options.LogLevel, Is.EqualTo(LogLevel.Debug));
+        });
+    }
+
+    [TestCase(new[] { "--nvme-listen", "127.0.0.1:65536" }, "port")]
+    [TestCase(new[] { "--nvme-listen", "127.0.0.1:-1" }, "port")]
+    [TestCase(new[] { "--nvme-listen", "127.0.0.1:http" }, "port")]
+    [TestCase(new[] { "--nvme-listen", "127.0.0.1" }, "ADDR:PORT")]
+    [TestCase(new[] { "--nvme-listen", "localhost:4420" }, "not an IP address")]
+    [TestCase(new[] { "--nvme-listen", "::1:4420" }, "brackets")]
+    [TestCase(new[] { "--nvme-listen", "[127.0.0.1]:4420" }, "not an IPv6 address")]
+    [TestCase(new[] { "--mgmt-listen", "1.2.3:80" }, "not an IP address")]
+    [TestCase(new[] { "--metrics-listen", ":9501" }, "ADDR:PORT")]
+    [TestCase(new[] { "--backend", "ceph" }, "file, memory")]
+    [TestCase(new[] { "--log-level", "loud" }, "trace")]
+    [TestCase(new[] { "--data-dir" }, "--data-dir")]
+    [TestCase(new[] { "--no-such-flag" }, "--no-such-flag")]
+    [TestCase(new[] { "extra-argument" }, "extra-argument")]
+    public void BadOptionsAreErrors(string[] args, string expectedMessagePart)
+    {
+        var result = ServerCommandLine.Parse(args);
+
+        Assert.That(result.Options, Is.Null);
+        Assert.That(result.Errors, Is.Not.Empty);
+        Assert.That(string.Join("\n", result.Errors), Does.Contain(expectedMessagePart));
+    }
+
+    [Test]
+    public void HelpIsNeitherOptionsNorErrors()
+    {
+        var result = ServerCommandLine.Parse(["--help"]);
+        Assert.That(result.HelpRequested, Is.True);
+    }
+
+    [TestCase("127.0.0.1:4420", "127.0.0.1", 4420)]
+    [TestCase("0.0.0.0:0", "0.0.0.0", 0)]
+    [TestCase("[::1]:4420", "::1", 4420)]
+    [TestCase("[fe80::1]:65535", "fe80::1", 65535)]
+    public void EndpointsParse(string text, string address, int port)
+    {
+        Assert.That(ServerCommandLine.TryParseEndpoint(text, out var endpoint, out var error), Is.True, error);
+        Assert.That(endpoint, Is.EqualTo(new IPEndPoint(IPAddress.Parse(address), port)));
+        Assert.That(endpoint!.ToString(), Is.EqualTo(text), "the same form is printed back");
+    }
+}
