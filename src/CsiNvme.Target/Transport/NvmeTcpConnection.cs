@@ -114,10 +114,16 @@ internal sealed partial class NvmeTcpConnection
         finally
         {
             Close("connection ended");
+
+            // Only the receive loop touches the transfer table, so it is released here, after the loop, never from
+            // the thread that asked for the close.
+            ReleaseTransfers();
+            _controller?.QueueClosed(this);
+            _target.ConnectionClosed(this);
         }
     }
 
-    /// <summary>Closes the socket; the receive loop ends and the queue is detached from its controller.</summary>
+    /// <summary>Closes the socket from any thread; the receive loop then ends and detaches the queue from its controller.</summary>
     public void Close(string reason)
     {
         if (Interlocked.Exchange(ref _closed, 1) != 0)
@@ -137,9 +143,6 @@ internal sealed partial class NvmeTcpConnection
         }
 
         _socket.Dispose();
-        ReleaseTransfers();
-        _controller?.QueueClosed(this);
-        _target.ConnectionClosed(this);
     }
 
     /// <summary>
@@ -246,6 +249,7 @@ internal sealed partial class NvmeTcpConnection
         var length = new TermReq(error.Value, errorField).Write(_sendBuffer, PduType.C2HTermReq, pdu[..Math.Min(pdu.Length, ICReq.Length)]);
         _sendLength = length;
         await FlushAsync().ConfigureAwait(false);
+        await LingerAfterTermReqAsync().ConfigureAwait(false);
         return false;
     }
 
@@ -279,7 +283,29 @@ internal sealed partial class NvmeTcpConnection
 
         if (_terminated)
         {
+            await LingerAfterTermReqAsync().ConfigureAwait(false);
             Close("fatal transport error");
+        }
+    }
+
+    /// <summary>
+    /// Half-closes after a TermReq and drains what the host still sends for a moment: closing with unread bytes
+    /// would reset the connection and could destroy the TermReq before the host reads it.
+    /// </summary>
+    private async Task LingerAfterTermReqAsync()
+    {
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Send);
+            using var linger = CancellationTokenSource.CreateLinkedTokenSource(_closing.Token);
+            linger.CancelAfter(TimeSpan.FromSeconds(2));
+            while (await _socket.ReceiveAsync(_receiveBuffer.AsMemory(), SocketFlags.None, linger.Token).ConfigureAwait(false) > 0)
+            {
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+        {
+            // The host closed or the grace period ended.
         }
     }
 
