@@ -1,0 +1,57 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace CsiNvme.Cli.Tests;
+
+/// <summary>Command lines that must fail (or print help) without a server answering.</summary>
+public sealed class CliWithoutServerTests
+{
+    [TestCase("volume", "create", "v", "--size", "12XB")]
+    [TestCase("volume", "create", "v", "--size", "-1G")]
+    [TestCase("volume", "create", "v", "--size", "0")]
+    [TestCase("volume", "create", "v")]
+    [TestCase("volume", "resize", "v", "--size", "lots")]
+    [TestCase("volume", "create", "v", "--size", "1G", "--block-size", "1024")]
+    [TestCase("volume", "frobnicate")]
+    [TestCase("volume")]
+    public async Task BadCommandLinesAreUsageErrors(params string[] args)
+    {
+        // Port 1 is never a storage server: a usage error must be reported before any connection is tried.
+        CliRun run = await CliRun.RunAsync([.. args, "--server", "127.0.0.1:1"]);
+        Assert.That(run.ExitCode, Is.EqualTo(2), run.ToString());
+        Assert.That(run.Stderr, Does.StartWith("csinvme: "));
+        Assert.That(run.Stdout, Is.Empty);
+    }
+
+    [Test]
+    public async Task AClosedPortIsReportedAsUnreachable()
+    {
+        // Bind then release a port so that nothing listens on it.
+        var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        int port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        string address = $"127.0.0.1:{port}";
+
+        CliRun run = await CliRun.RunAsync("volume", "list", "--server", address);
+
+        Assert.That(run.ExitCode, Is.EqualTo(3), run.ToString());
+        Assert.That(run.Stderr, Does.Contain(address).And.Contain("connection refused").And.Contain("server running"));
+    }
+
+    [Test]
+    public async Task AMalformedServerAddressIsAUsageError()
+    {
+        CliRun run = await CliRun.RunAsync("volume", "list", "--server", "localhost");
+        Assert.That(run.ExitCode, Is.EqualTo(2), run.ToString());
+        Assert.That(run.Stderr, Does.Contain("ADDR:PORT"));
+    }
+
+    [Test]
+    public async Task HelpListsTheCommandGroups()
+    {
+        CliRun run = await CliRun.RunAsync("--help");
+        Assert.That(run.ExitCode, Is.Zero, run.ToString());
+        Assert.That(run.Stdout, Does.Contain("volume").And.Contain("host").And.Contain("server").And.Contain("--server"));
+    }
+}

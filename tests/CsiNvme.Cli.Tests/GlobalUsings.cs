@@ -1,0 +1,2 @@
+global using CsiNvme.TestSupport;
+global using NUnit.Framework;
