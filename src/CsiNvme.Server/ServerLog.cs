@@ -28,7 +28,7 @@ internal static partial class ServerLog
     [LoggerMessage(EventId = 8, Level = LogLevel.Warning, Message = "Volume {Name}: backing store is {ActualBytes} bytes but metadata says {RecordedBytes}; a resize was interrupted, keeping {ActualBytes} bytes")]
     public static partial void VolumeSizeReconciled(ILogger logger, string name, long actualBytes, long recordedBytes);
 
-    [LoggerMessage(EventId = 9, Level = LogLevel.Warning, Message = "Volume operation {Operation} refused: {Error} {Message}")]
+    [LoggerMessage(EventId = 9, Level = LogLevel.Information, Message = "Volume operation {Operation} refused: {Error} {Message}")]
     public static partial void OperationRefused(ILogger logger, string operation, string error, string message);
 
     [LoggerMessage(EventId = 10, Level = LogLevel.Error, Message = "Volume operation {Operation} on {Name} failed")]

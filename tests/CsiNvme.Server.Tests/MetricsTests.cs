@@ -97,6 +97,22 @@ public sealed class MetricsTests
     }
 
     [Test]
+    public async Task ConnectionGaugeCountsLiveNvmeTcpConnections()
+    {
+        using (var client = new System.Net.Sockets.TcpClient())
+        {
+            await client.ConnectAsync(_server.Server.NvmeEndpoints[0]);
+            await WaitForAsync(() => _server.Server.Metrics.ConnectionCount == 1);
+            Assert.That(await ScrapeAsync(), Does.Contain("csinvme_nvme_connections 1"));
+            var info = await _server.Info.GetServerInfoAsync(new GetServerInfoRequest());
+            Assert.That(info.ConnectionCount, Is.EqualTo(1));
+        }
+
+        await WaitForAsync(() => _server.Server.Metrics.ConnectionCount == 0);
+        Assert.That(await ScrapeAsync(), Does.Contain("csinvme_nvme_connections 0"));
+    }
+
+    [Test]
     public void ConnectionGaugeFollowsTheTargetObserver()
     {
         var metrics = new ServerMetrics();
@@ -133,6 +149,16 @@ public sealed class MetricsTests
         var metrics = new ServerMetrics().ForVolume("odd", 4096);
         Assert.DoesNotThrow(() => metrics.Record((IoKind)99, 1, 1, true));
         Assert.DoesNotThrow(() => metrics.Record((IoKind)(-1), 1, 1, true));
+    }
+
+    private static async Task WaitForAsync(Func<bool> condition)
+    {
+        for (var i = 0; i < 100 && !condition(); i++)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.That(condition(), Is.True, "condition not reached within 5 s");
     }
 
     private async Task<string> ScrapeAsync()

@@ -99,6 +99,71 @@ public sealed class PersistenceTests
         Assert.That(Directory.Exists(dataDir), Is.False);
     }
 
+    [Test]
+    public async Task AFailedStartReleasesEverythingItOpened()
+    {
+        using var dir = new TempDirectory("csinvme-server-test");
+        Volume volume;
+        await using (var first = await InProcessServer.StartAsync(dir.Path))
+        {
+            volume = await first.Volumes.CreateVolumeAsync(new CreateVolumeRequest { Name = "survivor", SizeBytes = 4096 });
+        }
+
+        using var occupied = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        occupied.Start();
+        var options = InProcessServer.Options(dir.Path);
+        options.MetricsListen = (System.Net.IPEndPoint)occupied.LocalEndpoint;
+        Assert.That(async () => await StorageServer.StartAsync(options), Throws.InstanceOf<IOException>());
+
+        // The data directory lock, the metadata store and the volume file were all released.
+        await using var second = await InProcessServer.StartAsync(dir.Path);
+        Assert.That((await second.Volumes.GetVolumeAsync(new GetVolumeRequest { Name = "survivor" })).Id, Is.EqualTo(volume.Id));
+    }
+
+    [Test]
+    public async Task AVolumeFileGrownBehindTheRecordIsAdoptedAtStart()
+    {
+        // What an interrupted resize leaves behind: the file already has the new length, the record not yet.
+        using var dir = new TempDirectory("csinvme-server-test");
+        Volume volume;
+        await using (var first = await InProcessServer.StartAsync(dir.Path))
+        {
+            volume = await first.Volumes.CreateVolumeAsync(new CreateVolumeRequest { Name = "half-grown", SizeBytes = 1 << 20 });
+        }
+
+        var file = Path.Combine(dir.Path, "volumes", $"{volume.Id}.img");
+        using (var stream = new FileStream(file, FileMode.Open, FileAccess.Write))
+        {
+            stream.SetLength(2 << 20);
+        }
+
+        await using (var second = await InProcessServer.StartAsync(dir.Path))
+        {
+            Assert.That((await second.Volumes.GetVolumeAsync(new GetVolumeRequest { Name = "half-grown" })).SizeBytes, Is.EqualTo((ulong)(2 << 20)));
+        }
+
+        await using var third = await InProcessServer.StartAsync(dir.Path);
+        Assert.That((await third.Volumes.GetVolumeAsync(new GetVolumeRequest { Name = "half-grown" })).SizeBytes, Is.EqualTo((ulong)(2 << 20)), "the adopted size was persisted");
+    }
+
+    [Test]
+    public async Task AMissingVolumeFileStopsTheStartWithItsName()
+    {
+        using var dir = new TempDirectory("csinvme-server-test");
+        Volume volume;
+        await using (var first = await InProcessServer.StartAsync(dir.Path))
+        {
+            volume = await first.Volumes.CreateVolumeAsync(new CreateVolumeRequest { Name = "lost", SizeBytes = 4096 });
+        }
+
+        File.Delete(Path.Combine(dir.Path, "volumes", $"{volume.Id}.img"));
+
+        // Serving the other volumes while silently dropping one would hide data loss; refuse to start instead.
+        Assert.That(
+            async () => await InProcessServer.StartAsync(dir.Path),
+            Throws.InvalidOperationException.With.Message.Contains("lost").And.Message.Contains("missing"));
+    }
+
     private static IBlockVolume StorageOf(InProcessServer server, Volume volume) =>
         server.Server.Target.FindSubsystem(volume.SubsystemNqn)!.Namespaces[0].Volume;
 }
