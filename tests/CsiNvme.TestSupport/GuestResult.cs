@@ -78,7 +78,7 @@ public sealed class GuestResult
     }
 
     /// <summary>A summary for assertion messages: exit code, timing and the last lines of output.</summary>
-    public string Describe(int tailLines = 80)
+    public string Describe(int tailLines = 120)
     {
         var text = new StringBuilder();
         text.Append($"guest exit={ExitCode} elapsed={Elapsed.TotalSeconds:F1}s");

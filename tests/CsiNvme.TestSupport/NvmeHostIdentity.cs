@@ -14,4 +14,7 @@ public sealed record NvmeHostIdentity(string Nqn, Guid Id)
 
     /// <summary>The nvme-cli options naming this host: <c>--hostnqn=... --hostid=...</c>.</summary>
     public string CliArgs => $"--hostnqn={Nqn} --hostid={Id:D}";
+
+    /// <summary>The same in the option syntax of the kernel's /dev/nvme-fabrics interface.</summary>
+    public string FabricsOptions => $"hostnqn={Nqn},hostid={Id:D}";
 }

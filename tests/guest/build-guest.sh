@@ -208,8 +208,9 @@ else
     echo "init: no /run.sh"
 fi
 if [ "$rc" != 0 ]; then
-    echo "----- dmesg (tail) -----"
-    dmesg | tail -n 60
+    # Kernel messages since userspace started: connect errors and I/O errors show up here.
+    echo "----- dmesg (since /init, tail) -----"
+    dmesg | sed -n '/Run \/init as init process/,$p' | tail -n 40
     echo "------------------------"
 fi
 sync

@@ -118,7 +118,9 @@ public sealed class HostAccessEndToEndTests
         // device, and reads through both; it has two CPUs, so each controller has two I/O queues.
         var scriptA = GuestShell.Prelude + waitForRegion + $$"""
             {{connect}} {{hostA1.CliArgs}}
-            {{connect}} {{hostA2.CliArgs}}
+            # nvme-cli 2.3 refuses a second controller to the same port as "already connected" even
+            # with -D and another host NQN, so the second one is made through the kernel interface.
+            echo "nqn={{volume.SubsystemNqn}},transport=tcp,traddr=$ADDR,trsvcid={{server.NvmePort}},{{hostA2.FabricsOptions}}" > /dev/nvme-fabrics
             C1=$(ctrl_dev {{volume.SubsystemNqn}} {{hostA1.Nqn}})
             C2=$(ctrl_dev {{volume.SubsystemNqn}} {{hostA2.Nqn}})
             echo "CNTLID_1=$(cat /sys/class/nvme/${C1#/dev/}/cntlid)"
