@@ -58,4 +58,35 @@ internal static partial class LinuxFile
     // off_t is 64-bit on the 64-bit Linux targets this server runs on.
     [LibraryImport("libc", SetLastError = true)]
     private static partial int fallocate(SafeFileHandle fd, int mode, long offset, long len);
+
+    private const int ORdOnly = 0;
+    private const int ODirectory = 0x10000;
+
+    /// <summary>fsync(2) of a directory, so a rename or a new file in it survives a crash.</summary>
+    public static int SyncDirectory(string path)
+    {
+        var fd = open(path, ORdOnly | ODirectory);
+        if (fd < 0)
+        {
+            return Marshal.GetLastPInvokeError();
+        }
+
+        try
+        {
+            return fsync(fd) == 0 ? 0 : Marshal.GetLastPInvokeError();
+        }
+        finally
+        {
+            close(fd);
+        }
+    }
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int open(string path, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fsync(int fd);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int close(int fd);
 }
