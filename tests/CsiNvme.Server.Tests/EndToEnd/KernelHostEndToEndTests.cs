@@ -28,7 +28,8 @@ public sealed class KernelHostEndToEndTests
     [TestCase(true, TestName = "Kernel host with header and data digests: the same checks")]
     public async Task Full_host_workflow_survives_a_server_restart(bool digests)
     {
-        await using var server = await ServerUnderTest.StartAsync();
+        // Debug logging makes the target report the digests it negotiated with each connection.
+        await using var server = digests ? await ServerUnderTest.StartAsync("--log-level", "debug") : await ServerUnderTest.StartAsync();
         var host = NvmeHostIdentity.Create();
         var volume = await server.CreateVolumeAsync("e2e-main", VolumeSize, allowAnyHost: false, host);
         var connectOptions = digests ? "-g -G" : string.Empty;
@@ -40,6 +41,12 @@ public sealed class KernelHostEndToEndTests
                      $"fio 4k {first.Value("FIO_4K")} 128k {first.Value("FIO_128K")} 1M {first.Value("FIO_1M")}";
         TestContext.Out.WriteLine(timing);
         Assert.That(first.ExitCode, Is.EqualTo(0), server.Describe(first));
+
+        if (digests)
+        {
+            Assert.That(server.Server.Output, Does.Contain("header digest True, data digest True"),
+                "the target did not report digests on for the host's connections\n" + server.Server.OutputTail());
+        }
 
         AssertDiscoveryListsVolume(first.RequireSection("discover"), volume, server.NvmePort);
         AssertIdentifyController(first.RequireSection("idctrl"), volume);
@@ -187,6 +194,9 @@ public sealed class KernelHostEndToEndTests
         var root = doc.RootElement;
         var mdts = root.GetProperty("mdts").GetInt32();
         var cntlid = root.GetProperty("cntlid").GetInt32();
+        TestContext.Out.WriteLine(
+            $"id-ctrl: mn '{root.GetProperty("mn").GetString()?.Trim()}' cntlid {cntlid} mdts {mdts} " +
+            $"ioccsz {root.GetProperty("ioccsz")} kas {root.GetProperty("kas")} cmic {root.GetProperty("cmic")} oncs {root.GetProperty("oncs")} ver 0x{root.GetProperty("ver").GetInt64():x}");
         Assert.Multiple(() =>
         {
             Assert.That(root.GetProperty("mn").GetString()?.Trim(), Is.Not.Empty, "model number\n" + json);
@@ -216,6 +226,7 @@ public sealed class KernelHostEndToEndTests
         var flbas = root.GetProperty("flbas").GetInt32() & 0xF;
         var dataShift = root.GetProperty("lbafs")[flbas].GetProperty("ds").GetInt32();
         var blockSize = 1UL << dataShift;
+        TestContext.Out.WriteLine($"id-ns: nsze {root.GetProperty("nsze")} block {blockSize} nguid {root.GetProperty("nguid")} (API {volume.Nguid})");
         Assert.Multiple(() =>
         {
             Assert.That(blockSize, Is.EqualTo((ulong)volume.BlockSize), "LBA data size\n" + idNsJson);

@@ -8,10 +8,13 @@ internal sealed class ServerUnderTest : IAsyncDisposable
 {
     private readonly TempDirectory _directory;
 
-    private ServerUnderTest(TempDirectory directory, ServerProcess server)
+    private readonly string[] _extraArgs;
+
+    private ServerUnderTest(TempDirectory directory, ServerProcess server, string[] extraArgs)
     {
         _directory = directory;
         Server = server;
+        _extraArgs = extraArgs;
     }
 
     public ServerProcess Server { get; private set; }
@@ -21,12 +24,12 @@ internal sealed class ServerUnderTest : IAsyncDisposable
     /// <summary>The NVMe/TCP port as the guest sees it (at <see cref="LinuxGuest.HostAddress"/>).</summary>
     public int NvmePort => Server.NvmeEndpoint.Port;
 
-    public static async Task<ServerUnderTest> StartAsync()
+    public static async Task<ServerUnderTest> StartAsync(params string[] extraArgs)
     {
         var directory = new TempDirectory("csinvme-e2e");
         try
         {
-            return new ServerUnderTest(directory, await ServerProcess.StartAsync(directory.Path));
+            return new ServerUnderTest(directory, await ServerProcess.StartAsync(directory.Path, extraArgs), extraArgs);
         }
         catch
         {
@@ -53,7 +56,7 @@ internal sealed class ServerUnderTest : IAsyncDisposable
             throw new InvalidOperationException($"server exited with {exitCode} on SIGTERM\n{output}");
         }
 
-        Server = await ServerProcess.StartAsync(_directory.Path);
+        Server = await ServerProcess.StartAsync(_directory.Path, _extraArgs);
     }
 
     /// <summary>Guest output plus the server's output tail, for assertion messages.</summary>
