@@ -8,7 +8,28 @@ public sealed record VolumeRecord(
     int BlockSize,
     bool AllowAnyHost,
     IReadOnlyList<string> AllowedHosts,
-    DateTimeOffset CreatedAt);
+    DateTimeOffset CreatedAt)
+{
+    /// <summary>
+    /// The storage pool holding the volume's data, fixed at creation; empty for backends without pools (file, memory)
+    /// and for volumes recorded before pools existed.
+    /// </summary>
+    public string Pool { get; init; } = "";
+}
+
+/// <summary>
+/// A point-in-time image of a volume. It outlives its source volume: the pool keeps the data a snapshot needs,
+/// so the source's id and name are kept here for display only.
+/// </summary>
+public sealed record SnapshotRecord(
+    Guid Id,
+    string Name,
+    Guid SourceVolumeId,
+    string SourceVolumeName,
+    long SizeBytes,
+    int BlockSize,
+    DateTimeOffset CreatedAt,
+    string Pool);
 
 /// <summary>
 /// Where cluster metadata lives: an embedded SQLite file on a single node, etcd when several nodes form
@@ -31,4 +52,15 @@ public interface IMetadataStore : IAsyncDisposable
 
     /// <summary>Removes a volume; returns false when it did not exist.</summary>
     Task<bool> DeleteVolumeAsync(string name, CancellationToken cancellationToken = default);
+
+    Task<SnapshotRecord?> GetSnapshotAsync(string name, CancellationToken cancellationToken = default);
+
+    /// <summary>Every snapshot, ordered by name.</summary>
+    Task<IReadOnlyList<SnapshotRecord>> ListSnapshotsAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Inserts a snapshot; returns false when a snapshot of that name already exists.</summary>
+    Task<bool> TryCreateSnapshotAsync(SnapshotRecord snapshot, CancellationToken cancellationToken = default);
+
+    /// <summary>Removes a snapshot; returns false when it did not exist.</summary>
+    Task<bool> DeleteSnapshotAsync(string name, CancellationToken cancellationToken = default);
 }

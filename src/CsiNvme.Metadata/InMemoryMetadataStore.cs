@@ -5,6 +5,7 @@ public sealed class InMemoryMetadataStore : IMetadataStore
 {
     private readonly Lock _lock = new();
     private readonly Dictionary<string, VolumeRecord> _volumes = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, SnapshotRecord> _snapshots = new(StringComparer.Ordinal);
 
     public string Description => "memory";
 
@@ -49,8 +50,8 @@ public sealed class InMemoryMetadataStore : IMetadataStore
                 return Task.FromResult(false);
             }
 
-            // Identity and creation time are fixed at creation; only the mutable fields are replaced.
-            _volumes[update.Name] = update with { Id = existing.Id, CreatedAt = existing.CreatedAt };
+            // Identity, creation time and pool are fixed at creation; only the mutable fields are replaced.
+            _volumes[update.Name] = update with { Id = existing.Id, CreatedAt = existing.CreatedAt, Pool = existing.Pool };
             return Task.FromResult(true);
         }
     }
@@ -60,6 +61,45 @@ public sealed class InMemoryMetadataStore : IMetadataStore
         lock (_lock)
         {
             return Task.FromResult(_volumes.Remove(name));
+        }
+    }
+
+    public Task<SnapshotRecord?> GetSnapshotAsync(string name, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            return Task.FromResult(_snapshots.GetValueOrDefault(name));
+        }
+    }
+
+    public Task<IReadOnlyList<SnapshotRecord>> ListSnapshotsAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            IReadOnlyList<SnapshotRecord> list = _snapshots.Values.OrderBy(s => s.Name, StringComparer.Ordinal).ToArray();
+            return Task.FromResult(list);
+        }
+    }
+
+    public Task<bool> TryCreateSnapshotAsync(SnapshotRecord snapshot, CancellationToken cancellationToken = default)
+    {
+        SnapshotRecord stored = VolumeRecordNormalization.Normalize(snapshot);
+        lock (_lock)
+        {
+            if (_snapshots.Values.Any(s => s.Id == stored.Id))
+            {
+                throw new InvalidOperationException($"A snapshot with id {stored.Id} already exists.");
+            }
+
+            return Task.FromResult(_snapshots.TryAdd(stored.Name, stored));
+        }
+    }
+
+    public Task<bool> DeleteSnapshotAsync(string name, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            return Task.FromResult(_snapshots.Remove(name));
         }
     }
 

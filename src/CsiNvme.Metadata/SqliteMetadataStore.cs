@@ -28,10 +28,27 @@ public sealed class SqliteMetadataStore : IMetadataStore
             PRIMARY KEY (volume_id, host_nqn)
         );
         """,
+        // 2: volumes remember their storage pool; snapshots. A snapshot has no foreign key to its source volume
+        // because it outlives it.
+        """
+        ALTER TABLE volumes ADD COLUMN pool TEXT NOT NULL DEFAULT '';
+        CREATE TABLE snapshots (
+            id TEXT NOT NULL PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            source_volume_id TEXT NOT NULL,
+            source_volume_name TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            block_size INTEGER NOT NULL,
+            created_unix_ms INTEGER NOT NULL,
+            pool TEXT NOT NULL
+        );
+        """,
     ];
 
     private const int SqliteUniqueConstraint = 2067; // SQLITE_CONSTRAINT_UNIQUE
-    private const string SelectVolumeColumns = "SELECT id, name, size_bytes, block_size, allow_any_host, created_unix_ms FROM volumes";
+    private const string SelectVolumeColumns = "SELECT id, name, size_bytes, block_size, allow_any_host, created_unix_ms, pool FROM volumes";
+    private const string SelectSnapshotColumns =
+        "SELECT id, name, source_volume_id, source_volume_name, size_bytes, block_size, created_unix_ms, pool FROM snapshots";
 
     private readonly SqliteConnection _connection;
     private readonly SemaphoreSlim _gate = new(1, 1);
@@ -140,13 +157,14 @@ public sealed class SqliteMetadataStore : IMetadataStore
             try
             {
                 using SqliteCommand insert = Command(
-                    "INSERT INTO volumes (id, name, size_bytes, block_size, allow_any_host, created_unix_ms) VALUES ($id, $name, $size, $block, $any, $created)",
+                    "INSERT INTO volumes (id, name, size_bytes, block_size, allow_any_host, created_unix_ms, pool) VALUES ($id, $name, $size, $block, $any, $created, $pool)",
                     ("$id", IdText(stored.Id)),
                     ("$name", stored.Name),
                     ("$size", stored.SizeBytes),
                     ("$block", stored.BlockSize),
                     ("$any", stored.AllowAnyHost),
-                    ("$created", stored.CreatedAt.ToUnixTimeMilliseconds()));
+                    ("$created", stored.CreatedAt.ToUnixTimeMilliseconds()),
+                    ("$pool", stored.Pool));
                 insert.ExecuteNonQuery();
             }
             catch (SqliteException e) when (e.SqliteExtendedErrorCode == SqliteUniqueConstraint && e.Message.Contains("volumes.name", StringComparison.Ordinal))
@@ -178,7 +196,7 @@ public sealed class SqliteMetadataStore : IMetadataStore
                 return false;
             }
 
-            // Identity and creation time are fixed at creation; only the mutable fields are replaced.
+            // Identity, creation time and pool are fixed at creation; only the mutable fields are replaced.
             using (SqliteCommand command = Command(
                 "UPDATE volumes SET size_bytes = $size, block_size = $block, allow_any_host = $any WHERE id = $id",
                 ("$id", id),
@@ -205,6 +223,63 @@ public sealed class SqliteMetadataStore : IMetadataStore
         {
             // allowed_hosts rows go with it through ON DELETE CASCADE.
             using SqliteCommand command = Command("DELETE FROM volumes WHERE name = $name", ("$name", name));
+            return command.ExecuteNonQuery() > 0;
+        }, cancellationToken);
+
+    public Task<SnapshotRecord?> GetSnapshotAsync(string name, CancellationToken cancellationToken = default) =>
+        RunAsync(() =>
+        {
+            using SqliteCommand command = Command(SelectSnapshotColumns + " WHERE name = $name", ("$name", name));
+            using SqliteDataReader reader = command.ExecuteReader();
+            return reader.Read() ? ReadSnapshot(reader) : null;
+        }, cancellationToken);
+
+    public Task<IReadOnlyList<SnapshotRecord>> ListSnapshotsAsync(CancellationToken cancellationToken = default) =>
+        RunAsync<IReadOnlyList<SnapshotRecord>>(() =>
+        {
+            using SqliteCommand command = Command(SelectSnapshotColumns + " ORDER BY name");
+            using SqliteDataReader reader = command.ExecuteReader();
+            var snapshots = new List<SnapshotRecord>();
+            while (reader.Read())
+            {
+                snapshots.Add(ReadSnapshot(reader));
+            }
+
+            return snapshots;
+        }, cancellationToken);
+
+    public Task<bool> TryCreateSnapshotAsync(SnapshotRecord snapshot, CancellationToken cancellationToken = default)
+    {
+        SnapshotRecord stored = VolumeRecordNormalization.Normalize(snapshot);
+        return RunAsync(() =>
+        {
+            try
+            {
+                using SqliteCommand insert = Command(
+                    "INSERT INTO snapshots (id, name, source_volume_id, source_volume_name, size_bytes, block_size, created_unix_ms, pool) " +
+                    "VALUES ($id, $name, $source_id, $source_name, $size, $block, $created, $pool)",
+                    ("$id", IdText(stored.Id)),
+                    ("$name", stored.Name),
+                    ("$source_id", IdText(stored.SourceVolumeId)),
+                    ("$source_name", stored.SourceVolumeName),
+                    ("$size", stored.SizeBytes),
+                    ("$block", stored.BlockSize),
+                    ("$created", stored.CreatedAt.ToUnixTimeMilliseconds()),
+                    ("$pool", stored.Pool));
+                insert.ExecuteNonQuery();
+                return true;
+            }
+            catch (SqliteException e) when (e.SqliteExtendedErrorCode == SqliteUniqueConstraint && e.Message.Contains("snapshots.name", StringComparison.Ordinal))
+            {
+                return false;
+            }
+        }, cancellationToken);
+    }
+
+    public Task<bool> DeleteSnapshotAsync(string name, CancellationToken cancellationToken = default) =>
+        RunAsync(() =>
+        {
+            using SqliteCommand command = Command("DELETE FROM snapshots WHERE name = $name", ("$name", name));
             return command.ExecuteNonQuery() > 0;
         }, cancellationToken);
 
@@ -279,9 +354,22 @@ public sealed class SqliteMetadataStore : IMetadataStore
             reader.GetInt32(3),
             reader.GetBoolean(4),
             Array.Empty<string>(),
-            DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5)));
+            DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5)))
+        {
+            Pool = reader.GetString(6),
+        };
         return (id, volume);
     }
+
+    private static SnapshotRecord ReadSnapshot(SqliteDataReader reader) => new(
+        Guid.Parse(reader.GetString(0)),
+        reader.GetString(1),
+        Guid.Parse(reader.GetString(2)),
+        reader.GetString(3),
+        reader.GetInt64(4),
+        reader.GetInt32(5),
+        DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(6)),
+        reader.GetString(7));
 
     private SqliteCommand Command(string sql, params (string Name, object Value)[] parameters)
     {

@@ -11,6 +11,16 @@ internal static class VolumeRecordNormalization
         ArgumentNullException.ThrowIfNull(volume);
         ArgumentException.ThrowIfNullOrEmpty(volume.Name);
         ArgumentNullException.ThrowIfNull(volume.AllowedHosts);
+        ArgumentNullException.ThrowIfNull(volume.Pool);
         return volume with { AllowedHosts = volume.AllowedHosts.Distinct(StringComparer.Ordinal).ToArray().AsReadOnly() };
+    }
+
+    public static SnapshotRecord Normalize(SnapshotRecord snapshot)
+    {
+        ArgumentNullException.ThrowIfNull(snapshot);
+        ArgumentException.ThrowIfNullOrEmpty(snapshot.Name);
+        ArgumentNullException.ThrowIfNull(snapshot.SourceVolumeName);
+        ArgumentNullException.ThrowIfNull(snapshot.Pool);
+        return snapshot;
     }
 }

@@ -51,8 +51,19 @@ public sealed class MetadataStoreTests(StoreKind kind)
             Assert.That(actual.AllowAnyHost, Is.EqualTo(expected.AllowAnyHost));
             Assert.That(actual.AllowedHosts, Is.EqualTo(expected.AllowedHosts));
             Assert.That(actual.CreatedAt, Is.EqualTo(expected.CreatedAt));
+            Assert.That(actual.Pool, Is.EqualTo(expected.Pool));
         });
     }
+
+    internal static SnapshotRecord Snapshot(string name, VolumeRecord source, string pool = "default") => new(
+        Guid.NewGuid(),
+        name,
+        source.Id,
+        source.Name,
+        source.SizeBytes,
+        source.BlockSize,
+        DateTimeOffset.FromUnixTimeMilliseconds(1_750_000_100_456),
+        pool);
 
     [Test]
     public async Task CreateGetListDelete()
@@ -139,5 +150,56 @@ public sealed class MetadataStoreTests(StoreKind kind)
             VolumeRecord winner = candidates[Array.IndexOf(results, true)];
             Assert.That((await _store.GetVolumeAsync(name))!.Id, Is.EqualTo(winner.Id));
         }
+    }
+
+    [Test]
+    public async Task ThePoolIsStoredAndFixedAtCreation()
+    {
+        VolumeRecord onFast = Volume("on-fast") with { Pool = "fast" };
+        Assert.That(await _store.TryCreateVolumeAsync(onFast), Is.True);
+        AssertSame(await _store.GetVolumeAsync("on-fast"), onFast);
+
+        Assert.That(await _store.UpdateVolumeAsync(onFast with { Pool = "slow", SizeBytes = 2L << 30 }), Is.True);
+        AssertSame(await _store.GetVolumeAsync("on-fast"), onFast with { SizeBytes = 2L << 30 });
+
+        VolumeRecord noPool = Volume("no-pool");
+        Assert.That(await _store.TryCreateVolumeAsync(noPool), Is.True);
+        Assert.That((await _store.ListVolumesAsync()).Select(v => v.Pool), Is.EqualTo(new[] { "", "fast" }), "ordered by name: no-pool, on-fast");
+    }
+
+    [Test]
+    public async Task SnapshotsAreCreatedListedAndDeletedByName()
+    {
+        VolumeRecord source = Volume("src") with { Pool = "p1" };
+        SnapshotRecord b = Snapshot("snap-b", source, "p1");
+        SnapshotRecord a = Snapshot("snap-a", source, "p1") with { SizeBytes = 4096, BlockSize = 512 };
+
+        Assert.That(await _store.TryCreateSnapshotAsync(b), Is.True);
+        Assert.That(await _store.TryCreateSnapshotAsync(a), Is.True);
+        Assert.That(await _store.GetSnapshotAsync("snap-a"), Is.EqualTo(a));
+        Assert.That(await _store.GetSnapshotAsync("snap-b"), Is.EqualTo(b));
+        Assert.That(await _store.GetSnapshotAsync("snap-c"), Is.Null);
+        Assert.That(await _store.ListSnapshotsAsync(), Is.EqualTo(new[] { a, b }));
+
+        // Snapshot names are their own namespace: a volume may share one.
+        Assert.That(await _store.TryCreateVolumeAsync(Volume("snap-a")), Is.True);
+
+        Assert.That(await _store.DeleteSnapshotAsync("snap-a"), Is.True);
+        Assert.That(await _store.DeleteSnapshotAsync("snap-a"), Is.False);
+        Assert.That(await _store.ListSnapshotsAsync(), Is.EqualTo(new[] { b }));
+    }
+
+    [Test]
+    public async Task SnapshotNamesAreUniqueAndOutliveTheirSource()
+    {
+        VolumeRecord source = Volume("src");
+        Assert.That(await _store.TryCreateVolumeAsync(source), Is.True);
+        SnapshotRecord first = Snapshot("once", source);
+        Assert.That(await _store.TryCreateSnapshotAsync(first), Is.True);
+        Assert.That(await _store.TryCreateSnapshotAsync(Snapshot("once", source)), Is.False);
+        Assert.That(await _store.GetSnapshotAsync("once"), Is.EqualTo(first), "the first record is kept");
+
+        Assert.That(await _store.DeleteVolumeAsync("src"), Is.True);
+        Assert.That(await _store.GetSnapshotAsync("once"), Is.EqualTo(first));
     }
 }

@@ -58,6 +58,71 @@ public sealed class SqliteMetadataStoreTests
     }
 
     [Test]
+    public async Task SnapshotsAndPoolsSurviveAReopen()
+    {
+        string path = _dir.Combine("metadata.db");
+        VolumeRecord volume = MetadataStoreTests.Volume("v") with { Pool = "big" };
+        SnapshotRecord snapshot = MetadataStoreTests.Snapshot("v-1", volume, "big");
+        await using (SqliteMetadataStore store = await SqliteMetadataStore.OpenAsync(path))
+        {
+            Assert.That(await store.TryCreateVolumeAsync(volume), Is.True);
+            Assert.That(await store.TryCreateSnapshotAsync(snapshot), Is.True);
+        }
+
+        await using SqliteMetadataStore reopened = await SqliteMetadataStore.OpenAsync(path);
+        MetadataStoreTests.AssertSame(await reopened.GetVolumeAsync("v"), volume);
+        Assert.That(await reopened.ListSnapshotsAsync(), Is.EqualTo(new[] { snapshot }));
+    }
+
+    [Test]
+    public async Task AVersionOneFileIsMigratedKeepingItsVolumes()
+    {
+        string path = _dir.Combine("metadata.db");
+        var id = Guid.NewGuid();
+        await using (var connection = new SqliteConnection($"Data Source={path};Pooling=False"))
+        {
+            // The schema exactly as version 1 wrote it.
+            await connection.OpenAsync();
+            Scalar(connection, """
+                CREATE TABLE schema_version (version INTEGER NOT NULL);
+                INSERT INTO schema_version (version) VALUES (1);
+                CREATE TABLE volumes (
+                    id TEXT NOT NULL PRIMARY KEY,
+                    name TEXT NOT NULL UNIQUE,
+                    size_bytes INTEGER NOT NULL,
+                    block_size INTEGER NOT NULL,
+                    allow_any_host INTEGER NOT NULL,
+                    created_unix_ms INTEGER NOT NULL
+                );
+                CREATE TABLE allowed_hosts (
+                    volume_id TEXT NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
+                    host_nqn TEXT NOT NULL,
+                    position INTEGER NOT NULL,
+                    PRIMARY KEY (volume_id, host_nqn)
+                );
+                """);
+            Scalar(connection, $"INSERT INTO volumes VALUES ('{id:D}', 'old', 8192, 512, 0, 1750000000000)");
+            Scalar(connection, $"INSERT INTO allowed_hosts VALUES ('{id:D}', 'nqn.host-1', 0)");
+        }
+
+        await using (SqliteMetadataStore store = await SqliteMetadataStore.OpenAsync(path))
+        {
+            VolumeRecord? old = await store.GetVolumeAsync("old");
+            Assert.That(old, Is.Not.Null);
+            Assert.That(old!.Id, Is.EqualTo(id));
+            Assert.That(old.AllowedHosts, Is.EqualTo(new[] { "nqn.host-1" }));
+            Assert.That(old.Pool, Is.Empty, "volumes from before pools have none");
+            Assert.That(await store.ListSnapshotsAsync(), Is.Empty);
+            Assert.That(await store.TryCreateSnapshotAsync(MetadataStoreTests.Snapshot("s", old)), Is.True);
+        }
+
+        Assert.That(SqliteMetadataStore.SchemaVersion, Is.EqualTo(2));
+        await using var check = new SqliteConnection($"Data Source={path};Pooling=False");
+        await check.OpenAsync();
+        Assert.That(Scalar(check, "SELECT version FROM schema_version"), Is.EqualTo(2L));
+    }
+
+    [Test]
     public async Task AFileFromANewerVersionIsRefused()
     {
         string path = _dir.Combine("metadata.db");
