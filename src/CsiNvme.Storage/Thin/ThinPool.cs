@@ -854,6 +854,18 @@ public sealed class ThinPool : IDisposable
         }
     }
 
+    /// <summary>Reads any image, snapshots included (they have no <see cref="ThinVolume"/>); for checks and tests.</summary>
+    internal StorageStatus ReadImage(Guid id, long offset, Span<byte> destination)
+    {
+        ThinImage? image;
+        lock (_metaLock)
+        {
+            _images.TryGetValue(id, out image);
+        }
+
+        return image is null ? StorageStatus.Unavailable : Read(image, offset, destination);
+    }
+
     /// <summary>The physical cluster holding a virtual cluster for an image, or -1 for zeros.</summary>
     private long Resolve(ThinImage image, long cluster)
     {
