@@ -340,8 +340,19 @@ public sealed class ThinPool : IDisposable
                 throw new ArgumentOutOfRangeException(nameof(sizeBytes), $"a clone must be at least as large as its source ({source.SizeBytes} bytes)");
             }
 
+            // Checked before the hidden snapshot exists: a refusal after it would leave it behind as a live snapshot.
+            VolumeGeometry.Validate(sizeBytes, blockSize);
+            lock (_metaLock)
+            {
+                if (_images.ContainsKey(id))
+                {
+                    throw new InvalidOperationException($"image {id} already exists");
+                }
+            }
+
             var hidden = TakeSnapshot(source, Guid.NewGuid(), $"clone-source-of-{id:D}");
-            var clone = CreateImage(id, name, sizeBytes, blockSize, hidden);
+            // One commit for the three records, so a crash cannot leave the hidden snapshot live without its delete.
+            var clone = CreateImage(id, name, sizeBytes, blockSize, hidden, commit: false);
             // Hidden from the start: it disappears (merging into the survivor) once either side is deleted.
             DeleteImage(hidden);
             return clone;
@@ -446,7 +457,7 @@ public sealed class ThinPool : IDisposable
         return image;
     }
 
-    private ThinVolume CreateImage(Guid id, string name, long sizeBytes, int blockSize, ThinImage? parent)
+    private ThinVolume CreateImage(Guid id, string name, long sizeBytes, int blockSize, ThinImage? parent, bool commit = true)
     {
         VolumeGeometry.Validate(sizeBytes, blockSize);
         ThinImage image;
@@ -463,7 +474,11 @@ public sealed class ThinPool : IDisposable
             _journal.Append(JournalRecordType.CreateImage, EncodeCreate(image));
         }
 
-        Commit();
+        if (commit)
+        {
+            Commit();
+        }
+
         return OpenVolume(id);
     }
 
