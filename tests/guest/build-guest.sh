@@ -15,10 +15,23 @@ out_dir="${1:-$repo_root/.guest}"
 mkdir -p "$out_dir"
 out_dir="$(cd "$out_dir" && pwd)"
 
-if [[ -s "$out_dir/vmlinuz" && -s "$out_dir/initramfs.cpio.gz" && -s "$out_dir/kernel-version" \
-      && "$out_dir/vmlinuz" -nt "$script_path" && "$out_dir/initramfs.cpio.gz" -nt "$script_path" ]]; then
+up_to_date() {
+    [[ -s "$out_dir/vmlinuz" && -s "$out_dir/initramfs.cpio.gz" && -s "$out_dir/kernel-version" \
+       && "$out_dir/vmlinuz" -nt "$script_path" && "$out_dir/initramfs.cpio.gz" -nt "$script_path" ]]
+}
+if up_to_date; then
     echo "build-guest: up to date in $out_dir"
     exit 0
+fi
+
+# Several test processes may ask for the image at once: one builds, the others wait for it.
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$out_dir/.build.lock"
+    flock 9
+    if up_to_date; then
+        echo "build-guest: up to date in $out_dir"
+        exit 0
+    fi
 fi
 
 log() { echo "build-guest: $*" >&2; }
@@ -57,15 +70,21 @@ if [[ -z "$kernel_pkg" ]]; then
     kernel_pkg="$(kernel_pkg_of_meta || true)"
 fi
 [[ -n "$kernel_pkg" ]] || { log "cannot resolve linux-image-cloud-amd64"; exit 1; }
-kver="${kernel_pkg#linux-image-}"
-log "kernel package $kernel_pkg"
 
 work="$out_dir/work"
 rm -rf "$work"
 mkdir -p "$work/deb"
 # apt drops privileges to _apt for downloads; a world-writable directory avoids its warning.
 chmod 0777 "$work/deb"
-(cd "$work/deb" && apt-get download -q "$kernel_pkg" >&2)
+if ! (cd "$work/deb" && apt-get download -q "$kernel_pkg" >&2); then
+    # Stale package lists name a version the mirror no longer has: refresh them and resolve again.
+    [[ $apt_updated -eq 0 ]] || exit 1
+    apt_update_once
+    kernel_pkg="$(kernel_pkg_of_meta)"
+    (cd "$work/deb" && apt-get download -q "$kernel_pkg" >&2)
+fi
+kver="${kernel_pkg#linux-image-}"
+log "kernel package $kernel_pkg"
 deb="$(ls "$work"/deb/*.deb | head -n1)"
 kroot="$work/kernel"
 dpkg-deb -x "$deb" "$kroot"
