@@ -51,6 +51,7 @@ public sealed class KernelHostEndToEndTests
         AssertDiscoveryListsVolume(first.RequireSection("discover"), volume, server.NvmePort);
         AssertIdentifyController(first.RequireSection("idctrl"), volume);
         AssertIdentifyNamespace(first.RequireSection("idns"), first.RequireSection("nsdescs"), volume);
+        AssertListShowsDevice(first.RequireSection("list"), first.RequireValue("DEV"), volume);
         Assert.That(first.Value("DEV_BYTES"), Is.EqualTo(VolumeSize.ToString(System.Globalization.CultureInfo.InvariantCulture)), first.Describe());
         var patternMd5 = first.RequireValue("PATTERN_MD5");
         var fileSums = first.RequireSection("filesums");
@@ -91,6 +92,7 @@ public sealed class KernelHostEndToEndTests
         nvme connect -t tcp -a $ADDR -s $PORT -n $NQN $HOST {{connectOptions}}
         DEV=$(ns_dev $NQN)
         CTRL=$(ctrl_dev $NQN)
+        echo "DEV=$DEV"
         section list nvme list -o json
         section idctrl nvme id-ctrl $CTRL -o json
         section idns nvme id-ns $DEV -o json
@@ -185,6 +187,25 @@ public sealed class KernelHostEndToEndTests
             Assert.That(ours[0].GetProperty("adrfam").GetString(), Is.EqualTo("ipv4"), json);
             Assert.That(ours[0].GetProperty("trsvcid").GetString()?.Trim(), Is.EqualTo(port.ToString(System.Globalization.CultureInfo.InvariantCulture)), json);
             Assert.That(ours[0].GetProperty("subtype").GetString(), Is.EqualTo("nvme subsystem"), json);
+        });
+    }
+
+    private static void AssertListShowsDevice(string json, string device, Volume volume)
+    {
+        using var doc = Parse(json, "nvme list");
+        var entry = doc.RootElement.GetProperty("Devices").EnumerateArray()
+            .Where(d => d.GetProperty("DevicePath").GetString() == device)
+            .Select(d => (JsonElement?)d)
+            .FirstOrDefault();
+        Assert.That(entry, Is.Not.Null, $"nvme list does not show {device}:\n{json}");
+        var d = entry!.Value;
+        Assert.Multiple(() =>
+        {
+            Assert.That(d.GetProperty("ModelNumber").GetString()?.Trim(), Is.Not.Empty, json);
+            Assert.That(d.GetProperty("SerialNumber").GetString()?.Trim(), Is.Not.Empty, json);
+            Assert.That(d.GetProperty("NameSpace").GetInt32(), Is.EqualTo(1), json);
+            Assert.That(d.GetProperty("PhysicalSize").GetUInt64(), Is.EqualTo(volume.SizeBytes), json);
+            Assert.That(d.GetProperty("SectorSize").GetUInt32(), Is.EqualTo(volume.BlockSize), json);
         });
     }
 
