@@ -15,14 +15,18 @@ internal enum JournalRecordType : byte
     Resize = 6,
     /// <summary>Full state of an image, written by compaction instead of its history.</summary>
     ImageState = 7,
+    /// <summary>Ends every commit; records after the last one are an interrupted commit and are dropped whole.</summary>
+    Commit = 8,
 }
 
 /// <summary>
 /// The pool's write-ahead metadata journal: an append-only file of records, each
 /// <c>[magic u32][length u32][sequence u64][type u8][payload][crc32c u32]</c> with the CRC over everything before it.
-/// Records become durable in batches (<see cref="Commit"/>), always after the data they describe was synced.
-/// Replay stops at the first record that fails its checksum: a torn tail from a crash is cut off, while a bad record
-/// followed by good ones is corruption and is reported instead of being served.
+/// Records become durable in batches, always after the data they describe was synced; each batch ends with a
+/// <see cref="JournalRecordType.Commit"/> record, and only whole batches are replayed, so a commit is atomic (a clone
+/// from a volume is three records that must not half happen). Replay stops at the first record that fails its
+/// checksum: a torn tail from a crash is cut off, while a bad record followed by good ones is corruption and is
+/// reported instead of being served.
 /// </summary>
 internal sealed class MetadataJournal : IDisposable
 {
@@ -76,6 +80,9 @@ internal sealed class MetadataJournal : IDisposable
             records = new List<(JournalRecordType, byte[])>();
             var offset = 0;
             ulong sequence = 0;
+            var committedRecords = 0;
+            var committedOffset = 0;
+            ulong committedSequence = 0;
             while (TryParse(content, offset, out var type, out var payload, out var next, out var recordSequence))
             {
                 if (recordSequence != sequence + 1)
@@ -83,9 +90,18 @@ internal sealed class MetadataJournal : IDisposable
                     throw new InvalidDataException($"{path}: journal record at byte {offset} has sequence {recordSequence}, expected {sequence + 1}; the metadata is corrupted");
                 }
 
-                records.Add((type, payload));
                 sequence = recordSequence;
                 offset = next;
+                if (type == JournalRecordType.Commit)
+                {
+                    committedRecords = records.Count;
+                    committedOffset = offset;
+                    committedSequence = sequence;
+                }
+                else
+                {
+                    records.Add((type, payload));
+                }
             }
 
             if (offset < content.Length)
@@ -99,12 +115,18 @@ internal sealed class MetadataJournal : IDisposable
                     }
                 }
 
-                // Torn tail of an interrupted commit: cut it off so new records follow the last good one.
-                RandomAccess.SetLength(handle, offset);
+            }
+
+            // An interrupted commit (torn or without its commit record): cut it off whole so new records follow the
+            // last complete commit.
+            records.RemoveRange(committedRecords, records.Count - committedRecords);
+            if (committedOffset < content.Length)
+            {
+                RandomAccess.SetLength(handle, committedOffset);
                 LinuxFile.DataSync(handle);
             }
 
-            return new MetadataJournal(path, handle, offset, sequence);
+            return new MetadataJournal(path, handle, committedOffset, committedSequence);
         }
         catch
         {
@@ -166,9 +188,14 @@ internal sealed class MetadataJournal : IDisposable
         _pending.Write(trailer);
     }
 
-    /// <summary>Takes the pending records out, to be written by <see cref="WriteDurably"/> after the data is synced.</summary>
+    /// <summary>Takes the pending records out, closed by a commit record, to be written by <see cref="WriteDurably"/> after the data is synced.</summary>
     public byte[] TakePending()
     {
+        if (_pending.Length > 0)
+        {
+            Append(JournalRecordType.Commit, []);
+        }
+
         var bytes = _pending.ToArray();
         _pending.SetLength(0);
         return bytes;
