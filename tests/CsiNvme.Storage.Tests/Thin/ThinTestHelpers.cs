@@ -17,6 +17,17 @@ internal static class ThinTestHelpers
         CompactThresholdBytes = compactThreshold ?? 64L * 1024 * 1024,
     };
 
+    /// <summary>A copy with other paths (the options type has init-only properties, not a record's <c>with</c>).</summary>
+    public static ThinPoolOptions WithPaths(this ThinPoolOptions options, string? dataPath = null, string? journalPath = null) => new()
+    {
+        DataPath = dataPath ?? options.DataPath,
+        JournalPath = journalPath ?? options.JournalPath,
+        SizeBytes = options.SizeBytes,
+        ClusterSize = options.ClusterSize,
+        CommitInterval = options.CommitInterval,
+        CompactThresholdBytes = options.CompactThresholdBytes,
+    };
+
     public static byte[] Pattern(int length, int seed)
     {
         var data = new byte[length];
