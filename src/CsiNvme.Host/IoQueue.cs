@@ -1,0 +1,107 @@
+using CsiNvme.Host.Transport;
+using CsiNvme.Protocol.Commands;
+
+namespace CsiNvme.Host;
+
+/// <summary>
+/// An I/O queue pair of a controller (one TCP connection). Any number of commands up to <see cref="Depth"/> may be
+/// outstanding; each returned ValueTask must be awaited exactly once. Continuations run on the queue's receive loop, so
+/// they must not block. Buffers are only read or written until the command completes; nothing is allocated per command.
+/// </summary>
+public sealed class IoQueue
+{
+    // PSDT 01b: data described by SGLs, which every NVMe/TCP command uses (Linux NVME_CMD_SGL_METABUF).
+    private const byte SglFlags = 0x40;
+    private const uint ForceUnitAccessBit = 1u << 30;
+    private const uint DeallocateBit = 1u << 25;
+
+    internal IoQueue(QueuePair pair)
+    {
+        Pair = pair;
+    }
+
+    internal QueuePair Pair { get; }
+
+    public ushort QueueId => Pair.QueueId;
+
+    /// <summary>Commands that may be outstanding at once (queue size minus one).</summary>
+    public int Depth => Pair.Depth;
+
+    public bool IsConnected => Pair.IsConnected;
+
+    /// <summary>Writes up to this many bytes travel in the command capsule; larger ones wait for the controller's R2T.</summary>
+    public int InCapsuleDataLimit => Pair.InCapsuleLimit;
+
+    /// <summary>Largest transfer of one command.</summary>
+    public int MaxTransferSize => Pair.MaxDataTransfer;
+
+    public ValueTask<NvmeCompletion> ReadAsync(NvmeNamespace ns, ulong lba, Memory<byte> destination)
+    {
+        var blocks = BlockCount(ns, destination.Length);
+        var sqe = new SubmissionQueueEntry((byte)IoOpcode.Read, SglFlags, 0, ns.NamespaceId, default,
+            (uint)lba, (uint)(lba >> 32), blocks - 1, 0, 0, 0);
+        return Pair.Submit(sqe, default, destination, exactData: true);
+    }
+
+    public ValueTask<NvmeCompletion> WriteAsync(NvmeNamespace ns, ulong lba, ReadOnlyMemory<byte> source, bool forceUnitAccess = false)
+    {
+        var blocks = BlockCount(ns, source.Length);
+        var sqe = new SubmissionQueueEntry((byte)IoOpcode.Write, SglFlags, 0, ns.NamespaceId, default,
+            (uint)lba, (uint)(lba >> 32), (blocks - 1) | (forceUnitAccess ? ForceUnitAccessBit : 0), 0, 0, 0);
+        return Pair.Submit(sqe, source, default, exactData: false);
+    }
+
+    public ValueTask<NvmeCompletion> FlushAsync(NvmeNamespace ns)
+    {
+        var sqe = new SubmissionQueueEntry((byte)IoOpcode.Flush, SglFlags, 0, ns.NamespaceId, default, 0, 0, 0, 0, 0, 0);
+        return Pair.Submit(sqe, default, default, exactData: false);
+    }
+
+    /// <summary>Write Zeroes (NVM command set 1.0, 3.3.7); with <paramref name="deallocate"/> the controller may unmap.</summary>
+    public ValueTask<NvmeCompletion> WriteZeroesAsync(NvmeNamespace ns, ulong lba, uint blocks, bool deallocate = false)
+    {
+        if (blocks is 0 or > 0x10000)
+        {
+            throw new ArgumentOutOfRangeException(nameof(blocks), "1..65536 blocks per command");
+        }
+
+        var sqe = new SubmissionQueueEntry((byte)IoOpcode.WriteZeroes, SglFlags, 0, ns.NamespaceId, default,
+            (uint)lba, (uint)(lba >> 32), (blocks - 1) | (deallocate ? DeallocateBit : 0), 0, 0, 0);
+        return Pair.Submit(sqe, default, default, exactData: false);
+    }
+
+    /// <summary>
+    /// Dataset Management (NVM command set 1.0, 3.3.3) over <paramref name="ranges"/>, 16 bytes per range (see
+    /// <see cref="WriteRange"/>); with <paramref name="deallocate"/> (AD) the ranges are unmapped.
+    /// </summary>
+    public ValueTask<NvmeCompletion> DatasetManagementAsync(NvmeNamespace ns, ReadOnlyMemory<byte> ranges, bool deallocate = true)
+    {
+        var count = ranges.Length / 16;
+        if (count is 0 or > 256 || ranges.Length % 16 != 0)
+        {
+            throw new ArgumentException("1..256 ranges of 16 bytes", nameof(ranges));
+        }
+
+        var sqe = new SubmissionQueueEntry((byte)IoOpcode.DatasetManagement, SglFlags, 0, ns.NamespaceId, default,
+            (uint)(count - 1), deallocate ? 1u << 2 : 0, 0, 0, 0, 0);
+        return Pair.Submit(sqe, ranges, default, exactData: false);
+    }
+
+    /// <summary>Writes one DSM range (Figure 38 of the NVM command set): context attributes, length in blocks, starting LBA.</summary>
+    public static void WriteRange(Span<byte> destination, ulong lba, uint blocks, uint contextAttributes = 0)
+    {
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(destination, contextAttributes);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(destination[4..], blocks);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(destination[8..], lba);
+    }
+
+    private static uint BlockCount(NvmeNamespace ns, int length)
+    {
+        if (length == 0 || length % ns.BlockSize != 0 || length / ns.BlockSize > 0x10000)
+        {
+            throw new ArgumentException($"a transfer of {length} bytes is not 1..65536 blocks of {ns.BlockSize} bytes");
+        }
+
+        return (uint)(length / ns.BlockSize);
+    }
+}

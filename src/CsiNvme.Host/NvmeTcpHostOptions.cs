@@ -1,0 +1,49 @@
+namespace CsiNvme.Host;
+
+/// <summary>How a host identifies itself and shapes its connections. Defaults follow the Linux host.</summary>
+public sealed class NvmeTcpHostOptions
+{
+    /// <summary>Host NQN sent in every Connect.</summary>
+    public string HostNqn { get; set; } = $"nqn.2014-08.org.nvmexpress:uuid:{DefaultHostId:D}";
+
+    /// <summary>Host identifier sent in every Connect (reservations are keyed by it).</summary>
+    public Guid HostId { get; set; } = DefaultHostId;
+
+    public bool HeaderDigest { get; set; }
+
+    public bool DataDigest { get; set; }
+
+    /// <summary>I/O queues to open (the controller may grant fewer).</summary>
+    public int IoQueueCount { get; set; } = 1;
+
+    /// <summary>Entries per I/O queue; one is kept free, so up to this minus one commands run at once.</summary>
+    public int IoQueueSize { get; set; } = 128;
+
+    /// <summary>Keep Alive Timeout asked in the admin Connect; the host sends Keep Alive every half of it. Zero disables.</summary>
+    public TimeSpan KeepAliveTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Limit on one command's data; the controller's MDTS may lower it.</summary>
+    public int MaxTransferSize { get; set; } = 512 * 1024;
+
+    /// <summary>Largest in-capsule write; the controller's IOCCSZ may lower it. Zero sends every write by R2T.</summary>
+    public int MaxInCapsuleData { get; set; } = 64 * 1024;
+
+    /// <summary>Largest H2CData PDU sent; the controller's MAXH2CDATA may lower it.</summary>
+    public int MaxH2CDataChunk { get; set; } = 128 * 1024;
+
+    /// <summary>Time limit of TCP connect, IC exchange and each setup command.</summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Reconnect after a connection loss; outstanding commands fail with a path error either way.</summary>
+    public bool Reconnect { get; set; } = true;
+
+    /// <summary>First delay before a reconnect attempt; doubled after each failure up to <see cref="MaxReconnectDelay"/>.</summary>
+    public TimeSpan ReconnectDelay { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    public TimeSpan MaxReconnectDelay { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long to keep trying before the controller is declared lost (Linux ctrl_loss_tmo).</summary>
+    public TimeSpan ControllerLossTimeout { get; set; } = TimeSpan.FromMinutes(10);
+
+    private static Guid DefaultHostId { get; } = Guid.NewGuid();
+}

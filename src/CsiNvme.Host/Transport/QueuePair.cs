@@ -1,0 +1,904 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using CsiNvme.Protocol.Commands;
+using CsiNvme.Protocol.Fabrics;
+using CsiNvme.Protocol.Tcp;
+using Microsoft.Extensions.Logging;
+
+namespace CsiNvme.Host.Transport;
+
+/// <summary>
+/// One NVMe/TCP connection carrying one queue pair (TCP 1.0, 2.1), seen from the host. Commands are written into a
+/// pinned send buffer under a lock and sent by whoever finds no send in progress, with a non-blocking send; when the
+/// socket is full the rest is handed to a send worker, so no thread ever blocks in a send. The receive loop parses PDUs
+/// from a pinned buffer and completes commands inline: the caller's continuation usually submits the next command,
+/// which then rides the send of the whole batch. Nothing is allocated per command.
+/// </summary>
+internal sealed partial class QueuePair
+{
+    private const int CapsuleHeaderLength = 72;
+    private const int DataHeaderLength = 24;
+    private const int AdminInCapsuleData = 8192;
+    // Room kept for one header-only capsule per queue entry, so a submission never waits for buffer space.
+    private const int CapsuleReserve = CapsuleHeaderLength + 2 * PduHeader.DigestSize;
+
+    [ThreadStatic]
+    private static QueuePair? t_receiving;
+
+    private readonly object _gate = new();
+    private readonly ILogger _logger;
+    private readonly CommandSlot[] _slots;
+    private readonly int[] _free;
+    private readonly int[] _r2tRing;
+    private readonly int _capacity;
+    private readonly int _maxData;
+    private byte[] _pending;
+    private byte[] _spare;
+    private readonly byte[] _receive;
+    private int _freeCount;
+    private int _pendingLength;
+    private int _r2tHead;
+    private int _r2tCount;
+    private bool _flushing;
+    private bool _flushDeferred;
+    private int _receiveStart;
+    private int _receiveEnd;
+
+    private Connection? _connection;
+    private bool _headerDigest;
+    private bool _dataDigest;
+    private int _maxH2CChunk;
+    private int _inCapsuleLimit;
+
+    /// <param name="queueId">0 for the admin queue.</param>
+    /// <param name="entries">Queue size; up to entries − 1 commands are outstanding (one SQ entry stays free).</param>
+    /// <param name="maxData">Largest data transfer of one command on this queue.</param>
+    public QueuePair(ushort queueId, int entries, int maxData, int maxH2CChunk, ILogger logger)
+    {
+        if (entries is < 2 or > CommandSlot.MaxSlots)
+        {
+            throw new ArgumentOutOfRangeException(nameof(entries), $"queue size must be 2..{CommandSlot.MaxSlots}");
+        }
+
+        QueueId = queueId;
+        Entries = entries;
+        _logger = logger;
+        _maxData = maxData;
+        _maxH2CChunk = maxH2CChunk;
+        _slots = new CommandSlot[entries - 1];
+        _free = new int[_slots.Length];
+        for (var i = 0; i < _slots.Length; i++)
+        {
+            _slots[i] = new CommandSlot(this, i);
+            _free[i] = _slots.Length - 1 - i;
+        }
+
+        _freeCount = _slots.Length;
+        _r2tRing = new int[_slots.Length];
+
+        var largestOut = Math.Max(CapsuleHeaderLength + 8 + Math.Max(AdminInCapsuleData, Math.Min(maxData, 128 * 1024)), DataHeaderLength + 8 + maxH2CChunk);
+        _capacity = _slots.Length * CapsuleReserve + 2 * largestOut + 16 * 1024;
+        _pending = GC.AllocateUninitializedArray<byte>(_capacity, pinned: true);
+        _spare = GC.AllocateUninitializedArray<byte>(_capacity, pinned: true);
+
+        // A C2HData PDU never carries more than the command's data; 256 bytes cover its header, digests and padding.
+        var largestIn = maxData + 256;
+        _receive = GC.AllocateUninitializedArray<byte>(2 * largestIn + 64 * 1024, pinned: true);
+        _maxPduIn = largestIn;
+    }
+
+    private readonly int _maxPduIn;
+
+    public ushort QueueId { get; }
+
+    public int Entries { get; }
+
+    /// <summary>Commands that may be outstanding at once.</summary>
+    public int Depth => _slots.Length;
+
+    public bool IsConnected => Volatile.Read(ref _connection) is { Closed: false };
+
+    public bool HeaderDigest => _headerDigest;
+
+    public bool DataDigest => _dataDigest;
+
+    /// <summary>Largest write sent in the capsule on this queue; larger ones wait for R2T.</summary>
+    public int InCapsuleLimit
+    {
+        get => _inCapsuleLimit;
+        set => _inCapsuleLimit = Math.Clamp(value, 0, Math.Min(_maxData, 128 * 1024));
+    }
+
+    public int MaxDataTransfer => _maxData;
+
+    /// <summary>Raised once per connection when it is lost (not when closed by <see cref="Close"/> on purpose).</summary>
+    public event Action<QueuePair, string>? ConnectionLost;
+
+    // ---- connection setup ----
+
+    /// <summary>Opens the TCP connection and exchanges ICReq/ICResp (TCP 1.0, 3.6.2.2–3).</summary>
+    public async Task OpenAsync(EndPoint endpoint, bool headerDigest, bool dataDigest, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        if (_connection is { Closed: false })
+        {
+            throw new InvalidOperationException("the queue is already connected");
+        }
+
+        if (_connection is { } previous)
+        {
+            await previous.Finished.ConfigureAwait(false);
+        }
+
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        limit.CancelAfter(timeout);
+        var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(endpoint, limit.Token).ConfigureAwait(false);
+            var icreq = new byte[ICReq.Length];
+            new ICReq(0, 0, headerDigest, dataDigest, 0).Write(icreq);
+            await SendAllAsync(socket, icreq, limit.Token).ConfigureAwait(false);
+            var icresp = new byte[ICResp.Length];
+            await ReceiveExactlyAsync(socket, icresp, limit.Token).ConfigureAwait(false);
+            var header = PduHeader.Read(icresp);
+            if (header.Type == PduType.C2HTermReq)
+            {
+                var term = TermReq.Read(icresp);
+                throw new NvmeTransportException($"the controller refused the connection: {term.FatalErrorStatus} (field {term.FatalErrorInformation})");
+            }
+
+            if (header.Type != PduType.ICResp || header.HeaderLength != ICResp.Length || header.PduLength != ICResp.Length)
+            {
+                throw new NvmeTransportException($"expected ICResp, got {header.Type} hlen {header.HeaderLength} plen {header.PduLength}");
+            }
+
+            var response = ICResp.Read(icresp);
+            // The same checks as Linux: PFV 0, no controller data alignment, digests as asked, sane MAXH2CDATA.
+            if (response.ProtocolFormatVersion != 0 || response.ControllerPduDataAlignment != 0 ||
+                response.HeaderDigest != headerDigest || response.DataDigest != dataDigest ||
+                response.MaxH2CData < 4096 || response.MaxH2CData % 4 != 0)
+            {
+                throw new NvmeTransportException($"unacceptable ICResp: {response}");
+            }
+
+            socket.Blocking = false;
+            lock (_gate)
+            {
+                _headerDigest = headerDigest;
+                _dataDigest = dataDigest;
+                _maxH2CChunk = (int)Math.Min(response.MaxH2CData, (uint)_maxH2CChunk);
+                _inCapsuleLimit = QueueId == 0 ? AdminInCapsuleData : Math.Min(_inCapsuleLimit, _maxData);
+                _receiveStart = _receiveEnd = 0;
+                _pendingLength = 0;
+                _r2tCount = 0;
+                _flushing = false;
+                _flushDeferred = false;
+                var connection = new Connection(socket);
+                _connection = connection;
+                connection.Finished = Task.WhenAll(
+                    Task.Run(() => ReceiveLoopAsync(connection), CancellationToken.None),
+                    Task.Run(() => SendWorkerAsync(connection), CancellationToken.None));
+            }
+        }
+        catch (Exception ex)
+        {
+            socket.Dispose();
+            if (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested)
+            {
+                throw new NvmeTransportException($"connecting queue {QueueId} to {endpoint} timed out", ex);
+            }
+
+            if (ex is SocketException or IOException or EndOfStreamException)
+            {
+                throw new NvmeTransportException($"connecting queue {QueueId} to {endpoint} failed: {ex.Message}", ex);
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>Sends the fabrics Connect (NVMe-oF 1.1, 3.3) and returns the controller id.</summary>
+    public async Task<ushort> ConnectAsync(string subsystemNqn, string hostNqn, Guid hostId, ushort controllerId, uint keepAliveMs, TimeSpan timeout)
+    {
+        var data = new byte[ConnectData.Size];
+        new ConnectData(hostId, controllerId, subsystemNqn, hostNqn).Write(data);
+        var command = new ConnectCommand(0, QueueId, (ushort)(Entries - 1), 0, QueueId == 0 ? keepAliveMs : 0)
+            .ToSubmissionQueueEntry(0, default);
+        var completion = await WithTimeout(Submit(command, data, default, exactData: false, forceInCapsule: true), timeout, "Connect").ConfigureAwait(false);
+        if (!completion.IsSuccess)
+        {
+            throw new NvmeCommandException($"Connect of queue {QueueId} to {subsystemNqn}", completion.Status);
+        }
+
+        // Bits 17:16 set would ask for in-band authentication, which this host does not do (NVMe-oF 1.1, Figure 21).
+        if ((completion.Dw0 & 0x30000) != 0)
+        {
+            throw new NvmeTransportException($"{subsystemNqn} requires authentication");
+        }
+
+        return (ushort)completion.Dw0;
+    }
+
+    /// <summary>Awaits a command with a time limit; on expiry the connection is closed, which fails the command.</summary>
+    public async Task<NvmeCompletion> WithTimeout(ValueTask<NvmeCompletion> command, TimeSpan timeout, string what)
+    {
+        if (command.IsCompleted)
+        {
+            return command.Result;
+        }
+
+        var task = command.AsTask();
+        if (await Task.WhenAny(task, Task.Delay(timeout)).ConfigureAwait(false) != task)
+        {
+            Close($"{what} timed out");
+            await task.ConfigureAwait(false);
+            throw new NvmeTransportException($"{what} on queue {QueueId} timed out after {timeout.TotalSeconds:0.#} s");
+        }
+
+        return await task.ConfigureAwait(false);
+    }
+
+    /// <summary>Closes the connection; outstanding commands fail with a host path error. Returns when both loops ended.</summary>
+    public Task CloseAsync(string reason)
+    {
+        var connection = Volatile.Read(ref _connection);
+        if (connection is null)
+        {
+            return Task.CompletedTask;
+        }
+
+        connection.Deliberate = true;
+        Shutdown(connection, reason);
+        return connection.Finished;
+    }
+
+    /// <summary>Drops the connection as if the network failed (a timeout or a protocol error).</summary>
+    public void Close(string reason)
+    {
+        if (Volatile.Read(ref _connection) is { } connection)
+        {
+            Shutdown(connection, reason);
+        }
+    }
+
+    private void Shutdown(Connection connection, string reason)
+    {
+        if (Interlocked.Exchange(ref connection.ClosedFlag, 1) != 0)
+        {
+            return;
+        }
+
+        connection.Reason = reason;
+        LogQueueClosed(_logger, QueueId, reason);
+        try
+        {
+            connection.Socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // Already gone.
+        }
+
+        connection.Socket.Dispose();
+        connection.SendSignal.Set();
+    }
+
+    // ---- submission ----
+
+    /// <summary>
+    /// Submits one command. <paramref name="dataOut"/> (host to controller) goes in the capsule when it fits, else after
+    /// the controller's R2T; <paramref name="dataIn"/> receives C2H data. The CID and SGL of <paramref name="sqe"/> are
+    /// filled in here. Fails with a host path error at once when the queue is not connected.
+    /// </summary>
+    public ValueTask<NvmeCompletion> Submit(in SubmissionQueueEntry sqe, ReadOnlyMemory<byte> dataOut, Memory<byte> dataIn, bool exactData, bool forceInCapsule = false)
+    {
+        var length = dataOut.Length > 0 ? dataOut.Length : dataIn.Length;
+        if (length > _maxData)
+        {
+            throw new ArgumentException($"transfer of {length} bytes exceeds the queue's limit of {_maxData}");
+        }
+
+        CommandSlot slot;
+        Connection? connection;
+        lock (_gate)
+        {
+            connection = _connection;
+            if (connection is null || connection.Closed)
+            {
+                return new ValueTask<NvmeCompletion>(NvmeCompletion.PathError);
+            }
+
+            if (_freeCount == 0)
+            {
+                throw new InvalidOperationException($"queue {QueueId} already has {_slots.Length} commands outstanding");
+            }
+
+            slot = _slots[_free[--_freeCount]];
+            slot.Begin(dataOut, dataIn, exactData);
+            WriteCapsuleLocked(slot, sqe, dataOut, forceInCapsule);
+            if (_flushing)
+            {
+                return new ValueTask<NvmeCompletion>(slot, slot.Version);
+            }
+
+            if (t_receiving == this)
+            {
+                // Inside the receive loop's batch: the loop sends everything the batch produced at once.
+                _flushDeferred = true;
+                return new ValueTask<NvmeCompletion>(slot, slot.Version);
+            }
+
+            _flushing = true;
+        }
+
+        // The ValueTask is taken before flushing: the command may complete (and the slot be reused) during the flush.
+        var result = new ValueTask<NvmeCompletion>(slot, slot.Version);
+        Flush(connection);
+        return result;
+    }
+
+    private void WriteCapsuleLocked(CommandSlot slot, in SubmissionQueueEntry sqe, ReadOnlyMemory<byte> dataOut, bool forceInCapsule)
+    {
+        var headerDigestLength = _headerDigest ? PduHeader.DigestSize : 0;
+        var headerEnd = CapsuleHeaderLength + headerDigestLength;
+        var data = dataOut.Length;
+        var inCapsule = data > 0 &&
+            (forceInCapsule || (data <= _inCapsuleLimit && _pendingLength + headerEnd + data + 4 + _slots.Length * CapsuleReserve <= _capacity));
+        var dataDigestLength = inCapsule && _dataDigest ? PduHeader.DigestSize : 0;
+        var plen = headerEnd + (inCapsule ? data + dataDigestLength : 0);
+        if (_pendingLength + plen > _capacity)
+        {
+            throw new InvalidOperationException("send buffer overflow");
+        }
+
+        var pdu = _pending.AsSpan(_pendingLength, plen);
+        var flags = (_headerDigest ? PduFlags.HeaderDigest : 0) | (dataDigestLength != 0 ? PduFlags.DataDigest : 0);
+        new PduHeader(PduType.CapsuleCmd, flags, CapsuleHeaderLength, inCapsule ? (byte)headerEnd : (byte)0, (uint)plen).Write(pdu);
+        var entry = pdu.Slice(PduHeader.Size, SubmissionQueueEntry.Size);
+        sqe.Write(entry);
+        BinaryPrimitives.WriteUInt16LittleEndian(entry[2..], slot.CommandId);
+        // Every NVMe/TCP command describes its data with one SGL (TCP 1.0, 3.3.2): in-capsule data at offset 0
+        // (ICDOFF 0), otherwise a transport data block moved by H2CData/C2HData; a null transport block for no data.
+        var transferLength = data > 0 ? data : slot.DataIn.Length;
+        new SglDescriptor(0, (uint)transferLength, inCapsule ? SglDescriptor.InCapsuleDataBlock : SglDescriptor.TransportDataBlock).Write(entry[24..]);
+        if (_headerDigest)
+        {
+            Crc32C.ComputeInto(pdu[..CapsuleHeaderLength], pdu[CapsuleHeaderLength..]);
+        }
+
+        if (inCapsule)
+        {
+            var payload = pdu.Slice(headerEnd, data);
+            dataOut.Span.CopyTo(payload);
+            if (_dataDigest)
+            {
+                Crc32C.ComputeInto(payload, pdu[(headerEnd + data)..]);
+            }
+
+            slot.H2COffset = slot.H2CEnd = data;
+        }
+
+        _pendingLength += plen;
+    }
+
+    /// <summary>Appends H2CData PDUs for pending R2Ts while they fit, keeping the capsule reserve (TCP 1.0, 3.6.2.7).</summary>
+    private void FillH2CDataLocked()
+    {
+        var headerDigestLength = _headerDigest ? PduHeader.DigestSize : 0;
+        var dataDigestLength = _dataDigest ? PduHeader.DigestSize : 0;
+        var reserve = _slots.Length * CapsuleReserve;
+        while (_r2tCount > 0)
+        {
+            var slot = _slots[_r2tRing[_r2tHead]];
+            var chunk = Math.Min(_maxH2CChunk, slot.H2CEnd - slot.H2COffset);
+            var dataOffset = DataHeaderLength + headerDigestLength;
+            var plen = dataOffset + chunk + dataDigestLength;
+            if (_pendingLength + plen + reserve > _capacity)
+            {
+                return;
+            }
+
+            var pdu = _pending.AsSpan(_pendingLength, plen);
+            var last = slot.H2COffset + chunk == slot.H2CEnd;
+            var flags = (_headerDigest ? PduFlags.HeaderDigest : 0) | (_dataDigest ? PduFlags.DataDigest : 0) | (last ? PduFlags.LastPdu : 0);
+            new DataTransferHeader(slot.CommandId, slot.TransferTag, (uint)slot.H2COffset, (uint)chunk).Write(pdu, PduType.H2CData, flags, (byte)dataOffset, (uint)plen);
+            if (_headerDigest)
+            {
+                Crc32C.ComputeInto(pdu[..DataHeaderLength], pdu[DataHeaderLength..]);
+            }
+
+            var payload = pdu.Slice(dataOffset, chunk);
+            slot.DataOut.Span.Slice(slot.H2COffset, chunk).CopyTo(payload);
+            if (_dataDigest)
+            {
+                Crc32C.ComputeInto(payload, pdu[(dataOffset + chunk)..]);
+            }
+
+            _pendingLength += plen;
+            slot.H2COffset += chunk;
+            if (last)
+            {
+                _r2tHead = (_r2tHead + 1) % _r2tRing.Length;
+                _r2tCount--;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sends what is pending with non-blocking sends; the caller owns the flushing token. If the socket is full, the
+    /// send worker takes over (and keeps the token).
+    /// </summary>
+    private void Flush(Connection connection)
+    {
+        while (true)
+        {
+            byte[] buffer;
+            int length;
+            lock (_gate)
+            {
+                FillH2CDataLocked();
+                if (_pendingLength == 0 || connection.Closed)
+                {
+                    _flushing = false;
+                    return;
+                }
+
+                buffer = _pending;
+                length = _pendingLength;
+                (_pending, _spare) = (_spare, _pending);
+                _pendingLength = 0;
+            }
+
+            var offset = 0;
+            while (offset < length)
+            {
+                int sent;
+                SocketError error;
+                try
+                {
+                    sent = connection.Socket.Send(buffer, offset, length - offset, SocketFlags.None, out error);
+                }
+                catch (ObjectDisposedException)
+                {
+                    sent = 0;
+                    error = SocketError.Shutdown;
+                }
+
+                if (error == SocketError.WouldBlock)
+                {
+                    connection.HandOff(buffer, offset, length);
+                    return;
+                }
+
+                if (error != SocketError.Success)
+                {
+                    lock (_gate)
+                    {
+                        _flushing = false;
+                    }
+
+                    Shutdown(connection, $"send failed: {error}");
+                    return;
+                }
+
+                offset += sent;
+            }
+        }
+    }
+
+    /// <summary>Finishes sends that would have blocked, then keeps flushing until nothing is pending.</summary>
+    private async Task SendWorkerAsync(Connection connection)
+    {
+        try
+        {
+            while (true)
+            {
+                await connection.SendSignal.WaitAsync().ConfigureAwait(false);
+                if (connection.Closed)
+                {
+                    return;
+                }
+
+                var (buffer, offset, length) = connection.TakeHandOff();
+                if (buffer is null)
+                {
+                    continue;
+                }
+
+                while (true)
+                {
+                    while (offset < length)
+                    {
+                        offset += await connection.Socket.SendAsync(buffer.AsMemory(offset, length - offset), SocketFlags.None).ConfigureAwait(false);
+                    }
+
+                    lock (_gate)
+                    {
+                        FillH2CDataLocked();
+                        if (_pendingLength == 0 || connection.Closed)
+                        {
+                            _flushing = false;
+                            break;
+                        }
+
+                        buffer = _pending;
+                        length = _pendingLength;
+                        offset = 0;
+                        (_pending, _spare) = (_spare, _pending);
+                        _pendingLength = 0;
+                    }
+                }
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException)
+        {
+            lock (_gate)
+            {
+                _flushing = false;
+            }
+
+            Shutdown(connection, $"send failed: {ex.Message}");
+        }
+    }
+
+    /// <summary>Called by <see cref="CommandSlot.GetResult"/>: the slot's CID is free again.</summary>
+    internal void Release(CommandSlot slot)
+    {
+        lock (_gate)
+        {
+            slot.State = SlotState.Free;
+            _free[_freeCount++] = slot.Index;
+        }
+    }
+
+    // ---- receive ----
+
+    private async Task ReceiveLoopAsync(Connection connection)
+    {
+        var socket = connection.Socket;
+        try
+        {
+            while (!connection.Closed)
+            {
+                CompactReceiveBuffer();
+                var received = await socket.ReceiveAsync(_receive.AsMemory(_receiveEnd), SocketFlags.None).ConfigureAwait(false);
+                if (received == 0)
+                {
+                    Shutdown(connection, "the controller closed the connection");
+                    break;
+                }
+
+                _receiveEnd += received;
+                ProcessReceived(connection);
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException or OperationCanceledException)
+        {
+            Shutdown(connection, $"receive failed: {ex.Message}");
+        }
+        catch (NvmeTransportException ex)
+        {
+            LogProtocolError(_logger, QueueId, ex.Message);
+            Shutdown(connection, ex.Message);
+        }
+        finally
+        {
+            FailOutstanding(connection);
+        }
+    }
+
+    private void ProcessReceived(Connection connection)
+    {
+        t_receiving = this;
+        try
+        {
+            while (TryProcessOnePdu())
+            {
+            }
+        }
+        finally
+        {
+            t_receiving = null;
+        }
+
+        bool flush;
+        lock (_gate)
+        {
+            flush = (_flushDeferred || _r2tCount > 0) && !_flushing;
+            _flushDeferred = false;
+            if (flush)
+            {
+                _flushing = true;
+            }
+        }
+
+        if (flush)
+        {
+            Flush(connection);
+        }
+    }
+
+    private void CompactReceiveBuffer()
+    {
+        if (_receiveStart == _receiveEnd)
+        {
+            _receiveStart = _receiveEnd = 0;
+        }
+        else if (_receive.Length - _receiveEnd < _maxPduIn)
+        {
+            var pending = _receiveEnd - _receiveStart;
+            Buffer.BlockCopy(_receive, _receiveStart, _receive, 0, pending);
+            _receiveStart = 0;
+            _receiveEnd = pending;
+        }
+    }
+
+    private bool TryProcessOnePdu()
+    {
+        var available = _receiveEnd - _receiveStart;
+        if (available < PduHeader.Size)
+        {
+            return false;
+        }
+
+        var header = PduHeader.Read(_receive.AsSpan(_receiveStart, PduHeader.Size));
+        var expectedHeaderLength = header.Type switch
+        {
+            PduType.CapsuleResp or PduType.C2HData or PduType.R2T or PduType.C2HTermReq => PduHeader.ExpectedHeaderLength(header.Type),
+            _ => throw new NvmeTransportException($"unexpected PDU type {header.Type} from the controller"),
+        };
+        if (header.HeaderLength != expectedHeaderLength || header.PduLength < header.HeaderLength || header.PduLength > _maxPduIn)
+        {
+            throw new NvmeTransportException($"bad {header.Type} PDU: hlen {header.HeaderLength} plen {header.PduLength}");
+        }
+
+        if (header.Type == PduType.C2HTermReq)
+        {
+            if (available < Math.Min(header.PduLength, (uint)TermReq.HeaderLength))
+            {
+                return false;
+            }
+
+            var term = TermReq.Read(_receive.AsSpan(_receiveStart));
+            throw new NvmeTransportException($"the controller terminated the connection: {term.FatalErrorStatus} (field {term.FatalErrorInformation})");
+        }
+
+        if (available < header.PduLength)
+        {
+            return false;
+        }
+
+        var pdu = _receive.AsSpan(_receiveStart, (int)header.PduLength);
+        _receiveStart += (int)header.PduLength;
+        var headerDigestLength = _headerDigest ? PduHeader.DigestSize : 0;
+        if (_headerDigest)
+        {
+            if ((header.Flags & PduFlags.HeaderDigest) == 0 || pdu.Length < header.HeaderLength + PduHeader.DigestSize)
+            {
+                throw new NvmeTransportException($"{header.Type} without the negotiated header digest");
+            }
+
+            // A header digest error loses the PDU boundaries: the connection cannot continue (TCP 1.0, 3.6.2.2).
+            if (!Crc32C.Verify(pdu[..header.HeaderLength], pdu.Slice(header.HeaderLength, PduHeader.DigestSize)))
+            {
+                throw new NvmeTransportException($"header digest error on {header.Type}");
+            }
+        }
+
+        switch (header.Type)
+        {
+            case PduType.CapsuleResp:
+                HandleResponse(CompletionQueueEntry.Read(pdu.Slice(PduHeader.Size, CompletionQueueEntry.Size)));
+                break;
+            case PduType.C2HData:
+                HandleData(pdu, header, header.HeaderLength + headerDigestLength);
+                break;
+            default:
+                HandleR2T(DataTransferHeader.Read(pdu));
+                break;
+        }
+
+        return true;
+    }
+
+    private CommandSlot Lookup(ushort commandId, PduType type)
+    {
+        var index = commandId & (CommandSlot.MaxSlots - 1);
+        if (index >= _slots.Length || _slots[index] is not { State: SlotState.Outstanding } slot || slot.CommandId != commandId)
+        {
+            throw new NvmeTransportException($"{type} for unknown command id {commandId:X4}");
+        }
+
+        return slot;
+    }
+
+    private void HandleResponse(in CompletionQueueEntry cqe)
+    {
+        var slot = Lookup(cqe.CommandId, PduType.CapsuleResp);
+        var status = cqe.Status;
+        if (!slot.DataError.IsSuccess)
+        {
+            status = slot.DataError;
+        }
+        else if (status.IsSuccess && slot.ExactData && slot.Received != slot.DataIn.Length)
+        {
+            status = NvmeStatus.DataTransferError;
+        }
+
+        slot.Complete(new NvmeCompletion(status, cqe.Dw0, cqe.Dw1));
+    }
+
+    private void HandleData(ReadOnlySpan<byte> pdu, PduHeader header, int headerEnd)
+    {
+        var transfer = DataTransferHeader.Read(pdu);
+        var slot = Lookup(transfer.CommandId, PduType.C2HData);
+        var dataDigestLength = _dataDigest ? PduHeader.DigestSize : 0;
+        if (header.DataOffset < headerEnd || header.DataOffset + transfer.Length + dataDigestLength != header.PduLength)
+        {
+            throw new NvmeTransportException($"C2HData with pdo {header.DataOffset}, datal {transfer.Length}, plen {header.PduLength}");
+        }
+
+        if (transfer.Offset != (uint)slot.Received || transfer.Offset + transfer.Length > (uint)slot.DataIn.Length)
+        {
+            throw new NvmeTransportException($"C2HData at {transfer.Offset}+{transfer.Length}, expected offset {slot.Received} within {slot.DataIn.Length}");
+        }
+
+        var data = pdu.Slice(header.DataOffset, (int)transfer.Length);
+        if (_dataDigest && !Crc32C.Verify(data, pdu[^PduHeader.DigestSize..]))
+        {
+            // The stream is still in sync; only this command fails (Linux reports a data transfer error the same way).
+            slot.DataError = NvmeStatus.TransientTransportError;
+        }
+        else
+        {
+            data.CopyTo(slot.DataIn.Span[(int)transfer.Offset..]);
+        }
+
+        slot.Received += (int)transfer.Length;
+        if ((header.Flags & PduFlags.Success) != 0)
+        {
+            // SUCCESS replaces the CapsuleResp and is only valid on the last PDU (TCP 1.0, 3.6.2.8).
+            if ((header.Flags & PduFlags.LastPdu) == 0)
+            {
+                throw new NvmeTransportException("C2HData with SUCCESS but without LAST_PDU");
+            }
+
+            var status = slot.DataError.IsSuccess ? NvmeStatus.Success : slot.DataError;
+            slot.Complete(new NvmeCompletion(status, 0, 0));
+        }
+    }
+
+    private void HandleR2T(in DataTransferHeader r2t)
+    {
+        var slot = Lookup(r2t.CommandId, PduType.R2T);
+        var length = slot.DataOut.Length;
+        if (length == 0 || r2t.Length == 0 || (long)r2t.Offset + r2t.Length > length || r2t.Offset < (uint)slot.H2CEnd)
+        {
+            throw new NvmeTransportException($"R2T {r2t.Offset}+{r2t.Length} for a command with {length} bytes, {slot.H2CEnd} already sent");
+        }
+
+        lock (_gate)
+        {
+            slot.TransferTag = r2t.TransferTag;
+            slot.H2COffset = (int)r2t.Offset;
+            slot.H2CEnd = (int)(r2t.Offset + r2t.Length);
+            _r2tRing[(_r2tHead + _r2tCount) % _r2tRing.Length] = slot.Index;
+            _r2tCount++;
+        }
+    }
+
+    private void FailOutstanding(Connection connection)
+    {
+        Shutdown(connection, "receive loop ended");
+        List<CommandSlot>? failed = null;
+        lock (_gate)
+        {
+            _pendingLength = 0;
+            _r2tCount = 0;
+            foreach (var slot in _slots)
+            {
+                if (slot.State == SlotState.Outstanding)
+                {
+                    (failed ??= new List<CommandSlot>()).Add(slot);
+                }
+            }
+        }
+
+        if (failed is not null)
+        {
+            LogFailingOutstanding(_logger, QueueId, failed.Count);
+            foreach (var slot in failed)
+            {
+                slot.Complete(NvmeCompletion.PathError);
+            }
+        }
+
+        connection.SendSignal.Set();
+        if (!connection.Deliberate)
+        {
+            ConnectionLost?.Invoke(this, connection.Reason ?? "connection lost");
+        }
+    }
+
+    private static async Task SendAllAsync(Socket socket, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        while (!data.IsEmpty)
+        {
+            data = data[await socket.SendAsync(data, SocketFlags.None, cancellationToken).ConfigureAwait(false)..];
+        }
+    }
+
+    private static async Task ReceiveExactlyAsync(Socket socket, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        while (!buffer.IsEmpty)
+        {
+            var received = await socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            if (received == 0)
+            {
+                throw new EndOfStreamException("the controller closed the connection during initialization");
+            }
+
+            buffer = buffer[received..];
+        }
+    }
+
+    /// <summary>State of one TCP connection of the queue; a reconnect gets a new one.</summary>
+    private sealed class Connection
+    {
+        private readonly object _handOffGate = new();
+        private byte[]? _handOffBuffer;
+        private int _handOffOffset;
+        private int _handOffLength;
+
+        public Connection(Socket socket)
+        {
+            Socket = socket;
+        }
+
+        public Socket Socket { get; }
+
+        public AsyncSignal SendSignal { get; } = new();
+
+        public int ClosedFlag;
+
+        public bool Closed => Volatile.Read(ref ClosedFlag) != 0;
+
+        public bool Deliberate { get; set; }
+
+        public string? Reason { get; set; }
+
+        public Task Finished { get; set; } = Task.CompletedTask;
+
+        public void HandOff(byte[] buffer, int offset, int length)
+        {
+            lock (_handOffGate)
+            {
+                _handOffBuffer = buffer;
+                _handOffOffset = offset;
+                _handOffLength = length;
+            }
+
+            SendSignal.Set();
+        }
+
+        public (byte[]? Buffer, int Offset, int Length) TakeHandOff()
+        {
+            lock (_handOffGate)
+            {
+                var result = (_handOffBuffer, _handOffOffset, _handOffLength);
+                _handOffBuffer = null;
+                return result;
+            }
+        }
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "NVMe/TCP queue {QueueId} closed: {Reason}")]
+    private static partial void LogQueueClosed(ILogger logger, ushort queueId, string reason);
+
+    [LoggerMessage(Level = LogLevel.Warning, Message = "NVMe/TCP queue {QueueId}: protocol error from the controller: {Detail}")]
+    private static partial void LogProtocolError(ILogger logger, ushort queueId, string detail);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "NVMe/TCP queue {QueueId} lost its connection; failing {Count} outstanding commands with a host path error")]
+    private static partial void LogFailingOutstanding(ILogger logger, ushort queueId, int count);
+}

@@ -1,0 +1,2 @@
+global using CsiNvme.Protocol.Commands;
+global using NUnit.Framework;
