@@ -40,6 +40,21 @@ internal static partial class ServerLog
     [LoggerMessage(EventId = 12, Level = LogLevel.Warning, Message = "Volume {Name}: flush at shutdown returned {Status}")]
     public static partial void FlushAtShutdownFailed(ILogger logger, string name, string status);
 
+    [LoggerMessage(EventId = 13, Level = LogLevel.Information, Message = "Volume {Name} cloned from {SourceKind} {Source} in pool {Pool}")]
+    public static partial void VolumeCloned(ILogger logger, string name, string sourceKind, string source, string pool);
+
+    [LoggerMessage(EventId = 14, Level = LogLevel.Information, Message = "Snapshot {Name} (id {Id}) taken of volume {Volume}: {SizeBytes} bytes, pool {Pool}")]
+    public static partial void SnapshotCreated(ILogger logger, string name, Guid id, string volume, long sizeBytes, string pool);
+
+    [LoggerMessage(EventId = 15, Level = LogLevel.Information, Message = "Snapshot {Name} deleted (id {Id})")]
+    public static partial void SnapshotDeleted(ILogger logger, string name, Guid id);
+
+    [LoggerMessage(EventId = 16, Level = LogLevel.Warning, Message = "Pool {Pool}: {Kind} image {Id} has no metadata record (a crash interrupted its creation or deletion); reclaimed")]
+    public static partial void OrphanImageReclaimed(ILogger logger, string kind, Guid id, string pool);
+
+    [LoggerMessage(EventId = 17, Level = LogLevel.Information, Message = "Pool {Pool} open: {Path}, {CapacityBytes} bytes, {UsedBytes} used, {ClusterSize}-byte clusters")]
+    public static partial void PoolOpened(ILogger logger, string pool, string path, long capacityBytes, long usedBytes, int clusterSize);
+
     [LoggerMessage(EventId = 20, Level = LogLevel.Information, Message = "Storage server started: backend {Backend}, data {DataDirectory}, metadata {MetadataStore}, {VolumeCount} volumes, NVMe/TCP on {NvmeEndpoints}, management on {ManagementEndpoint}, metrics on {MetricsEndpoint}")]
     public static partial void ServerStarted(ILogger logger, string backend, string dataDirectory, string metadataStore, int volumeCount, string nvmeEndpoints, string managementEndpoint, string metricsEndpoint);
 

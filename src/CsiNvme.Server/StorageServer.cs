@@ -62,7 +62,7 @@ public sealed class StorageServer : IAsyncDisposable
 
     public StorageServerOptions Options { get; }
 
-    /// <summary>Absolute data directory (unused by the memory backend).</summary>
+    /// <summary>Absolute data directory (unused by the memory backend); the thin backend's default pool lives in it.</summary>
     public string DataDirectory { get; }
 
     public NvmeTarget Target { get; }
@@ -96,7 +96,12 @@ public sealed class StorageServer : IAsyncDisposable
 
         var dataDirectory = Path.GetFullPath(options.DataDirectory);
         FileStream? dataDirectoryLock = null;
-        if (options.Backend == StorageBackend.File)
+        if (options.Backend != StorageBackend.Thin && options.Pools.Count > 0)
+        {
+            throw new ArgumentException($"pools need the thin backend, not --backend {options.Backend.ToString().ToLowerInvariant()}", nameof(options));
+        }
+
+        if (options.Backend != StorageBackend.Memory)
         {
             Directory.CreateDirectory(dataDirectory);
             dataDirectoryLock = LockDataDirectory(dataDirectory);
@@ -148,16 +153,26 @@ public sealed class StorageServer : IAsyncDisposable
         app.MapMetrics("/metrics", metrics.Registry);
 
         IMetadataStore? store = null;
+        IVolumeBackend? backend = null;
         NvmeTarget? target = null;
         VolumeManager? volumes = null;
         try
         {
-            store = options.Backend == StorageBackend.File
-                ? await SqliteMetadataStore.OpenAsync(Path.Combine(dataDirectory, MetadataFileName), cancellationToken)
-                : new InMemoryMetadataStore();
-            IVolumeBackend backend = options.Backend == StorageBackend.File
-                ? new FileVolumeBackend(Path.Combine(dataDirectory, VolumesDirectoryName))
-                : new MemoryVolumeBackend();
+            store = options.Backend == StorageBackend.Memory
+                ? new InMemoryMetadataStore()
+                : await SqliteMetadataStore.OpenAsync(Path.Combine(dataDirectory, MetadataFileName), cancellationToken);
+            backend = options.Backend switch
+            {
+                StorageBackend.Thin => ThinVolumeBackend.Open(options.Pools, dataDirectory),
+                StorageBackend.File => new FileVolumeBackend(Path.Combine(dataDirectory, VolumesDirectoryName)),
+                _ => new MemoryVolumeBackend(),
+            };
+            foreach (var pool in backend.GetPools())
+            {
+                ServerLog.PoolOpened(logger, pool.Name, pool.DataPath, pool.CapacityBytes, pool.UsedBytes, pool.ClusterSize);
+            }
+
+            metrics.ObservePools(backend.GetPools);
 
             var targetOptions = new NvmeTargetOptions();
             options.ConfigureTarget?.Invoke(targetOptions);
@@ -196,7 +211,23 @@ public sealed class StorageServer : IAsyncDisposable
             else
             {
                 await DisposeQuietly(target);
-                await DisposeQuietly(volumes);
+                if (volumes is not null)
+                {
+                    // It closes the backend too.
+                    await DisposeQuietly(volumes);
+                }
+                else
+                {
+                    try
+                    {
+                        backend?.Dispose();
+                    }
+                    catch (Exception)
+                    {
+                        // Startup already failed; that error is the one worth reporting.
+                    }
+                }
+
                 await DisposeQuietly(store);
                 await app.DisposeAsync();
                 dataDirectoryLock?.Dispose();
@@ -214,7 +245,7 @@ public sealed class StorageServer : IAsyncDisposable
             DiscoveryNqn = NvmeTarget.DiscoveryNqn,
             ManagementAddress = ManagementEndpoint.ToString(),
             Backend = Volumes.BackendName,
-            DataDir = Options.Backend == StorageBackend.File ? DataDirectory : "",
+            DataDir = Options.Backend == StorageBackend.Memory ? "" : DataDirectory,
             MetadataStore = _store.Description,
             VolumeCount = (uint)Volumes.Count,
             ConnectionCount = (uint)Math.Max(0, Target.ConnectionCount),

@@ -6,12 +6,24 @@ namespace CsiNvme.Server;
 /// <summary>Where volume data and metadata live.</summary>
 public enum StorageBackend
 {
-    /// <summary>Sparse files under DataDirectory/volumes and an SQLite metadata file: survives restarts.</summary>
+    /// <summary>Sparse files under DataDirectory/volumes and an SQLite metadata file: survives restarts; no snapshots.</summary>
     File,
 
     /// <summary>RAM only, gone at exit: for tests and benchmarks.</summary>
     Memory,
+
+    /// <summary>
+    /// Thin volumes with snapshots and clones in pools (<see cref="StorageServerOptions.Pools"/>, or one file pool
+    /// under DataDirectory/pools) and an SQLite metadata file: survives restarts and crashes.
+    /// </summary>
+    Thin,
 }
+
+/// <summary>
+/// A thin pool: a file (created sparse when missing, then <paramref name="SizeBytes"/> is required) or a raw block
+/// device (/dev/...). Its name is the file name without extension.
+/// </summary>
+public sealed record PoolDefinition(string Path, long? SizeBytes);
 
 public sealed class StorageServerOptions
 {
@@ -30,7 +42,10 @@ public sealed class StorageServerOptions
     /// <summary>Prometheus /metrics (HTTP/1.1).</summary>
     public IPEndPoint MetricsListen { get; set; } = new(IPAddress.Loopback, DefaultMetricsPort);
 
-    public StorageBackend Backend { get; set; } = StorageBackend.File;
+    public StorageBackend Backend { get; set; } = StorageBackend.Thin;
+
+    /// <summary>Pools of the thin backend; when empty it uses DataDirectory/pools/default.pool.</summary>
+    public List<PoolDefinition> Pools { get; set; } = [];
 
     public LogLevel LogLevel { get; set; } = LogLevel.Information;
 

@@ -21,7 +21,8 @@ public sealed class CommandLineTests
             Assert.That(options.NvmeListen, Is.EqualTo(new[] { new IPEndPoint(IPAddress.Loopback, 4420) }));
             Assert.That(options.ManagementListen, Is.EqualTo(new IPEndPoint(IPAddress.Loopback, 9500)));
             Assert.That(options.MetricsListen, Is.EqualTo(new IPEndPoint(IPAddress.Loopback, 9501)));
-            Assert.That(options.Backend, Is.EqualTo(StorageBackend.File));
+            Assert.That(options.Backend, Is.EqualTo(StorageBackend.Thin));
+            Assert.That(options.Pools, Is.Empty, "the thin backend then makes its default pool");
             Assert.That(options.LogLevel, Is.EqualTo(LogLevel.Information));
         });
     }
@@ -36,7 +37,10 @@ public sealed class CommandLineTests
             "--nvme-listen", "[::1]:4421",
             "--mgmt-listen", "[::]:9600",
             "--metrics-listen", "10.0.0.5:0",
-            "--backend", "MEMORY",
+            "--backend", "THIN",
+            "--pool", "/srv/fast.img,10GiB",
+            "--pool", "/dev/nvme1n1",
+            "--pool", "relative/slow.pool,500G",
             "--log-level", "debug",
         ]);
 
@@ -48,7 +52,13 @@ public sealed class CommandLineTests
             Assert.That(options.NvmeListen, Is.EqualTo(new[] { new IPEndPoint(IPAddress.Any, 4420), new IPEndPoint(IPAddress.IPv6Loopback, 4421) }));
             Assert.That(options.ManagementListen, Is.EqualTo(new IPEndPoint(IPAddress.IPv6Any, 9600)));
             Assert.That(options.MetricsListen, Is.EqualTo(new IPEndPoint(IPAddress.Parse("10.0.0.5"), 0)));
-            Assert.That(options.Backend, Is.EqualTo(StorageBackend.Memory));
+            Assert.That(options.Backend, Is.EqualTo(StorageBackend.Thin));
+            Assert.That(options.Pools, Is.EqualTo(new[]
+            {
+                new PoolDefinition("/srv/fast.img", 10L << 30),
+                new PoolDefinition("/dev/nvme1n1", null),
+                new PoolDefinition("relative/slow.pool", 500L << 30),
+            }));
             Assert.That(options.LogLevel, Is.EqualTo(LogLevel.Debug));
         });
     }
@@ -62,7 +72,13 @@ public sealed class CommandLineTests
     [TestCase(new[] { "--nvme-listen", "[127.0.0.1]:4420" }, "not an IPv6 address")]
     [TestCase(new[] { "--mgmt-listen", "1.2.3:80" }, "not an IP address")]
     [TestCase(new[] { "--metrics-listen", ":9501" }, "ADDR:PORT")]
-    [TestCase(new[] { "--backend", "ceph" }, "file, memory")]
+    [TestCase(new[] { "--backend", "ceph" }, "thin, file, memory")]
+    [TestCase(new[] { "--pool", "/srv/p.img,12XB" }, "invalid size")]
+    [TestCase(new[] { "--pool", "/srv/p.img,0" }, "invalid size")]
+    [TestCase(new[] { "--pool", ",1G" }, "path is empty")]
+    [TestCase(new[] { "--pool", "/srv/bad name.img" }, "pool name")]
+    [TestCase(new[] { "--pool", "/a/p.img,1G", "--pool", "/b/p.pool,1G" }, "both be pool 'p'")]
+    [TestCase(new[] { "--backend", "file", "--pool", "/srv/p.img,1G" }, "--pool needs --backend thin")]
     [TestCase(new[] { "--log-level", "loud" }, "trace")]
     [TestCase(new[] { "--data-dir" }, "--data-dir")]
     [TestCase(new[] { "--no-such-flag" }, "--no-such-flag")]
@@ -74,6 +90,13 @@ public sealed class CommandLineTests
         Assert.That(result.Options, Is.Null);
         Assert.That(result.Errors, Is.Not.Empty);
         Assert.That(string.Join("\n", result.Errors), Does.Contain(expectedMessagePart));
+    }
+
+    [Test]
+    public void MemoryAndFileBackendsCanStillBeChosen()
+    {
+        Assert.That(ServerCommandLine.Parse(["--backend", "memory"]).Options!.Backend, Is.EqualTo(StorageBackend.Memory));
+        Assert.That(ServerCommandLine.Parse(["--backend", "file"]).Options!.Backend, Is.EqualTo(StorageBackend.File));
     }
 
     [Test]

@@ -2,6 +2,8 @@ using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Net;
+using CsiNvme.Api;
+using CsiNvme.Server.Volumes;
 using Microsoft.Extensions.Logging;
 
 namespace CsiNvme.Server.Hosting;
@@ -36,10 +38,20 @@ public static class ServerCommandLine
         var metricsListen = EndpointOption("--metrics-listen", "Prometheus /metrics listen address (HTTP/1.1).", StorageServerOptions.DefaultMetricsPort);
         var backend = new Option<StorageBackend>("--backend")
         {
-            Description = "Volume storage: 'file' (sparse files + SQLite metadata in --data-dir, survives restarts) or 'memory' (RAM only).",
-            HelpName = "file|memory",
-            DefaultValueFactory = _ => StorageBackend.File,
-            CustomParser = result => ParseEnumOrError(result, "--backend", result.Tokens[0].Value, StorageBackend.File, ["file", "memory"]),
+            Description = "Volume storage: 'thin' (default: thin volumes with snapshots and clones in pools, SQLite metadata in --data-dir), " +
+                          "'file' (one sparse file per volume, no snapshots) or 'memory' (RAM only).",
+            HelpName = "thin|file|memory",
+            DefaultValueFactory = _ => StorageBackend.Thin,
+            CustomParser = result => ParseEnumOrError(result, "--backend", result.Tokens[0].Value, StorageBackend.Thin, ["thin", "file", "memory"]),
+        };
+        var pools = new Option<PoolDefinition[]>("--pool")
+        {
+            Description = "Thin pool: a file (created sparse with SIZE when missing) or a raw block device /dev/...; repeat for several. " +
+                          "Its name is the file name without extension. Default: DIR/pools/default.pool sized to the free space of DIR's file system.",
+            HelpName = "PATH[,SIZE]",
+            Arity = ArgumentArity.OneOrMore,
+            AllowMultipleArgumentsPerToken = false,
+            CustomParser = result => result.Tokens.Select(t => ParsePoolOrError(result, t.Value)).ToArray(),
         };
         var logLevel = new Option<LogLevel>("--log-level")
         {
@@ -57,6 +69,7 @@ public static class ServerCommandLine
             mgmtListen,
             metricsListen,
             backend,
+            pools,
             logLevel,
         };
 
@@ -79,8 +92,23 @@ public static class ServerCommandLine
             ManagementListen = parse.GetValue(mgmtListen)!,
             MetricsListen = parse.GetValue(metricsListen)!,
             Backend = parse.GetValue(backend),
+            Pools = [.. parse.GetValue(pools) ?? []],
             LogLevel = parse.GetValue(logLevel),
         };
+
+        if (options.Pools.Count > 0 && options.Backend != StorageBackend.Thin)
+        {
+            return new ServerCommandLineResult(null, [$"--pool needs --backend thin, not {options.Backend.ToString().ToLowerInvariant()}"], parse);
+        }
+
+        var duplicate = options.Pools.GroupBy(p => ThinVolumeBackend.PoolNameOf(p.Path)).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null)
+        {
+            return new ServerCommandLineResult(
+                null,
+                [$"--pool: {string.Join(" and ", duplicate.Select(p => p.Path))} would both be pool '{duplicate.Key}'; pool names come from the file names and must differ"],
+                parse);
+        }
 
         if (string.IsNullOrWhiteSpace(options.DataDirectory))
         {
@@ -151,6 +179,53 @@ public static class ServerCommandLine
         DefaultValueFactory = _ => new IPEndPoint(IPAddress.Loopback, defaultPort),
         CustomParser = result => ParseEndpointOrError(result, name, result.Tokens[0].Value),
     };
+
+    /// <summary>"PATH" or "PATH,SIZE"; the size uses the same units as everywhere else (10GiB, 500G, 1T).</summary>
+    public static bool TryParsePool(string text, out PoolDefinition? pool, out string? error)
+    {
+        pool = null;
+        var comma = text.LastIndexOf(',');
+        var path = comma < 0 ? text : text[..comma];
+        long? size = null;
+        if (comma >= 0)
+        {
+            if (!ByteSize.TryParse(text[(comma + 1)..], out var bytes, out var sizeError) || bytes <= 0)
+            {
+                error = $"'{text}': invalid size: {sizeError ?? "it must be greater than zero"}";
+                return false;
+            }
+
+            size = bytes;
+        }
+
+        if (string.IsNullOrWhiteSpace(path))
+        {
+            error = $"'{text}': the path is empty; use PATH or PATH,SIZE";
+            return false;
+        }
+
+        var name = ThinVolumeBackend.PoolNameOf(path);
+        if (!ThinVolumeBackend.IsValidPoolName(name))
+        {
+            error = $"'{text}': the pool name '{name}' (the file name without extension) must be 1 to 64 of [A-Za-z0-9._-]";
+            return false;
+        }
+
+        pool = new PoolDefinition(path, size);
+        error = null;
+        return true;
+    }
+
+    private static PoolDefinition ParsePoolOrError(ArgumentResult result, string text)
+    {
+        if (TryParsePool(text, out var pool, out var error))
+        {
+            return pool!;
+        }
+
+        result.AddError($"--pool: {error}");
+        return new PoolDefinition(text, null);
+    }
 
     private static IPEndPoint ParseEndpointOrError(ArgumentResult result, string option, string text)
     {

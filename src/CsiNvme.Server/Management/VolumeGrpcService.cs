@@ -8,7 +8,16 @@ namespace CsiNvme.Server.Management;
 internal sealed class VolumeGrpcService(VolumeManager volumes) : VolumeService.VolumeServiceBase
 {
     public override Task<Volume> CreateVolume(CreateVolumeRequest request, ServerCallContext context) =>
-        volumes.CreateAsync(request.Name, request.SizeBytes, request.BlockSize, request.AllowAnyHost, request.AllowedHosts, context.CancellationToken);
+        volumes.CreateAsync(
+            request.Name,
+            request.SizeBytes,
+            request.BlockSize,
+            request.AllowAnyHost,
+            request.AllowedHosts,
+            request.SourceSnapshot,
+            request.SourceVolume,
+            request.Pool,
+            context.CancellationToken);
 
     public override Task<Volume> GetVolume(GetVolumeRequest request, ServerCallContext context) =>
         Task.FromResult(volumes.Get(request.Name));
@@ -37,4 +46,23 @@ internal sealed class VolumeGrpcService(VolumeManager volumes) : VolumeService.V
 
     public override Task<Volume> SetAllowAnyHost(SetAllowAnyHostRequest request, ServerCallContext context) =>
         volumes.SetAllowAnyHostAsync(request.Name, request.AllowAnyHost, context.CancellationToken);
+
+    public override Task<Snapshot> CreateSnapshot(CreateSnapshotRequest request, ServerCallContext context) =>
+        volumes.CreateSnapshotAsync(request.Volume, request.Name, context.CancellationToken);
+
+    public override Task<Snapshot> GetSnapshot(GetSnapshotRequest request, ServerCallContext context) =>
+        Task.FromResult(volumes.GetSnapshot(request.Name));
+
+    public override Task<ListSnapshotsResponse> ListSnapshots(ListSnapshotsRequest request, ServerCallContext context)
+    {
+        var response = new ListSnapshotsResponse();
+        response.Snapshots.AddRange(volumes.ListSnapshots(request.Volume));
+        return Task.FromResult(response);
+    }
+
+    public override async Task<DeleteSnapshotResponse> DeleteSnapshot(DeleteSnapshotRequest request, ServerCallContext context)
+    {
+        await volumes.DeleteSnapshotAsync(request.Name, context.CancellationToken);
+        return new DeleteSnapshotResponse();
+    }
 }

@@ -19,6 +19,8 @@ public sealed class ServerMetrics : ITargetObserver
     private readonly Gauge _connections;
     private readonly Gauge _volumes;
     private readonly Gauge _volumeSize;
+    private readonly Gauge _poolCapacity;
+    private readonly Gauge _poolUsed;
 
     public ServerMetrics()
     {
@@ -43,6 +45,8 @@ public sealed class ServerMetrics : ITargetObserver
         _connections = factory.CreateGauge("csinvme_nvme_connections", "Open NVMe/TCP connections.");
         _volumes = factory.CreateGauge("csinvme_volumes", "Volumes served.");
         _volumeSize = factory.CreateGauge("csinvme_volume_size_bytes", "Size of each volume in bytes.", ["volume"]);
+        _poolCapacity = factory.CreateGauge("csinvme_pool_capacity_bytes", "Bytes of each storage pool available to volumes and snapshots.", ["pool"]);
+        _poolUsed = factory.CreateGauge("csinvme_pool_used_bytes", "Bytes of each storage pool allocated to volumes and snapshots.", ["pool"]);
     }
 
     public CollectorRegistry Registry { get; }
@@ -72,6 +76,17 @@ public sealed class ServerMetrics : ITargetObserver
     }
 
     public void SetVolumeCount(int count) => _volumes.Set(count);
+
+    /// <summary>Pool space changes with every allocating write, so it is read when scraped rather than pushed.</summary>
+    public void ObservePools(Func<IReadOnlyList<Volumes.PoolStatus>> pools) =>
+        Registry.AddBeforeCollectCallback(() =>
+        {
+            foreach (var pool in pools())
+            {
+                _poolCapacity.WithLabels(pool.Name).Set(pool.CapacityBytes);
+                _poolUsed.WithLabels(pool.Name).Set(pool.UsedBytes);
+            }
+        });
 
     public void ConnectionOpened() => _connections.Inc();
 

@@ -37,6 +37,7 @@ public sealed class VolumeManager : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly SemaphoreSlim _mutation = new(1, 1);
     private readonly ConcurrentDictionary<string, ManagedVolume> _volumes = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, SnapshotRecord> _snapshots = new(StringComparer.Ordinal);
     private string[] _listenAddresses = [];
 
     public VolumeManager(IMetadataStore store, IVolumeBackend backend, NvmeTarget target, ServerMetrics metrics, ILogger<VolumeManager> logger)
@@ -51,6 +52,8 @@ public sealed class VolumeManager : IAsyncDisposable
     public int Count => _volumes.Count;
 
     public string BackendName => _backend.Name;
+
+    public int SnapshotCount => _snapshots.Count;
 
     /// <summary>The NVMe/TCP endpoints reported in every volume's listen_addresses.</summary>
     public void SetListenAddresses(IEnumerable<IPEndPoint> endpoints) =>
@@ -68,7 +71,7 @@ public sealed class VolumeManager : IAsyncDisposable
                 IBlockVolume storage;
                 try
                 {
-                    storage = _backend.Open(record.Id, record.BlockSize);
+                    storage = _backend.Open(record.Pool, record.Id, record.BlockSize);
                 }
                 catch (Exception e)
                 {
@@ -89,6 +92,12 @@ public sealed class VolumeManager : IAsyncDisposable
                 ServerLog.VolumeLoaded(_logger, record.Name, record.Id, record.SizeBytes, VolumeNaming.SubsystemNqn(record.Id));
             }
 
+            foreach (var snapshot in await _store.ListSnapshotsAsync(cancellationToken))
+            {
+                _snapshots[snapshot.Name] = snapshot;
+            }
+
+            ReconcilePools();
             _metrics.SetVolumeCount(_volumes.Count);
         }
         finally
@@ -97,22 +106,47 @@ public sealed class VolumeManager : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Creates an empty volume, or a clone of <paramref name="sourceSnapshot"/> / <paramref name="sourceVolume"/> (at most
+    /// one; then a size of 0 means the source's size and a block size of 0 the source's block size).
+    /// </summary>
     public async Task<Volume> CreateAsync(
         string name,
         ulong requestedSizeBytes,
         uint blockSize,
         bool allowAnyHost,
         IEnumerable<string> allowedHosts,
+        string? sourceSnapshot = null,
+        string? sourceVolume = null,
+        string? pool = null,
         CancellationToken cancellationToken = default)
     {
         ValidateName(name);
-        var sizeBytes = RoundSize(requestedSizeBytes);
-        var effectiveBlockSize = blockSize switch
+        sourceSnapshot = string.IsNullOrEmpty(sourceSnapshot) ? null : sourceSnapshot;
+        sourceVolume = string.IsNullOrEmpty(sourceVolume) ? null : sourceVolume;
+        if (sourceSnapshot is not null && sourceVolume is not null)
         {
-            0 => DefaultBlockSize,
-            512 or 4096 => (int)blockSize,
-            _ => throw new VolumeException(VolumeError.InvalidArgument, $"block size {blockSize} is not supported; use 512 or 4096"),
-        };
+            throw new VolumeException(VolumeError.InvalidArgument, "give either a source snapshot or a source volume, not both");
+        }
+
+        if (sourceSnapshot is not null)
+        {
+            ValidateName(sourceSnapshot, "source snapshot");
+        }
+
+        if (sourceVolume is not null)
+        {
+            ValidateName(sourceVolume, "source volume");
+        }
+
+        var isClone = sourceSnapshot is not null || sourceVolume is not null;
+        var sizeBytes = isClone && requestedSizeBytes == 0 ? 0 : RoundSize(requestedSizeBytes);
+        if (blockSize is not (0 or 512 or 4096))
+        {
+            throw new VolumeException(VolumeError.InvalidArgument, $"block size {blockSize} is not supported; use 512 or 4096");
+        }
+
+        var effectiveBlockSize = blockSize == 0 ? DefaultBlockSize : (int)blockSize;
         var hosts = new SortedSet<string>(StringComparer.Ordinal);
         foreach (var host in allowedHosts)
         {
@@ -131,13 +165,73 @@ public sealed class VolumeManager : IAsyncDisposable
 
             var id = Guid.NewGuid();
             IBlockVolume storage;
-            try
+            string placedIn;
+            if (isClone)
             {
-                storage = _backend.Create(id, sizeBytes, effectiveBlockSize);
+                var snapshots = SnapshotBackend(sourceSnapshot is not null ? "cloning a snapshot" : "cloning a volume");
+                Guid sourceId;
+                string sourceName, sourcePool, kind;
+                long sourceSize;
+                int sourceBlockSize;
+                if (sourceSnapshot is not null)
+                {
+                    var snapshot = FindSnapshot(sourceSnapshot);
+                    (sourceId, sourceName, sourcePool, sourceSize, sourceBlockSize, kind) =
+                        (snapshot.Id, snapshot.Name, snapshot.Pool, snapshot.SizeBytes, snapshot.BlockSize, "snapshot");
+                }
+                else
+                {
+                    var volume = Find(sourceVolume!).Record;
+                    (sourceId, sourceName, sourcePool, sourceSize, sourceBlockSize, kind) =
+                        (volume.Id, volume.Name, volume.Pool, volume.SizeBytes, volume.BlockSize, "volume");
+                }
+
+                if (!string.IsNullOrEmpty(pool) && pool != sourcePool)
+                {
+                    throw new VolumeException(
+                        VolumeError.FailedPrecondition,
+                        $"{kind} {sourceName} is in pool {sourcePool}; a clone shares its clusters and must be in the same pool, not {pool}");
+                }
+
+                if (sizeBytes == 0)
+                {
+                    sizeBytes = sourceSize;
+                }
+                else if (sizeBytes < sourceSize)
+                {
+                    throw new VolumeException(
+                        VolumeError.InvalidArgument,
+                        $"a clone must be at least as large as its source: {kind} {sourceName} is {sourceSize} bytes ({ByteSize.Format(sourceSize)}), {sizeBytes} asked");
+                }
+
+                if (blockSize == 0)
+                {
+                    effectiveBlockSize = sourceBlockSize;
+                }
+
+                placedIn = sourcePool;
+                try
+                {
+                    storage = sourceSnapshot is not null
+                        ? snapshots.CloneFromSnapshot(sourcePool, id, name, sourceId, sizeBytes, effectiveBlockSize)
+                        : snapshots.CloneFromVolume(sourcePool, id, name, sourceId, sizeBytes, effectiveBlockSize);
+                }
+                catch (Exception e) when (IsStorageFailure(e))
+                {
+                    throw new VolumeException(VolumeError.Internal, $"cloning {kind} {sourceName} into volume {name} failed: {e.Message}", e);
+                }
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or OutOfMemoryException or ArgumentException)
+            else
             {
-                throw new VolumeException(VolumeError.Internal, $"creating the storage of volume {name} failed: {e.Message}", e);
+                placedIn = _backend.PlaceVolume(pool);
+                try
+                {
+                    storage = _backend.Create(placedIn, id, name, sizeBytes, effectiveBlockSize);
+                }
+                catch (Exception e) when (IsStorageFailure(e) || e is OutOfMemoryException)
+                {
+                    throw new VolumeException(VolumeError.Internal, $"creating the storage of volume {name} failed: {e.Message}", e);
+                }
             }
 
             var record = new VolumeRecord(
@@ -147,7 +241,10 @@ public sealed class VolumeManager : IAsyncDisposable
                 effectiveBlockSize,
                 allowAnyHost,
                 hosts.ToArray(),
-                DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()));
+                DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()))
+            {
+                Pool = placedIn,
+            };
             bool created;
             try
             {
@@ -155,19 +252,24 @@ public sealed class VolumeManager : IAsyncDisposable
             }
             catch (Exception e)
             {
-                DiscardStorage("create", name, id, storage);
+                DiscardStorage("create", name, record, storage);
                 throw new VolumeException(VolumeError.Internal, $"recording volume {name} in the metadata store failed: {e.Message}", e);
             }
 
             if (!created)
             {
-                DiscardStorage("create", name, id, storage);
+                DiscardStorage("create", name, record, storage);
                 throw new VolumeException(VolumeError.AlreadyExists, $"volume {name} already exists in the metadata store");
             }
 
             var managed = Export(record, storage);
             _metrics.SetVolumeCount(_volumes.Count);
             ServerLog.VolumeCreated(_logger, name, id, sizeBytes, (long)requestedSizeBytes, effectiveBlockSize, managed.Subsystem.Nqn);
+            if (isClone)
+            {
+                ServerLog.VolumeCloned(_logger, name, sourceSnapshot is not null ? "snapshot" : "volume", sourceSnapshot ?? sourceVolume!, placedIn);
+            }
+
             return Describe(managed);
         }
         finally
@@ -210,7 +312,7 @@ public sealed class VolumeManager : IAsyncDisposable
             _volumes.TryRemove(name, out _);
             managed.Metrics.Remove();
             _metrics.SetVolumeCount(_volumes.Count);
-            DiscardStorage("delete", name, record.Id, managed.Storage);
+            DiscardStorage("delete", name, record, managed.Storage);
             ServerLog.VolumeDeleted(_logger, name, record.Id);
         }
         finally
@@ -372,6 +474,138 @@ public sealed class VolumeManager : IAsyncDisposable
         }
     }
 
+    /// <summary>Takes a snapshot of a volume: O(1), crash consistent, durable on return.</summary>
+    public async Task<Snapshot> CreateSnapshotAsync(string volumeName, string snapshotName, CancellationToken cancellationToken = default)
+    {
+        ValidateName(volumeName);
+        ValidateName(snapshotName, "snapshot name");
+        var snapshots = SnapshotBackend("snapshots");
+        await _mutation.WaitAsync(cancellationToken);
+        try
+        {
+            var volume = Find(volumeName).Record;
+            if (_snapshots.TryGetValue(snapshotName, out var existing))
+            {
+                throw new VolumeException(
+                    VolumeError.AlreadyExists,
+                    $"snapshot {snapshotName} already exists (id {existing.Id}, of volume {existing.SourceVolumeName})");
+            }
+
+            var id = Guid.NewGuid();
+            long sizeBytes;
+            try
+            {
+                sizeBytes = snapshots.CreateSnapshot(volume.Pool, volume.Id, id, snapshotName);
+            }
+            catch (Exception e) when (IsStorageFailure(e))
+            {
+                throw new VolumeException(VolumeError.Internal, $"taking snapshot {snapshotName} of volume {volumeName} failed: {e.Message}", e);
+            }
+
+            var record = new SnapshotRecord(
+                id,
+                snapshotName,
+                volume.Id,
+                volume.Name,
+                sizeBytes,
+                volume.BlockSize,
+                DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()),
+                volume.Pool);
+            bool created;
+            try
+            {
+                created = await _store.TryCreateSnapshotAsync(record, CancellationToken.None);
+            }
+            catch (Exception e)
+            {
+                DiscardSnapshot(record);
+                throw new VolumeException(VolumeError.Internal, $"recording snapshot {snapshotName} in the metadata store failed: {e.Message}", e);
+            }
+
+            if (!created)
+            {
+                DiscardSnapshot(record);
+                throw new VolumeException(VolumeError.AlreadyExists, $"snapshot {snapshotName} already exists in the metadata store");
+            }
+
+            _snapshots[snapshotName] = record;
+            ServerLog.SnapshotCreated(_logger, snapshotName, id, volumeName, sizeBytes, volume.Pool);
+            return Describe(record);
+        }
+        finally
+        {
+            _mutation.Release();
+        }
+    }
+
+    public Snapshot GetSnapshot(string name)
+    {
+        ValidateName(name, "snapshot name");
+        return Describe(FindSnapshot(name));
+    }
+
+    /// <summary>Every snapshot, or those taken of the volume named <paramref name="volumeName"/> (which may be gone since).</summary>
+    public IReadOnlyList<Snapshot> ListSnapshots(string? volumeName = null)
+    {
+        if (!string.IsNullOrEmpty(volumeName))
+        {
+            ValidateName(volumeName);
+        }
+
+        return _snapshots.Values
+            .Where(s => string.IsNullOrEmpty(volumeName) || s.SourceVolumeName == volumeName)
+            .OrderBy(s => s.Name, StringComparer.Ordinal)
+            .Select(Describe)
+            .ToArray();
+    }
+
+    /// <summary>Deletes a snapshot; clones made from it keep working (the pool keeps the clusters they read).</summary>
+    public async Task DeleteSnapshotAsync(string name, CancellationToken cancellationToken = default)
+    {
+        ValidateName(name, "snapshot name");
+        await _mutation.WaitAsync(cancellationToken);
+        try
+        {
+            var record = FindSnapshot(name);
+            try
+            {
+                await _store.DeleteSnapshotAsync(name, CancellationToken.None);
+            }
+            catch (Exception e)
+            {
+                throw new VolumeException(VolumeError.Internal, $"removing snapshot {name} from the metadata store failed: {e.Message}", e);
+            }
+
+            _snapshots.TryRemove(name, out _);
+            // The record is gone, so a failure here leaves only an orphan image, reclaimed at the next start.
+            DiscardSnapshot(record);
+            ServerLog.SnapshotDeleted(_logger, name, record.Id);
+        }
+        finally
+        {
+            _mutation.Release();
+        }
+    }
+
+    /// <summary>Pools with their space and how many volumes and snapshots each holds.</summary>
+    public IReadOnlyList<Pool> ListPools()
+    {
+        var volumesByPool = _volumes.Values.GroupBy(v => v.Record.Pool).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
+        var snapshotsByPool = _snapshots.Values.GroupBy(s => s.Pool).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
+        return _backend.GetPools().Select(p => new Pool
+        {
+            Name = p.Name,
+            Path = p.DataPath,
+            JournalPath = p.JournalPath,
+            ClusterSize = (uint)p.ClusterSize,
+            CapacityBytes = (ulong)p.CapacityBytes,
+            UsedBytes = (ulong)p.UsedBytes,
+            FreeBytes = (ulong)p.FreeBytes,
+            VolumeCount = (uint)volumesByPool.GetValueOrDefault(p.Name),
+            SnapshotCount = (uint)snapshotsByPool.GetValueOrDefault(p.Name),
+        }).ToArray();
+    }
+
     /// <summary>Flushes and closes every volume. The target must be disposed first so no I/O is in flight.</summary>
     public async ValueTask DisposeAsync()
     {
@@ -390,6 +624,7 @@ public sealed class VolumeManager : IAsyncDisposable
             }
 
             _volumes.Clear();
+            _backend.Dispose();
         }
         finally
         {
@@ -399,11 +634,84 @@ public sealed class VolumeManager : IAsyncDisposable
 
     internal IBlockVolume? FindStorage(string name) => _volumes.TryGetValue(name, out var v) ? v.Storage : null;
 
-    private static void ValidateName(string name)
+    private static void ValidateName(string name, string? what = null)
     {
         if (!VolumeNaming.IsValidVolumeName(name, out var error))
         {
-            throw new VolumeException(VolumeError.InvalidArgument, error!);
+            throw new VolumeException(VolumeError.InvalidArgument, what is null ? error! : $"{what}: {error}");
+        }
+    }
+
+    /// <summary>What the storage layers throw for a request they cannot carry out; anything else is a bug and propagates.</summary>
+    private static bool IsStorageFailure(Exception e) =>
+        e is IOException or UnauthorizedAccessException or ArgumentException or InvalidOperationException or KeyNotFoundException;
+
+    private ISnapshotBackend SnapshotBackend(string what) =>
+        _backend as ISnapshotBackend ?? throw new VolumeException(
+            VolumeError.FailedPrecondition,
+            $"{what} needs the thin backend; this server runs the {_backend.Name} backend (start it with --backend thin)");
+
+    private SnapshotRecord FindSnapshot(string name) =>
+        _snapshots.TryGetValue(name, out var snapshot)
+            ? snapshot
+            : throw new VolumeException(VolumeError.NotFound, $"snapshot {name} not found");
+
+    /// <summary>
+    /// Makes the pools and the metadata store agree after a crash between their two writes: pool images without a
+    /// record are reclaimed; a record without its image stops the start, as a missing volume file does.
+    /// </summary>
+    private void ReconcilePools()
+    {
+        if (_backend is not ISnapshotBackend snapshots)
+        {
+            if (!_snapshots.IsEmpty)
+            {
+                throw new InvalidOperationException(
+                    $"the metadata store has {_snapshots.Count} snapshots (e.g. {_snapshots.Keys.First()}), which the {_backend.Name} backend cannot serve; start with --backend thin");
+            }
+
+            return;
+        }
+
+        var volumeIds = _volumes.Values.Select(v => v.Record.Id).ToHashSet();
+        var snapshotIds = _snapshots.Values.Select(s => s.Id).ToHashSet();
+        foreach (var pool in _backend.GetPools())
+        {
+            var images = snapshots.ListImages(pool.Name);
+            var present = images.Select(i => i.Id).ToHashSet();
+            foreach (var snapshot in _snapshots.Values.Where(s => s.Pool == pool.Name))
+            {
+                if (!present.Contains(snapshot.Id))
+                {
+                    throw new InvalidOperationException($"snapshot {snapshot.Name} (id {snapshot.Id}) is missing from pool {pool.Name}");
+                }
+            }
+
+            foreach (var image in images)
+            {
+                if (image.IsSnapshot ? snapshotIds.Contains(image.Id) : volumeIds.Contains(image.Id))
+                {
+                    continue;
+                }
+
+                ServerLog.OrphanImageReclaimed(_logger, image.IsSnapshot ? "snapshot" : "volume", image.Id, pool.Name);
+                if (image.IsSnapshot)
+                {
+                    snapshots.DeleteSnapshot(pool.Name, image.Id);
+                }
+                else
+                {
+                    _backend.Delete(pool.Name, image.Id);
+                }
+            }
+        }
+
+        foreach (var snapshot in _snapshots.Values)
+        {
+            if (!_backend.GetPools().Any(p => p.Name == snapshot.Pool))
+            {
+                throw new InvalidOperationException($"snapshot {snapshot.Name} is in pool {snapshot.Pool}, which is not configured (--pool)");
+            }
         }
     }
 
@@ -500,12 +808,12 @@ public sealed class VolumeManager : IAsyncDisposable
     /// <summary>Identify Controller SN is 20 ASCII characters: the first 20 hex digits of the volume id.</summary>
     internal static string SerialNumberOf(Guid id) => id.ToString("N")[..20];
 
-    private void DiscardStorage(string operation, string name, Guid id, IBlockVolume storage)
+    private void DiscardStorage(string operation, string name, VolumeRecord record, IBlockVolume storage)
     {
         try
         {
             storage.Dispose();
-            _backend.Delete(id);
+            _backend.Delete(record.Pool, record.Id);
         }
         catch (Exception e)
         {
@@ -528,10 +836,37 @@ public sealed class VolumeManager : IAsyncDisposable
             AllowAnyHost = record.AllowAnyHost,
             Backend = _backend.Name,
             CreatedUnixMs = record.CreatedAt.ToUnixTimeMilliseconds(),
+            Pool = record.Pool,
+            AllocatedBytes = (ulong)_backend.AllocatedBytes(record.Pool, record.Id),
         };
         volume.AllowedHosts.AddRange(record.AllowedHosts);
         volume.ListenAddresses.AddRange(Volatile.Read(ref _listenAddresses));
         volume.ConnectedHosts.AddRange(managed.Subsystem.ConnectedHosts);
         return volume;
     }
+
+    private void DiscardSnapshot(SnapshotRecord record)
+    {
+        try
+        {
+            ((ISnapshotBackend)_backend).DeleteSnapshot(record.Pool, record.Id);
+        }
+        catch (Exception e)
+        {
+            ServerLog.CleanupFailed(_logger, e, "snapshot", record.Name);
+        }
+    }
+
+    private Snapshot Describe(SnapshotRecord record) => new()
+    {
+        Name = record.Name,
+        Id = record.Id.ToString("D"),
+        SourceVolume = record.SourceVolumeName,
+        SourceVolumeId = record.SourceVolumeId.ToString("D"),
+        SizeBytes = (ulong)record.SizeBytes,
+        BlockSize = (uint)record.BlockSize,
+        Pool = record.Pool,
+        CreatedUnixMs = record.CreatedAt.ToUnixTimeMilliseconds(),
+        AllocatedBytes = (ulong)_backend.AllocatedBytes(record.Pool, record.Id),
+    };
 }
