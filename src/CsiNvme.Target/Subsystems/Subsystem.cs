@@ -95,7 +95,8 @@ public sealed class Subsystem
 
     public TargetNamespace? FindNamespace(uint namespaceId)
     {
-        foreach (var ns in Namespaces)
+        // The array itself, not the IReadOnlyList view: enumerating the interface would allocate on every I/O.
+        foreach (var ns in Volatile.Read(ref _namespaceSnapshot))
         {
             if (ns.NamespaceId == namespaceId)
             {
