@@ -32,11 +32,13 @@ internal static class Program
     internal static RootCommand BuildRootCommand()
     {
         var globals = new GlobalOptions();
-        var root = new RootCommand("csinvme: manage the volumes of a CsiNvme storage server over its gRPC management API.")
+        var root = new RootCommand("csinvme: manage the volumes, snapshots and pools of a CsiNvme storage server over its gRPC management API.")
         {
             globals.Server,
             globals.Json,
             VolumeCommands.Create(globals),
+            SnapshotCommands.Create(globals),
+            PoolCommands.Create(globals),
             HostCommands.Create(globals),
             ServerCommands.Create(globals),
         };

@@ -3,14 +3,14 @@ using CsiNvme.Api;
 
 namespace CsiNvme.Cli;
 
-/// <summary>A required --size option that accepts human sizes (10GiB, 1.5G, 500MB, 4096).</summary>
+/// <summary>A --size option that accepts human sizes (10GiB, 1.5G, 500MB, 4096).</summary>
 internal static class SizeOption
 {
-    public static Option<long> Create(string description) => new("--size")
+    public static Option<long> Create(string description, bool required = true) => new("--size")
     {
         Description = description + " Units: K/M/G/T or KiB/MiB/GiB/TiB are powers of 1024; KB/MB/GB/TB powers of 1000.",
         HelpName = "SIZE",
-        Required = true,
+        Required = required,
         // Parsing here makes a bad size a usage error, reported before any server is contacted.
         CustomParser = result =>
         {

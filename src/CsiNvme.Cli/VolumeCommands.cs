@@ -22,7 +22,24 @@ internal static class VolumeCommands
     private static Command CreateCommand(GlobalOptions globals)
     {
         Argument<string> name = NameArgument();
-        Option<long> size = SizeOption.Create("Size of the new volume; rounded up to a multiple of 4 KiB by the server.");
+        Option<long> size = SizeOption.Create(
+            "Size of the new volume; rounded up to a multiple of 4 KiB by the server. Optional for a clone (default: the source's size, and never less).",
+            required: false);
+        var fromSnapshot = new Option<string>("--from-snapshot")
+        {
+            Description = "Create the volume as a clone of this snapshot (instant, shares unchanged data; thin backend).",
+            HelpName = "SNAPSHOT",
+        };
+        var fromVolume = new Option<string>("--from-volume")
+        {
+            Description = "Create the volume as a clone of this volume's current content (instant, shares unchanged data; thin backend).",
+            HelpName = "VOLUME",
+        };
+        var pool = new Option<string>("--pool")
+        {
+            Description = "Pool to place the volume in (default: the one with the most free space; a clone stays in its source's pool).",
+            HelpName = "POOL",
+        };
         var allowAnyHost = new Option<bool>("--allow-any-host")
         {
             Description = "Let every host NQN connect (otherwise only the --allow-host ones).",
@@ -45,10 +62,22 @@ internal static class VolumeCommands
             }
         });
 
-        var command = new Command("create", "Create a volume, exported as its own NVMe subsystem.")
+        var command = new Command("create", "Create a volume, exported as its own NVMe subsystem; empty, or a clone of a snapshot or volume.")
         {
-            name, size, allowAnyHost, allowHosts, blockSize,
+            name, size, fromSnapshot, fromVolume, pool, allowAnyHost, allowHosts, blockSize,
         };
+        command.Validators.Add(result =>
+        {
+            bool isClone = result.GetResult(fromSnapshot) is not null || result.GetResult(fromVolume) is not null;
+            if (result.GetResult(fromSnapshot) is not null && result.GetResult(fromVolume) is not null)
+            {
+                result.AddError("give either --from-snapshot or --from-volume, not both");
+            }
+            else if (!isClone && result.GetResult(size) is null)
+            {
+                result.AddError("--size is required (unless the volume is a clone: --from-snapshot or --from-volume)");
+            }
+        });
         command.SetAction((parseResult, ct) => CommandSession.RunAsync(parseResult, globals, ct, async session =>
         {
             var request = new CreateVolumeRequest
@@ -57,6 +86,9 @@ internal static class VolumeCommands
                 SizeBytes = (ulong)parseResult.GetValue(size),
                 AllowAnyHost = parseResult.GetValue(allowAnyHost),
                 BlockSize = (uint)parseResult.GetValue(blockSize),
+                SourceSnapshot = parseResult.GetValue(fromSnapshot) ?? "",
+                SourceVolume = parseResult.GetValue(fromVolume) ?? "",
+                Pool = parseResult.GetValue(pool) ?? "",
             };
             request.AllowedHosts.AddRange(parseResult.GetValue(allowHosts) ?? []);
 

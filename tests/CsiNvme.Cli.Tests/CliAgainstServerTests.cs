@@ -191,6 +191,23 @@ public sealed class CliAgainstServerTests
     }
 
     [Test]
+    public async Task TheMemoryBackendRefusesSnapshotsAndHasNoPools()
+    {
+        Assert.That((await Csinvme("volume", "create", "v", "--size", "1M")).ExitCode, Is.Zero);
+
+        CliRun snapshot = await Csinvme("snapshot", "create", "v", "v-snap");
+        Assert.That(snapshot.ExitCode, Is.EqualTo(1), snapshot.ToString());
+        Assert.That(snapshot.Stderr, Does.Contain("thin backend").And.Contain("memory"));
+
+        CliRun clone = await Csinvme("volume", "create", "c", "--from-volume", "v");
+        Assert.That(clone.ExitCode, Is.EqualTo(1), clone.ToString());
+
+        Assert.That((await Csinvme("pool", "list")).Stdout.Trim(), Is.EqualTo("No pools (only the thin backend has pools)."));
+        Assert.That((await Csinvme("pool", "list", "--json")).Stdout.Trim(), Is.EqualTo("[]"));
+        Assert.That((await Csinvme("snapshot", "list")).Stdout.Trim(), Is.EqualTo("No snapshots."));
+    }
+
+    [Test]
     public async Task ServerInfoShowsTheListeners()
     {
         CliRun info = await Csinvme("server", "info");

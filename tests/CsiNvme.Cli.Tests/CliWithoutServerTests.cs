@@ -14,6 +14,13 @@ public sealed class CliWithoutServerTests
     [TestCase("volume", "create", "v", "--size", "1G", "--block-size", "1024")]
     [TestCase("volume", "frobnicate")]
     [TestCase("volume")]
+    [TestCase("volume", "create", "v", "--from-snapshot", "s", "--from-volume", "w")]
+    [TestCase("volume", "create", "v", "--from-snapshot", "s", "--size", "huge")]
+    [TestCase("snapshot", "create", "v")]
+    [TestCase("snapshot", "delete")]
+    [TestCase("snapshot", "list", "a", "b")]
+    [TestCase("snapshot")]
+    [TestCase("pool", "list", "extra")]
     public async Task BadCommandLinesAreUsageErrors(params string[] args)
     {
         // Port 1 is never a storage server: a usage error must be reported before any connection is tried.
@@ -21,6 +28,14 @@ public sealed class CliWithoutServerTests
         Assert.That(run.ExitCode, Is.EqualTo(2), run.ToString());
         Assert.That(run.Stderr, Does.StartWith("csinvme: "));
         Assert.That(run.Stdout, Is.Empty);
+    }
+
+    [Test]
+    public async Task AVolumeWithoutSizeNeedsASource()
+    {
+        CliRun run = await CliRun.RunAsync("volume", "create", "v", "--server", "127.0.0.1:1");
+        Assert.That(run.ExitCode, Is.EqualTo(2), run.ToString());
+        Assert.That(run.Stderr, Does.Contain("--size is required").And.Contain("--from-snapshot"));
     }
 
     [Test]
@@ -52,6 +67,6 @@ public sealed class CliWithoutServerTests
     {
         CliRun run = await CliRun.RunAsync("--help");
         Assert.That(run.ExitCode, Is.Zero, run.ToString());
-        Assert.That(run.Stdout, Does.Contain("volume").And.Contain("host").And.Contain("server").And.Contain("--server"));
+        Assert.That(run.Stdout, Does.Contain("volume").And.Contain("snapshot").And.Contain("pool").And.Contain("host").And.Contain("server").And.Contain("--server"));
     }
 }

@@ -20,7 +20,9 @@ internal sealed record VolumeView(
     IReadOnlyList<string> ListenAddresses,
     IReadOnlyList<string> ConnectedHosts,
     string Backend,
-    DateTimeOffset? CreatedAt)
+    DateTimeOffset? CreatedAt,
+    string Pool,
+    long AllocatedBytes)
 {
     public static VolumeView From(Volume volume)
     {
@@ -39,7 +41,73 @@ internal sealed record VolumeView(
             [.. volume.ListenAddresses],
             [.. volume.ConnectedHosts],
             volume.Backend,
-            volume.CreatedUnixMs > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(volume.CreatedUnixMs) : null);
+            volume.CreatedUnixMs > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(volume.CreatedUnixMs) : null,
+            volume.Pool,
+            checked((long)volume.AllocatedBytes));
+    }
+}
+
+internal sealed record SnapshotView(
+    string Name,
+    string Id,
+    string SourceVolume,
+    string SourceVolumeId,
+    long SizeBytes,
+    string Size,
+    int BlockSize,
+    string Pool,
+    long AllocatedBytes,
+    DateTimeOffset? CreatedAt)
+{
+    public static SnapshotView From(Snapshot snapshot)
+    {
+        long size = checked((long)snapshot.SizeBytes);
+        return new SnapshotView(
+            snapshot.Name,
+            snapshot.Id,
+            snapshot.SourceVolume,
+            snapshot.SourceVolumeId,
+            size,
+            ByteSize.Format(size),
+            (int)snapshot.BlockSize,
+            snapshot.Pool,
+            checked((long)snapshot.AllocatedBytes),
+            snapshot.CreatedUnixMs > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(snapshot.CreatedUnixMs) : null);
+    }
+}
+
+internal sealed record PoolView(
+    string Name,
+    string Path,
+    string JournalPath,
+    int ClusterSize,
+    long CapacityBytes,
+    long UsedBytes,
+    long FreeBytes,
+    string Capacity,
+    string Used,
+    string Free,
+    int VolumeCount,
+    int SnapshotCount)
+{
+    public static PoolView From(Pool pool)
+    {
+        long capacity = checked((long)pool.CapacityBytes);
+        long used = checked((long)pool.UsedBytes);
+        long free = checked((long)pool.FreeBytes);
+        return new PoolView(
+            pool.Name,
+            pool.Path,
+            pool.JournalPath,
+            (int)pool.ClusterSize,
+            capacity,
+            used,
+            free,
+            ByteSize.Format(capacity),
+            ByteSize.Format(used),
+            ByteSize.Format(free),
+            (int)pool.VolumeCount,
+            (int)pool.SnapshotCount);
     }
 }
 
@@ -75,4 +143,7 @@ internal sealed record DeletedView(string Deleted);
 [JsonSerializable(typeof(VolumeView[]))]
 [JsonSerializable(typeof(ServerInfoView))]
 [JsonSerializable(typeof(DeletedView))]
+[JsonSerializable(typeof(SnapshotView))]
+[JsonSerializable(typeof(SnapshotView[]))]
+[JsonSerializable(typeof(PoolView[]))]
 internal sealed partial class CliJsonContext : JsonSerializerContext;

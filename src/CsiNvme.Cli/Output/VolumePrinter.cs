@@ -29,6 +29,10 @@ internal static class VolumePrinter
             ("Listening on", JoinOrDash(volume.ListenAddresses, ", ")),
             ("Connected hosts", JoinOrDash(volume.ConnectedHosts, ", ")),
             ("Backend", OrDash(volume.Backend)),
+            ("Pool", OrDash(volume.Pool)),
+            ("Allocated", volume.Backend == "thin"
+                ? $"{ByteSize.Format(checked((long)volume.AllocatedBytes))} written since the last snapshot"
+                : "-"),
             ("Created", volume.CreatedUnixMs > 0
                 ? DateTimeOffset.FromUnixTimeMilliseconds(volume.CreatedUnixMs).ToString("u", CultureInfo.InvariantCulture)
                 : "-"),
