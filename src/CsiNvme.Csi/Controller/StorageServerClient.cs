@@ -1,0 +1,35 @@
+using CsiNvme.Api.V1;
+using Grpc.Core;
+using Grpc.Net.Client;
+
+namespace CsiNvme.Csi.Controller;
+
+/// <summary>gRPC clients of the storage server's management API (proto/csinvme/v1/management.proto).</summary>
+public sealed class StorageServerClient : IDisposable
+{
+    private readonly GrpcChannel _channel;
+    private readonly TimeSpan _callTimeout;
+
+    /// <param name="address">"ADDR:PORT", "HOST:PORT" or a full "http://..." URI of the management API.</param>
+    public StorageServerClient(string address, TimeSpan callTimeout)
+    {
+        Address = address;
+        _callTimeout = callTimeout;
+        var uri = address.Contains("://", StringComparison.Ordinal) ? address : $"http://{address}";
+        _channel = GrpcChannel.ForAddress(uri);
+        Volumes = new VolumeService.VolumeServiceClient(_channel);
+        Server = new ServerService.ServerServiceClient(_channel);
+    }
+
+    public string Address { get; }
+
+    public VolumeService.VolumeServiceClient Volumes { get; }
+
+    public ServerService.ServerServiceClient Server { get; }
+
+    /// <summary>Options for one management call: the configured deadline, cancelled with the CSI call.</summary>
+    public CallOptions Call(CancellationToken cancellationToken, TimeSpan? timeout = null) =>
+        new(deadline: DateTime.UtcNow + (timeout ?? _callTimeout), cancellationToken: cancellationToken);
+
+    public void Dispose() => _channel.Dispose();
+}

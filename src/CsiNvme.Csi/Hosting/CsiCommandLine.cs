@@ -1,0 +1,168 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Globalization;
+using System.Net;
+using Microsoft.Extensions.Logging;
+
+namespace CsiNvme.Csi.Hosting;
+
+/// <summary>Outcome of parsing the driver's command line.</summary>
+public sealed record CsiCommandLineResult(CsiDriverOptions? Options, IReadOnlyList<string> Errors, ParseResult ParseResult);
+
+/// <summary>Command line of csinvme-csi.</summary>
+public static class CsiCommandLine
+{
+    public static CsiCommandLineResult Parse(IReadOnlyList<string> args)
+    {
+        var mode = new Option<string>("--mode")
+        {
+            Description = "Services to serve besides Identity: controller, node or all.",
+            HelpName = "controller|node|all",
+            DefaultValueFactory = _ => "all",
+        };
+        var endpoint = new Option<string>("--endpoint")
+        {
+            Description = "gRPC endpoint: unix:///path/csi.sock, or tcp://ADDR:PORT.",
+            HelpName = "URI",
+            DefaultValueFactory = _ => CsiDriverOptions.DefaultEndpoint,
+        };
+        var nodeId = new Option<string?>("--node-id")
+        {
+            Description = "Name of this node (Kubernetes node name); required in node and all modes.",
+            HelpName = "NAME",
+        };
+        var server = new Option<string?>("--server")
+        {
+            Description = "Management API of the storage server, ADDR:PORT; required in controller and all modes.",
+            HelpName = "ADDR:PORT",
+        };
+        var hostNqn = new Option<string?>("--host-nqn")
+        {
+            Description = "NVMe host NQN of this node (node mode); derived from --node-id by default.",
+            HelpName = "NQN",
+        };
+        var topology = new Option<string[]>("--topology")
+        {
+            Description = "Topology segment key=value reported by the node outside a cluster; repeatable.",
+            HelpName = "KEY=VALUE",
+            Arity = ArgumentArity.ZeroOrMore,
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var metricsListen = new Option<string?>("--metrics-listen")
+        {
+            Description = "Serve Prometheus /metrics on ADDR:PORT (HTTP/1.1); off by default.",
+            HelpName = "ADDR:PORT",
+        };
+        var logLevel = new Option<string>("--log-level")
+        {
+            Description = "Minimum log level: trace, debug, information, warning, error, critical or none.",
+            HelpName = "LEVEL",
+            DefaultValueFactory = _ => "information",
+        };
+
+        var root = new RootCommand($"CSI driver {CsiDriverOptions.DriverName}: Identity, Controller and Node services of CsiNvme.")
+        {
+            mode,
+            endpoint,
+            nodeId,
+            server,
+            hostNqn,
+            topology,
+            metricsListen,
+            logLevel,
+        };
+
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            return new CsiCommandLineResult(null, parse.Errors.Select(e => e.Message).Distinct().ToArray(), parse);
+        }
+
+        // No action is attached to the root command, so any action here is --help or --version.
+        if (parse.Action is not null)
+        {
+            return new CsiCommandLineResult(null, [], parse);
+        }
+
+        var errors = new List<string>();
+        var options = new CsiDriverOptions
+        {
+            Endpoint = parse.GetValue(endpoint)!,
+            NodeId = NullIfBlank(parse.GetValue(nodeId)),
+            Server = NullIfBlank(parse.GetValue(server)),
+            HostNqn = NullIfBlank(parse.GetValue(hostNqn)),
+        };
+
+        switch (parse.GetValue(mode)!.ToLowerInvariant())
+        {
+            case "controller":
+                options.Mode = DriverMode.Controller;
+                break;
+            case "node":
+                options.Mode = DriverMode.Node;
+                break;
+            case "all":
+                options.Mode = DriverMode.All;
+                break;
+            default:
+                errors.Add($"--mode '{parse.GetValue(mode)}' must be controller, node or all");
+                break;
+        }
+
+        if (!CsiEndpoint.TryParse(options.Endpoint, out _, out var endpointError))
+        {
+            errors.Add($"--endpoint {endpointError}");
+        }
+
+        if (options.Mode.HasFlag(DriverMode.Controller) && options.Server is null)
+        {
+            errors.Add("--server ADDR:PORT is required in controller and all modes");
+        }
+
+        if (options.Mode.HasFlag(DriverMode.Node) && options.NodeId is null)
+        {
+            errors.Add("--node-id NAME is required in node and all modes");
+        }
+
+        foreach (var segment in parse.GetValue(topology) ?? [])
+        {
+            var equals = segment.IndexOf('=');
+            if (equals <= 0 || equals == segment.Length - 1)
+            {
+                errors.Add($"--topology '{segment}' is not KEY=VALUE");
+                continue;
+            }
+
+            options.Topology[segment[..equals]] = segment[(equals + 1)..];
+        }
+
+        var metrics = parse.GetValue(metricsListen);
+        if (!string.IsNullOrWhiteSpace(metrics))
+        {
+            if (IPEndPoint.TryParse(metrics, out var metricsEndpoint) && metrics.Contains(':'))
+            {
+                options.MetricsListen = metricsEndpoint;
+            }
+            else
+            {
+                errors.Add($"--metrics-listen '{metrics}' is not ADDR:PORT");
+            }
+        }
+
+        if (Enum.TryParse<LogLevel>(parse.GetValue(logLevel), ignoreCase: true, out var level) &&
+            !int.TryParse(parse.GetValue(logLevel), NumberStyles.Integer, CultureInfo.InvariantCulture, out _))
+        {
+            options.LogLevel = level;
+        }
+        else
+        {
+            errors.Add($"--log-level '{parse.GetValue(logLevel)}' must be trace, debug, information, warning, error, critical or none");
+        }
+
+        return errors.Count > 0
+            ? new CsiCommandLineResult(null, errors, parse)
+            : new CsiCommandLineResult(options, [], parse);
+    }
+
+    private static string? NullIfBlank(string? value) => string.IsNullOrWhiteSpace(value) ? null : value.Trim();
+}
