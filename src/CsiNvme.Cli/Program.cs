@@ -41,6 +41,7 @@ internal static class Program
             PoolCommands.Create(globals),
             HostCommands.Create(globals),
             ServerCommands.Create(globals),
+            PerfCommand.Create(globals),
         };
         return root;
     }

@@ -1,0 +1,156 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using CsiNvme.Host;
+using CsiNvme.Perf;
+
+namespace CsiNvme.Cli;
+
+/// <summary>
+/// <c>csinvme perf</c>: NVMe/TCP load from our own host against any target, in the spirit of spdk_nvme_perf and fio;
+/// <c>--tcp-baseline</c> runs the same message sizes over plain TCP against <c>--tcp-baseline-server</c>.
+/// </summary>
+internal static class PerfCommand
+{
+    public static Command Create(GlobalOptions globals)
+    {
+        var target = new Option<string>("--target") { Description = "NVMe/TCP (or baseline) target, ADDR:PORT.", HelpName = "ADDR:PORT" };
+        var nqn = new Option<string>("--nqn") { Description = "Subsystem NQN to connect to." };
+        var hostNqn = new Option<string>("--hostnqn") { Description = "Host NQN (default: derived from --hostid or a random UUID)." };
+        var hostId = new Option<Guid?>("--hostid") { Description = "Host identifier (UUID)." };
+        var nsid = new Option<uint>("--nsid") { Description = "Namespace to load.", DefaultValueFactory = _ => 1 };
+        var qd = new Option<int>("--qd") { Description = "Outstanding I/Os per queue.", DefaultValueFactory = _ => 1 };
+        var ioSize = new Option<string>("--io-size") { Description = "Bytes per I/O (suffixes k, m).", DefaultValueFactory = _ => "4096", HelpName = "BYTES" };
+        var pattern = new Option<string>("--pattern") { Description = "read, write, randread, randwrite, rw or randrw.", DefaultValueFactory = _ => "randread" };
+        var mix = new Option<int>("--mix") { Description = "Percentage of reads for rw/randrw.", DefaultValueFactory = _ => 50 };
+        var time = new Option<double>("--time") { Description = "Seconds to measure.", DefaultValueFactory = _ => 10 };
+        var ramp = new Option<double>("--ramp") { Description = "Seconds of load before measuring starts.", DefaultValueFactory = _ => 0 };
+        var queues = new Option<int>("--queues") { Description = "I/O queues per connection.", DefaultValueFactory = _ => 1 };
+        var connections = new Option<int>("--connections") { Description = "Controllers (or baseline TCP connections) to open.", DefaultValueFactory = _ => 1 };
+        var core = new Option<string>("--core") { Description = "Pin this process to CPU N (or a list N,M) with sched_setaffinity.", HelpName = "N" };
+        var headerDigest = new Option<bool>("--header-digest") { Description = "Ask for NVMe/TCP header digests." };
+        var dataDigest = new Option<bool>("--data-digest") { Description = "Ask for NVMe/TCP data digests." };
+        var verify = new Option<bool>("--verify") { Description = "Write self-checking blocks and check every block read." };
+        var region = new Option<string>("--region") { Description = "Only use the first BYTES of the namespace.", HelpName = "BYTES" };
+        var baseline = new Option<bool>("--tcp-baseline") { Description = "Raw TCP limit mode against a --tcp-baseline-server." };
+        var baselineServer = new Option<bool>("--tcp-baseline-server") { Description = "Serve the raw TCP limit mode on --listen until interrupted." };
+        var listen = new Option<string>("--listen") { Description = "Listen address of --tcp-baseline-server.", DefaultValueFactory = _ => "127.0.0.1:4421", HelpName = "ADDR:PORT" };
+
+        var command = new Command("perf", "Measure IOPS, bandwidth and latency of an NVMe/TCP target with the built-in host (like spdk_nvme_perf).")
+        {
+            target, nqn, hostNqn, hostId, nsid, qd, ioSize, pattern, mix, time, ramp, queues, connections, core,
+            headerDigest, dataDigest, verify, region, baseline, baselineServer, listen,
+        };
+
+        command.SetAction(async (parseResult, cancellationToken) =>
+        {
+            var stdout = parseResult.InvocationConfiguration.Output;
+            var stderr = parseResult.InvocationConfiguration.Error;
+            try
+            {
+                if (parseResult.GetValue(core) is { Length: > 0 } cpuList)
+                {
+                    CpuAffinity.PinProcess(cpuList.Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture)).ToArray());
+                }
+
+                if (parseResult.GetValue(baselineServer))
+                {
+                    var endpoint = await ResolveAsync(parseResult.GetValue(listen)!, cancellationToken);
+                    await TcpBaseline.ServeAsync(endpoint, bound => stdout.WriteLine($"CSINVME-BASELINE-READY {bound}"), cancellationToken);
+                    return ExitCodes.Success;
+                }
+
+                if (parseResult.GetValue(target) is not { Length: > 0 } targetText)
+                {
+                    await stderr.WriteLineAsync("csinvme: --target is required");
+                    return ExitCodes.UsageError;
+                }
+
+                var options = new PerfOptions
+                {
+                    Target = await ResolveAsync(targetText, cancellationToken),
+                    SubsystemNqn = parseResult.GetValue(nqn) ?? "",
+                    HostNqn = parseResult.GetValue(hostNqn),
+                    HostId = parseResult.GetValue(hostId),
+                    NamespaceId = parseResult.GetValue(nsid),
+                    QueueDepth = parseResult.GetValue(qd),
+                    IoSize = (int)ParseSize(parseResult.GetValue(ioSize)!),
+                    Pattern = PerfOptions.ParsePattern(parseResult.GetValue(pattern)!),
+                    ReadPercent = parseResult.GetValue(mix),
+                    Duration = TimeSpan.FromSeconds(parseResult.GetValue(time)),
+                    Ramp = TimeSpan.FromSeconds(parseResult.GetValue(ramp)),
+                    Queues = parseResult.GetValue(queues),
+                    Connections = parseResult.GetValue(connections),
+                    HeaderDigest = parseResult.GetValue(headerDigest),
+                    DataDigest = parseResult.GetValue(dataDigest),
+                    Verify = parseResult.GetValue(verify),
+                    RegionBytes = parseResult.GetValue(region) is { Length: > 0 } r ? ParseSize(r) : 0,
+                };
+
+                var result = parseResult.GetValue(baseline)
+                    ? await TcpBaseline.RunAsync(options, cancellationToken)
+                    : await NvmePerfRunner.RunAsync(options, cancellationToken: cancellationToken);
+                result = result with { Cpus = OperatingSystem.IsLinux() ? CpuAffinity.CurrentThreadCpus().ToArray() : null, Host = Environment.MachineName };
+                await stdout.WriteLineAsync(parseResult.GetValue(globals.Json) ? result.ToJson() : result.ToText());
+                return result.Errors > 0 || result.VerifyFailures > 0 ? ExitCodes.ServerRefused : ExitCodes.Success;
+            }
+            catch (Exception ex) when (ex is ArgumentException or FormatException)
+            {
+                await stderr.WriteLineAsync($"csinvme: {ex.Message}");
+                return ExitCodes.UsageError;
+            }
+            catch (Exception ex) when (ex is NvmeTransportException or SocketException or TimeoutException or IOException)
+            {
+                await stderr.WriteLineAsync($"csinvme: {ex.Message}");
+                return ExitCodes.ServerUnreachable;
+            }
+            catch (Exception ex) when (ex is NvmeCommandException or InvalidOperationException)
+            {
+                await stderr.WriteLineAsync($"csinvme: {ex.Message}");
+                return ExitCodes.ServerRefused;
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return ExitCodes.Success;
+            }
+        });
+        return command;
+    }
+
+    private static async Task<IPEndPoint> ResolveAsync(string text, CancellationToken cancellationToken)
+    {
+        if (IPEndPoint.TryParse(text, out var endpoint) && endpoint.Port != 0)
+        {
+            return endpoint;
+        }
+
+        var colon = text.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535)
+        {
+            throw new FormatException($"'{text}' is not ADDR:PORT");
+        }
+
+        var addresses = await Dns.GetHostAddressesAsync(text[..colon], cancellationToken);
+        return new IPEndPoint(addresses.First(), port);
+    }
+
+    private static long ParseSize(string text)
+    {
+        text = text.Trim();
+        long multiplier = 1;
+        if (text.Length > 0 && char.IsLetter(text[^1]))
+        {
+            multiplier = char.ToLowerInvariant(text[^1]) switch
+            {
+                'k' => 1024,
+                'm' => 1024 * 1024,
+                'g' => 1024L * 1024 * 1024,
+                _ => throw new FormatException($"'{text}': unknown size suffix"),
+            };
+            text = text[..^1];
+        }
+
+        return long.Parse(text, NumberStyles.None, CultureInfo.InvariantCulture) * multiplier;
+    }
+}

@@ -1,0 +1,352 @@
+using System.Diagnostics;
+using CsiNvme.Host;
+using Microsoft.Extensions.Logging;
+
+namespace CsiNvme.Perf;
+
+/// <summary>
+/// Drives NVMe/TCP load through the host library: <c>connections</c> controllers × <c>queues</c> I/O queues ×
+/// <c>depth</c> workers, each worker keeping exactly one I/O outstanding (so each queue has <c>depth</c> in flight).
+/// Workers are long-lived async loops whose continuations run on the queue's receive loop, so the steady state
+/// allocates nothing.
+/// </summary>
+public static class NvmePerfRunner
+{
+    public static async Task<PerfResult> RunAsync(PerfOptions options, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
+    {
+        Validate(options);
+        var hostOptions = new NvmeTcpHostOptions
+        {
+            HostNqn = options.HostNqn ?? new NvmeTcpHostOptions().HostNqn,
+            HostId = options.HostId ?? Guid.NewGuid(),
+            IoQueueCount = options.Queues,
+            IoQueueSize = Math.Max(32, options.QueueDepth + 1),
+            HeaderDigest = options.HeaderDigest,
+            DataDigest = options.DataDigest,
+            MaxTransferSize = Math.Max(options.IoSize, 128 * 1024),
+            // A benchmark reports errors instead of hiding them behind a reconnect.
+            Reconnect = false,
+        };
+        if (options.HostNqn is null && options.HostId is { } id)
+        {
+            hostOptions.HostNqn = $"nqn.2014-08.org.nvmexpress:uuid:{id:D}";
+        }
+
+        var host = new NvmeTcpHost(hostOptions, loggerFactory);
+        var controllers = new List<NvmeController>();
+        try
+        {
+            for (var i = 0; i < options.Connections; i++)
+            {
+                controllers.Add(await host.ConnectAsync(options.Target, options.SubsystemNqn, cancellationToken).ConfigureAwait(false));
+            }
+
+            var ns = controllers[0].FindNamespace(options.NamespaceId)
+                ?? throw new InvalidOperationException($"namespace {options.NamespaceId} is not active on {options.SubsystemNqn}");
+            if (options.IoSize % ns.BlockSize != 0)
+            {
+                throw new ArgumentException($"--io-size {options.IoSize} is not a multiple of the block size {ns.BlockSize}");
+            }
+
+            foreach (var controller in controllers)
+            {
+                if (controller.IoQueues.Count < options.Queues)
+                {
+                    throw new InvalidOperationException($"the controller granted {controller.IoQueues.Count} I/O queues, {options.Queues} asked");
+                }
+
+                if (controller.IoQueues[0].Depth < options.QueueDepth)
+                {
+                    throw new InvalidOperationException($"the controller allows {controller.IoQueues[0].Depth} commands per queue, --qd {options.QueueDepth} asked");
+                }
+            }
+
+            var region = options.RegionBytes > 0 ? Math.Min(options.RegionBytes, ns.SizeBytes) : ns.SizeBytes;
+            var slots = region / options.IoSize;
+            if (slots < 1)
+            {
+                throw new ArgumentException($"the namespace ({ns.SizeBytes} bytes) is smaller than one I/O");
+            }
+
+            var run = new RunState();
+            var totalWorkers = options.Connections * options.Queues * options.QueueDepth;
+            var workers = new List<Worker>();
+            var tasks = new List<Task>();
+            foreach (var controller in controllers)
+            {
+                for (var q = 0; q < options.Queues; q++)
+                {
+                    var cursor = new SequentialCursor();
+                    for (var d = 0; d < options.QueueDepth; d++)
+                    {
+                        var worker = new Worker(options, controller.IoQueues[q], controller.FindNamespace(options.NamespaceId)!, run, cursor, slots, workers.Count, totalWorkers);
+                        workers.Add(worker);
+                    }
+                }
+            }
+
+            foreach (var worker in workers)
+            {
+                tasks.Add(Task.Run(worker.RunAsync, CancellationToken.None));
+            }
+
+            await Task.Delay(options.Ramp, cancellationToken).ConfigureAwait(false);
+            var started = Stopwatch.GetTimestamp();
+            run.MeasureFrom = started;
+            Volatile.Write(ref run.Measuring, true);
+            try
+            {
+                await Task.Delay(options.Duration, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                run.MeasureUntil = Stopwatch.GetTimestamp();
+                Volatile.Write(ref run.Stop, true);
+            }
+
+            var all = Task.WhenAll(tasks);
+            if (await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(30), CancellationToken.None)).ConfigureAwait(false) != all)
+            {
+                throw new TimeoutException("I/O did not drain within 30 s after the run");
+            }
+
+            await all.ConfigureAwait(false);
+            return Summarize(options, ns, workers, Stopwatch.GetElapsedTime(started, run.MeasureUntil));
+        }
+        finally
+        {
+            foreach (var controller in controllers)
+            {
+                await controller.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static void Validate(PerfOptions o)
+    {
+        if (o.QueueDepth < 1 || o.Queues < 1 || o.Connections < 1 || o.IoSize < 512 || o.Duration <= TimeSpan.Zero)
+        {
+            throw new ArgumentException("--qd, --queues, --connections must be at least 1, --io-size at least 512 and --time positive");
+        }
+
+        if (string.IsNullOrEmpty(o.SubsystemNqn))
+        {
+            throw new ArgumentException("--nqn is required");
+        }
+    }
+
+    private static PerfResult Summarize(PerfOptions options, NvmeNamespace ns, List<Worker> workers, TimeSpan measured)
+    {
+        var histogram = new LatencyHistogram();
+        long reads = 0, writes = 0, errors = 0, verified = 0, unwritten = 0, failures = 0;
+        string? firstError = null, firstFailure = null;
+        foreach (var w in workers)
+        {
+            histogram.Add(w.Histogram);
+            reads += w.Reads;
+            writes += w.Writes;
+            errors += w.Errors;
+            verified += w.VerifiedBlocks;
+            unwritten += w.UnwrittenBlocks;
+            failures += w.VerifyFailures;
+            firstError ??= w.FirstError;
+            firstFailure ??= w.FirstVerifyFailure;
+        }
+
+        var ios = reads + writes;
+        var seconds = measured.TotalSeconds;
+        return new PerfResult
+        {
+            Mode = "nvme",
+            Target = options.Target.ToString(),
+            SubsystemNqn = options.SubsystemNqn,
+            Pattern = PerfOptions.PatternName(options.Pattern),
+            ReadPercent = options.EffectiveReadPercent,
+            IoSize = options.IoSize,
+            QueueDepth = options.QueueDepth,
+            Queues = options.Queues,
+            Connections = options.Connections,
+            TotalDepth = workers.Count,
+            HeaderDigest = options.HeaderDigest,
+            DataDigest = options.DataDigest,
+            Seconds = Math.Round(seconds, 3),
+            Ios = ios,
+            Reads = reads,
+            Writes = writes,
+            Bytes = ios * options.IoSize,
+            Iops = Math.Round(ios / seconds, 1),
+            MiBps = Math.Round(ios * (double)options.IoSize / seconds / (1 << 20), 2),
+            Latency = LatencySummary.From(histogram),
+            Errors = errors,
+            FirstError = firstError,
+            Verify = options.Verify,
+            VerifiedBlocks = verified,
+            UnwrittenBlocks = unwritten,
+            VerifyFailures = failures,
+            FirstVerifyFailure = firstFailure,
+        };
+    }
+
+    internal sealed class RunState
+    {
+        public bool Measuring;
+        public bool Stop;
+        public long MeasureFrom;
+        public long MeasureUntil;
+    }
+
+    internal sealed class SequentialCursor
+    {
+        public long Next;
+    }
+
+    /// <summary>One outstanding I/O slot of a queue, looping until the run stops.</summary>
+    private sealed class Worker
+    {
+        private readonly PerfOptions _options;
+        private readonly IoQueue _queue;
+        private readonly NvmeNamespace _ns;
+        private readonly RunState _run;
+        private readonly SequentialCursor _cursor;
+        private readonly long _slots;
+        private readonly int _index;
+        private readonly int _totalWorkers;
+        private readonly byte[] _buffer;
+        private readonly double _nanosecondsPerTick = 1e9 / Stopwatch.Frequency;
+        private ulong _random;
+        private long _ownCursor;
+        private ulong _writeSeed;
+
+        public Worker(PerfOptions options, IoQueue queue, NvmeNamespace ns, RunState run, SequentialCursor cursor, long slots, int index, int totalWorkers)
+        {
+            _options = options;
+            _queue = queue;
+            _ns = ns;
+            _run = run;
+            _cursor = cursor;
+            _slots = slots;
+            _index = index;
+            _totalWorkers = totalWorkers;
+            _buffer = GC.AllocateArray<byte>(options.IoSize, pinned: true);
+            _random = 0x9E3779B97F4A7C15UL * (ulong)(index + 1) ^ (ulong)Environment.TickCount64;
+            _ownCursor = index;
+            new Random(index).NextBytes(_buffer);
+        }
+
+        public LatencyHistogram Histogram { get; } = new();
+
+        public long Reads { get; private set; }
+
+        public long Writes { get; private set; }
+
+        public long Errors { get; private set; }
+
+        public string? FirstError { get; private set; }
+
+        public long VerifiedBlocks { get; private set; }
+
+        public long UnwrittenBlocks { get; private set; }
+
+        public long VerifyFailures { get; private set; }
+
+        public string? FirstVerifyFailure { get; private set; }
+
+        public async Task RunAsync()
+        {
+            var readPercent = _options.EffectiveReadPercent;
+            var blockSize = _ns.BlockSize;
+            while (!Volatile.Read(ref _run.Stop))
+            {
+                var isRead = readPercent == 100 || (readPercent != 0 && (int)(Next() % 100) < readPercent);
+                var slot = NextSlot();
+                var byteOffset = slot * _options.IoSize;
+                var lba = (ulong)(byteOffset / blockSize);
+                if (!isRead && _options.Verify)
+                {
+                    VerifyPattern.Fill(_buffer, byteOffset, blockSize, ++_writeSeed ^ (ulong)_index << 40);
+                }
+
+                var start = Stopwatch.GetTimestamp();
+                var completion = isRead
+                    ? await _queue.ReadAsync(_ns, lba, _buffer).ConfigureAwait(false)
+                    : await _queue.WriteAsync(_ns, lba, _buffer).ConfigureAwait(false);
+                var end = Stopwatch.GetTimestamp();
+
+                if (!completion.IsSuccess)
+                {
+                    Errors++;
+                    FirstError ??= $"{(isRead ? "read" : "write")} at LBA {lba}: {completion.Status}";
+                    if (completion.IsPathError)
+                    {
+                        // The connection is gone; the run cannot continue on this queue.
+                        return;
+                    }
+
+                    continue;
+                }
+
+                if (isRead && _options.Verify)
+                {
+                    var outcome = VerifyPattern.Check(_buffer, byteOffset, blockSize, out var problem, out var good, out var unwritten);
+                    VerifiedBlocks += good;
+                    UnwrittenBlocks += unwritten;
+                    if (outcome == VerifyPattern.Outcome.Corrupt)
+                    {
+                        VerifyFailures++;
+                        FirstVerifyFailure ??= problem;
+                    }
+                }
+
+                if (Volatile.Read(ref _run.Measuring) && start >= _run.MeasureFrom && !Volatile.Read(ref _run.Stop))
+                {
+                    Histogram.Record((long)((end - start) * _nanosecondsPerTick));
+                    if (isRead)
+                    {
+                        Reads++;
+                    }
+                    else
+                    {
+                        Writes++;
+                    }
+                }
+            }
+        }
+
+        private long NextSlot()
+        {
+            if (_options.Verify)
+            {
+                // Each worker owns the slots congruent to its index, so no two I/Os touch a block at once and a read
+                // never races a write of the same block.
+                var owned = Math.Max(1, _slots / _totalWorkers);
+                long own;
+                if (_options.IsRandom)
+                {
+                    own = (long)(Next() % (ulong)owned);
+                }
+                else
+                {
+                    own = _ownCursor++ % owned;
+                }
+
+                var slot = own * _totalWorkers + _index;
+                return slot < _slots ? slot : _index % _slots;
+            }
+
+            return _options.IsRandom
+                ? (long)(Next() % (ulong)_slots)
+                : Interlocked.Increment(ref _cursor.Next) % _slots;
+        }
+
+        private ulong Next()
+        {
+            // xorshift64*: cheap, good enough to spread offsets.
+            var x = _random;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            _random = x;
+            return x * 0x2545F4914F6CDD1DUL;
+        }
+    }
+}

@@ -1,0 +1,377 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
+namespace CsiNvme.Perf;
+
+/// <summary>
+/// The limit mode: a raw TCP request/response protocol with the NVMe/TCP message sizes and the same structure as our
+/// target and host (one receive loop per connection, run to completion, one send per batch), minus everything NVMe.
+/// A read is a 72-byte request (a command capsule) answered by 24 bytes plus the data (C2HData header plus data, the
+/// CapsuleResp folded in); a write is a 72-byte request plus the data answered by 24 bytes. The server copies data
+/// from or into memory, as the in-memory backend does. Whatever NVMe costs on top shows as the ratio of the two runs.
+/// </summary>
+public static class TcpBaseline
+{
+    public const int RequestHeader = 72;
+    public const int ResponseHeader = 24;
+    private const uint Magic = 0x4C425343; // "CSBL"
+    private const byte OpRead = 1;
+    private const byte OpWrite = 2;
+
+    // ---- server ----
+
+    /// <summary>Serves baseline clients until <paramref name="cancellationToken"/> fires; returns after binding via <paramref name="bound"/>.</summary>
+    public static async Task ServeAsync(IPEndPoint listen, Action<IPEndPoint>? bound, CancellationToken cancellationToken)
+    {
+        using var listener = new Socket(listen.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+        listener.Bind(listen);
+        listener.Listen(64);
+        bound?.Invoke((IPEndPoint)listener.LocalEndPoint!);
+        var connections = new List<Task>();
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                var socket = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
+                socket.NoDelay = true;
+                connections.Add(Task.Run(() => ServeConnectionAsync(socket, cancellationToken), CancellationToken.None));
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+
+        await Task.WhenAll(connections).ConfigureAwait(false);
+    }
+
+    private static async Task ServeConnectionAsync(Socket socket, CancellationToken cancellationToken)
+    {
+        const int MaxIo = 1 << 20;
+        var receive = GC.AllocateUninitializedArray<byte>(4 * (MaxIo + RequestHeader), pinned: true);
+        var send = GC.AllocateUninitializedArray<byte>(2 * (MaxIo + ResponseHeader) + 64 * 1024, pinned: true);
+        var storage = GC.AllocateArray<byte>(MaxIo, pinned: true);
+        int start = 0, end = 0;
+        try
+        {
+            while (true)
+            {
+                if (start == end)
+                {
+                    start = end = 0;
+                }
+                else if (receive.Length - end < MaxIo + RequestHeader)
+                {
+                    Buffer.BlockCopy(receive, start, receive, 0, end - start);
+                    end -= start;
+                    start = 0;
+                }
+
+                var received = await socket.ReceiveAsync(receive.AsMemory(end), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                if (received == 0)
+                {
+                    return;
+                }
+
+                end += received;
+                var sendLength = 0;
+                while (end - start >= RequestHeader)
+                {
+                    var header = receive.AsSpan(start, RequestHeader);
+                    var op = header[4];
+                    var tag = BinaryPrimitives.ReadUInt16LittleEndian(header[6..]);
+                    var length = BinaryPrimitives.ReadInt32LittleEndian(header[8..]);
+                    if (BinaryPrimitives.ReadUInt32LittleEndian(header) != Magic || length is < 0 or > MaxIo)
+                    {
+                        throw new InvalidDataException("bad baseline request");
+                    }
+
+                    var requestLength = RequestHeader + (op == OpWrite ? length : 0);
+                    if (end - start < requestLength)
+                    {
+                        break;
+                    }
+
+                    var responseLength = ResponseHeader + (op == OpRead ? length : 0);
+                    if (send.Length - sendLength < responseLength)
+                    {
+                        await SendAllAsync(socket, send.AsMemory(0, sendLength), cancellationToken).ConfigureAwait(false);
+                        sendLength = 0;
+                    }
+
+                    var response = send.AsSpan(sendLength, responseLength);
+                    BinaryPrimitives.WriteUInt32LittleEndian(response, Magic);
+                    response[4] = op;
+                    response[5] = 0;
+                    BinaryPrimitives.WriteUInt16LittleEndian(response[6..], tag);
+                    BinaryPrimitives.WriteInt32LittleEndian(response[8..], length);
+                    response[12..ResponseHeader].Clear();
+                    if (op == OpRead)
+                    {
+                        storage.AsSpan(0, length).CopyTo(response[ResponseHeader..]);
+                    }
+                    else
+                    {
+                        receive.AsSpan(start + RequestHeader, length).CopyTo(storage);
+                    }
+
+                    sendLength += responseLength;
+                    start += requestLength;
+                }
+
+                if (sendLength > 0)
+                {
+                    await SendAllAsync(socket, send.AsMemory(0, sendLength), cancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or OperationCanceledException or ObjectDisposedException or InvalidDataException)
+        {
+        }
+        finally
+        {
+            socket.Dispose();
+        }
+    }
+
+    // ---- client ----
+
+    public static async Task<PerfResult> RunAsync(PerfOptions options, CancellationToken cancellationToken = default)
+    {
+        if (options.QueueDepth is < 1 or > 4096 || options.IoSize is < 1 or > 1 << 20 || options.Connections < 1)
+        {
+            throw new ArgumentException("--qd 1..4096, --io-size 1..1 MiB and --connections ≥ 1 in TCP baseline mode");
+        }
+
+        var run = new NvmePerfRunner.RunState();
+        var clients = new List<Client>();
+        try
+        {
+            for (var i = 0; i < options.Connections; i++)
+            {
+                var socket = new Socket(options.Target.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                clients.Add(new Client(socket, options, run, i));
+                await socket.ConnectAsync(options.Target, cancellationToken).ConfigureAwait(false);
+            }
+
+            var loops = clients.Select(c => Task.Run(c.RunAsync, CancellationToken.None)).ToArray();
+            await Task.Delay(options.Ramp, cancellationToken).ConfigureAwait(false);
+            var started = Stopwatch.GetTimestamp();
+            run.MeasureFrom = started;
+            Volatile.Write(ref run.Measuring, true);
+            try
+            {
+                await Task.Delay(options.Duration, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                run.MeasureUntil = Stopwatch.GetTimestamp();
+                Volatile.Write(ref run.Stop, true);
+            }
+
+            var all = Task.WhenAll(loops);
+            if (await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(30), CancellationToken.None)).ConfigureAwait(false) != all)
+            {
+                throw new TimeoutException("baseline requests did not drain within 30 s");
+            }
+
+            await all.ConfigureAwait(false);
+            var histogram = new LatencyHistogram();
+            long reads = 0, writes = 0;
+            foreach (var client in clients)
+            {
+                histogram.Add(client.Histogram);
+                reads += client.Reads;
+                writes += client.Writes;
+            }
+
+            var seconds = Stopwatch.GetElapsedTime(started, run.MeasureUntil).TotalSeconds;
+            var ios = reads + writes;
+            return new PerfResult
+            {
+                Mode = "tcp-baseline",
+                Target = options.Target.ToString(),
+                Pattern = PerfOptions.PatternName(options.Pattern),
+                ReadPercent = options.EffectiveReadPercent,
+                IoSize = options.IoSize,
+                QueueDepth = options.QueueDepth,
+                Queues = 1,
+                Connections = options.Connections,
+                TotalDepth = options.Connections * options.QueueDepth,
+                Seconds = Math.Round(seconds, 3),
+                Ios = ios,
+                Reads = reads,
+                Writes = writes,
+                Bytes = ios * options.IoSize,
+                Iops = Math.Round(ios / seconds, 1),
+                MiBps = Math.Round(ios * (double)options.IoSize / seconds / (1 << 20), 2),
+                Latency = LatencySummary.From(histogram),
+            };
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                client.Socket.Dispose();
+            }
+        }
+    }
+
+    private static async ValueTask SendAllAsync(Socket socket, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        while (!data.IsEmpty)
+        {
+            data = data[await socket.SendAsync(data, SocketFlags.None, cancellationToken).ConfigureAwait(false)..];
+        }
+    }
+
+    /// <summary>One connection with <c>depth</c> requests in flight; a response immediately triggers the next request.</summary>
+    private sealed class Client
+    {
+        private readonly PerfOptions _options;
+        private readonly NvmePerfRunner.RunState _run;
+        private readonly long[] _started;
+        private readonly byte[] _receive;
+        private readonly byte[] _send;
+        private readonly byte[] _payload;
+        private readonly double _nanosecondsPerTick = 1e9 / Stopwatch.Frequency;
+        private ulong _random;
+
+        public Client(Socket socket, PerfOptions options, NvmePerfRunner.RunState run, int index)
+        {
+            Socket = socket;
+            _options = options;
+            _run = run;
+            _started = new long[options.QueueDepth];
+            _receive = GC.AllocateUninitializedArray<byte>(4 * (options.IoSize + ResponseHeader) + 64 * 1024, pinned: true);
+            _send = GC.AllocateUninitializedArray<byte>(options.QueueDepth * (RequestHeader + options.IoSize), pinned: true);
+            _payload = GC.AllocateArray<byte>(options.IoSize, pinned: true);
+            _random = 0x9E3779B97F4A7C15UL * (ulong)(index + 1);
+        }
+
+        public Socket Socket { get; }
+
+        public LatencyHistogram Histogram { get; } = new();
+
+        public long Reads { get; private set; }
+
+        public long Writes { get; private set; }
+
+        public async Task RunAsync()
+        {
+            var sendLength = 0;
+            for (var tag = 0; tag < _options.QueueDepth; tag++)
+            {
+                sendLength += AppendRequest(sendLength, (ushort)tag);
+            }
+
+            await SendAllAsync(Socket, _send.AsMemory(0, sendLength), CancellationToken.None).ConfigureAwait(false);
+            var outstanding = _options.QueueDepth;
+            int start = 0, end = 0;
+            while (outstanding > 0)
+            {
+                if (start == end)
+                {
+                    start = end = 0;
+                }
+                else if (_receive.Length - end < _options.IoSize + ResponseHeader)
+                {
+                    Buffer.BlockCopy(_receive, start, _receive, 0, end - start);
+                    end -= start;
+                    start = 0;
+                }
+
+                var received = await Socket.ReceiveAsync(_receive.AsMemory(end), SocketFlags.None).ConfigureAwait(false);
+                if (received == 0)
+                {
+                    throw new IOException("the baseline server closed the connection");
+                }
+
+                end += received;
+                sendLength = 0;
+                var stop = Volatile.Read(ref _run.Stop);
+                while (end - start >= ResponseHeader)
+                {
+                    var header = _receive.AsSpan(start, ResponseHeader);
+                    var op = header[4];
+                    var tag = BinaryPrimitives.ReadUInt16LittleEndian(header[6..]);
+                    var length = ResponseHeader + (op == OpRead ? BinaryPrimitives.ReadInt32LittleEndian(header[8..]) : 0);
+                    if (end - start < length)
+                    {
+                        break;
+                    }
+
+                    var now = Stopwatch.GetTimestamp();
+                    if (op == OpRead)
+                    {
+                        // Consume the data as a host would: copy it to the caller's buffer.
+                        _receive.AsSpan(start + ResponseHeader, length - ResponseHeader).CopyTo(_payload);
+                    }
+
+                    start += length;
+                    if (Volatile.Read(ref _run.Measuring) && _started[tag] >= _run.MeasureFrom && !stop)
+                    {
+                        Histogram.Record((long)((now - _started[tag]) * _nanosecondsPerTick));
+                        if (op == OpRead)
+                        {
+                            Reads++;
+                        }
+                        else
+                        {
+                            Writes++;
+                        }
+                    }
+
+                    if (stop)
+                    {
+                        outstanding--;
+                    }
+                    else
+                    {
+                        sendLength += AppendRequest(sendLength, tag);
+                    }
+                }
+
+                if (sendLength > 0)
+                {
+                    await SendAllAsync(Socket, _send.AsMemory(0, sendLength), CancellationToken.None).ConfigureAwait(false);
+                }
+            }
+        }
+
+        private int AppendRequest(int at, ushort tag)
+        {
+            var readPercent = _options.EffectiveReadPercent;
+            var isRead = readPercent == 100 || (readPercent != 0 && (int)(Next() % 100) < readPercent);
+            var length = RequestHeader + (isRead ? 0 : _options.IoSize);
+            var request = _send.AsSpan(at, length);
+            BinaryPrimitives.WriteUInt32LittleEndian(request, Magic);
+            request[4] = isRead ? OpRead : OpWrite;
+            request[5] = 0;
+            BinaryPrimitives.WriteUInt16LittleEndian(request[6..], tag);
+            BinaryPrimitives.WriteInt32LittleEndian(request[8..], _options.IoSize);
+            // Offset field, as a command would carry an LBA.
+            BinaryPrimitives.WriteUInt64LittleEndian(request[12..], Next() % 1_000_000);
+            request[20..RequestHeader].Clear();
+            if (!isRead)
+            {
+                _payload.AsSpan().CopyTo(request[RequestHeader..]);
+            }
+
+            _started[tag] = Stopwatch.GetTimestamp();
+            return length;
+        }
+
+        private ulong Next()
+        {
+            var x = _random;
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            _random = x;
+            return x * 0x2545F4914F6CDD1DUL;
+        }
+    }
+}

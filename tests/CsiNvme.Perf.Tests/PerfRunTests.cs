@@ -1,0 +1,177 @@
+using System.Net;
+using CsiNvme.Storage;
+using CsiNvme.Target;
+using CsiNvme.Target.Subsystems;
+using CsiNvme.TestSupport;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace CsiNvme.Perf.Tests;
+
+/// <summary>
+/// The perf tool runs for about two seconds against an in-process target and reports sane numbers. These check that the
+/// tool works, not how fast anything is: benchmarks are run by tools/perf/run.sh.
+/// </summary>
+[NonParallelizable]
+public sealed class PerfRunTests
+{
+    private const string Nqn = "nqn.2024-01.io.csinvme:perf-tests";
+
+    [TestCase("randread", 4096, 8)]
+    [TestCase("randwrite", 4096, 4)]
+    [TestCase("read", 128 * 1024, 2)]
+    public async Task NvmeRunReportsSaneNumbers(string pattern, int ioSize, int depth)
+    {
+        await using var target = await StartTargetAsync();
+        var result = await NvmePerfRunner.RunAsync(Options(target, pattern, ioSize, depth));
+
+        TestContext.Out.WriteLine(result.ToText());
+        AssertSane(result, ioSize);
+        Assert.That(result.Mode, Is.EqualTo("nvme"));
+        Assert.That(result.TotalDepth, Is.EqualTo(depth));
+        if (pattern == "randwrite")
+        {
+            Assert.That(result.Reads, Is.Zero);
+        }
+        else
+        {
+            Assert.That(result.Writes, Is.Zero);
+        }
+    }
+
+    [Test]
+    public async Task VerifyModeChecksEveryBlockReadAcrossQueuesAndConnections()
+    {
+        await using var target = await StartTargetAsync();
+        var options = Options(target, "randrw", 8192, 4) with { Verify = true, Queues = 2, Connections = 2, RegionBytes = 4 << 20 };
+        var result = await NvmePerfRunner.RunAsync(options);
+
+        TestContext.Out.WriteLine(result.ToText());
+        AssertSane(result, 8192);
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.TotalDepth, Is.EqualTo(16));
+            Assert.That(result.VerifyFailures, Is.Zero, result.FirstVerifyFailure);
+            Assert.That(result.VerifiedBlocks, Is.GreaterThan(0));
+            Assert.That(result.Reads, Is.GreaterThan(0));
+            Assert.That(result.Writes, Is.GreaterThan(0));
+        });
+    }
+
+    [Test]
+    public async Task VerifyModeCatchesDataTheTargetCorrupted()
+    {
+        await using var target = await StartTargetAsync();
+        // Written blocks, then one flipped bit behind the host's back.
+        var write = Options(target, "write", 4096, 1) with { Verify = true, RegionBytes = 64 * 1024, Duration = TimeSpan.FromMilliseconds(300) };
+        await NvmePerfRunner.RunAsync(write);
+        var block = new byte[512];
+        target.Volume.Read(4096, block);
+        block[100] ^= 0x10;
+        target.Volume.Write(4096, block, forceUnitAccess: false);
+
+        var read = await NvmePerfRunner.RunAsync(write with { Pattern = IoPattern.Read });
+        Assert.That(read.VerifyFailures, Is.GreaterThan(0));
+        Assert.That(read.FirstVerifyFailure, Does.Contain("byte 4096"));
+    }
+
+    [TestCase("randread")]
+    [TestCase("randwrite")]
+    public async Task TcpBaselineReportsSaneNumbers(string pattern)
+    {
+        using var stop = new CancellationTokenSource();
+        var bound = new TaskCompletionSource<IPEndPoint>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var server = TcpBaseline.ServeAsync(new IPEndPoint(IPAddress.Loopback, 0), bound.SetResult, stop.Token);
+        var endpoint = await bound.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        var result = await TcpBaseline.RunAsync(new PerfOptions
+        {
+            Target = endpoint,
+            Pattern = PerfOptions.ParsePattern(pattern),
+            QueueDepth = 8,
+            IoSize = 4096,
+            Duration = TimeSpan.FromSeconds(1.5),
+            Ramp = TimeSpan.FromMilliseconds(200),
+        });
+        stop.Cancel();
+        await server;
+
+        TestContext.Out.WriteLine(result.ToText());
+        AssertSane(result, 4096);
+        Assert.That(result.Mode, Is.EqualTo("tcp-baseline"));
+    }
+
+    [Test]
+    public void JsonRoundTrips()
+    {
+        var result = new PerfResult
+        {
+            Mode = "nvme",
+            Target = "127.0.0.1:4420",
+            Pattern = "randread",
+            IoSize = 4096,
+            Iops = 12345.6,
+            Latency = new LatencySummary(1, 2, 3, 4, 5, 6),
+        };
+        var json = result.ToJson();
+        Assert.That(json, Does.Contain("\"iops\": 12345.6"));
+        Assert.That(json, Does.Contain("\"p99Us\": 4"));
+        Assert.That(PerfResult.FromJson(json), Is.EqualTo(result with { Latency = PerfResult.FromJson(json).Latency }));
+        Assert.That(PerfResult.FromJson(json).Latency, Is.EqualTo(result.Latency));
+    }
+
+    private static void AssertSane(PerfResult result, int ioSize)
+    {
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.Errors, Is.Zero, result.FirstError);
+            Assert.That(result.Ios, Is.GreaterThan(100));
+            Assert.That(result.Seconds, Is.InRange(0.5, 10));
+            Assert.That(result.Iops, Is.EqualTo(result.Ios / result.Seconds).Within(1).Percent);
+            Assert.That(result.MiBps, Is.EqualTo(result.Iops * ioSize / (1 << 20)).Within(1).Percent);
+            Assert.That(result.Latency.MinUs, Is.GreaterThan(0));
+            Assert.That(result.Latency.MinUs, Is.LessThanOrEqualTo(result.Latency.P50Us));
+            Assert.That(result.Latency.P50Us, Is.LessThanOrEqualTo(result.Latency.P99Us));
+            Assert.That(result.Latency.P99Us, Is.LessThanOrEqualTo(result.Latency.P999Us));
+            Assert.That(result.Latency.P999Us, Is.LessThanOrEqualTo(result.Latency.MaxUs));
+            Assert.That(result.Latency.AvgUs, Is.InRange(result.Latency.MinUs, result.Latency.MaxUs));
+            // Little's law: outstanding I/Os = IOPS × mean latency, within a generous margin for start/stop effects.
+            var littles = result.Iops * result.Latency.AvgUs / 1e6;
+            Assert.That(littles, Is.InRange(result.TotalDepth * 0.5, result.TotalDepth * 1.5), "Little's law");
+        });
+    }
+
+    private static PerfOptions Options(InProcessTarget target, string pattern, int ioSize, int depth) => new()
+    {
+        Target = target.Endpoint,
+        SubsystemNqn = Nqn,
+        HostNqn = target.Host.Nqn,
+        HostId = target.Host.Id,
+        Pattern = PerfOptions.ParsePattern(pattern),
+        IoSize = ioSize,
+        QueueDepth = depth,
+        Duration = TimeSpan.FromSeconds(1.5),
+        Ramp = TimeSpan.FromMilliseconds(300),
+    };
+
+    private static Task<InProcessTarget> StartTargetAsync()
+    {
+        var options = new NvmeTargetOptions();
+        options.Listen.Add(new IPEndPoint(IPAddress.Loopback, 0));
+        var target = new NvmeTarget(options, NullLoggerFactory.Instance);
+        var host = NvmeHostIdentity.Create();
+        var subsystem = target.AddSubsystem(new Subsystem(Nqn, "csinvme-perf-sn", allowAnyHost: false, [host.Nqn]));
+        var volume = new MemoryBlockVolume(256L << 20, 512);
+        subsystem.AddNamespace(new TargetNamespace(1, volume, Guid.NewGuid()));
+        var endpoint = target.Start()[0];
+        return Task.FromResult(new InProcessTarget(target, volume, endpoint, host));
+    }
+
+    private sealed record InProcessTarget(NvmeTarget Target, MemoryBlockVolume Volume, IPEndPoint Endpoint, NvmeHostIdentity Host) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await Target.DisposeAsync();
+            Volume.Dispose();
+        }
+    }
+}
