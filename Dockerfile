@@ -1,10 +1,21 @@
 # syntax=docker/dockerfile:1
 #
-# CsiNvme storage server image: csinvme-server (NVMe/TCP target, management gRPC, Prometheus metrics)
-# and the csinvme CLI on PATH.
+# CsiNvme image: one image, three programs, chosen by the first argument:
+#
+#   server ...   csinvme-server: NVMe/TCP target, management gRPC, Prometheus metrics (the default)
+#   csi ...      csinvme-csi: the CSI driver nvme.csinvme.io (--mode controller|node|all)
+#   cli ...      csinvme: the management CLI (also on PATH as `csinvme`)
 #
 #   docker build -t csinvme:0.1.0 .
 #   docker run --rm -v csinvme-data:/var/lib/csinvme -p 4420:4420 -p 9500:9500 -p 9501:9501 csinvme:0.1.0
+#   docker run --rm csinvme:0.1.0 csi --help
+#   docker run --rm --network host csinvme:0.1.0 cli --server 127.0.0.1:9500 volume list
+#
+# Privileges: the image runs as root only because the CSI node plugin needs it (it writes
+# /dev/nvme-fabrics to connect controllers, creates device nodes, runs mkfs and mount(2) into the
+# kubelet's directory; Kubernetes runs it privileged). The CSI controller needs none and the chart runs
+# it as UID 65532 with a read-only root file system; the storage server needs root only when its data
+# directory is a host path owned by root.
 #
 # The .NET 10 images behind these tags are Ubuntu 24.04 (noble): Microsoft ships no Debian images for
 # .NET 10. The runtime stage installs its packages with apt-get all the same.
@@ -14,7 +25,7 @@ WORKDIR /src
 ENV DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 # Restore first, from the project files alone, so the package layer is reused until a project file or
-# a central package version changes.
+# a central package version changes. These are the three programs and every project they reference.
 COPY Directory.Build.props Directory.Packages.props nuget.config .editorconfig ./
 COPY src/CsiNvme.Protocol/CsiNvme.Protocol.csproj src/CsiNvme.Protocol/
 COPY src/CsiNvme.Storage/CsiNvme.Storage.csproj   src/CsiNvme.Storage/
@@ -23,45 +34,70 @@ COPY src/CsiNvme.Target/CsiNvme.Target.csproj     src/CsiNvme.Target/
 COPY src/CsiNvme.Api/CsiNvme.Api.csproj           src/CsiNvme.Api/
 COPY src/CsiNvme.Server/CsiNvme.Server.csproj     src/CsiNvme.Server/
 COPY src/CsiNvme.Cli/CsiNvme.Cli.csproj           src/CsiNvme.Cli/
+COPY src/CsiNvme.Csi/CsiNvme.Csi.csproj           src/CsiNvme.Csi/
 RUN dotnet restore src/CsiNvme.Server/CsiNvme.Server.csproj \
- && dotnet restore src/CsiNvme.Cli/CsiNvme.Cli.csproj
+ && dotnet restore src/CsiNvme.Cli/CsiNvme.Cli.csproj \
+ && dotnet restore src/CsiNvme.Csi/CsiNvme.Csi.csproj
 
-# The Api project compiles ../../proto at build time.
+# The Api and Csi projects compile ../../proto at build time.
 COPY proto/ proto/
 COPY src/ src/
 
-# Framework-dependent, without an apphost: the runtime image provides ASP.NET Core, and both programs
-# are started through `dotnet` so nothing depends on where the apphost looks for the runtime.
+# Framework-dependent, without an apphost: the runtime image provides ASP.NET Core, and the programs are
+# started through `dotnet` so nothing depends on where the apphost looks for the runtime.
 RUN dotnet publish src/CsiNvme.Server/CsiNvme.Server.csproj -c Release --no-restore \
         -p:UseAppHost=false -o /out/server \
  && dotnet publish src/CsiNvme.Cli/CsiNvme.Cli.csproj -c Release --no-restore \
-        -p:UseAppHost=false -o /out/cli
+        -p:UseAppHost=false -o /out/cli \
+ && dotnet publish src/CsiNvme.Csi/CsiNvme.Csi.csproj -c Release --no-restore \
+        -p:UseAppHost=false -o /out/csi
 
 FROM mcr.microsoft.com/dotnet/aspnet:10.0 AS runtime
 
-# nvme-cli: for the node plugin to come (nvme connect/disconnect) and for debugging from inside the pod.
+# What the CSI node plugin runs on the host's devices:
+#   e2fsprogs  mkfs.ext4, resize2fs        xfsprogs    mkfs.xfs, xfs_growfs
+#   util-linux blkid (signature check before formatting), mount/umount for debugging
+#   kmod       modprobe nvme-tcp in the node plugin's init container
+#   nvme-cli   not used by the driver (it writes /dev/nvme-fabrics itself); `nvme list` for debugging
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nvme-cli \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        e2fsprogs xfsprogs util-linux kmod nvme-cli \
  && rm -rf /var/lib/apt/lists/*
 
 COPY --from=build /out/server /opt/csinvme/server/
 COPY --from=build /out/cli    /opt/csinvme/cli/
-RUN printf '#!/bin/sh\nexec dotnet /opt/csinvme/cli/csinvme.dll "$@"\n' > /usr/local/bin/csinvme \
- && chmod 0755 /usr/local/bin/csinvme \
+COPY --from=build /out/csi    /opt/csinvme/csi/
+
+# Each program under its own name on PATH; `exec` keeps the program as the process the runtime signals.
+RUN printf '#!/bin/sh\nexec dotnet /opt/csinvme/server/CsiNvme.Server.dll "$@"\n' > /usr/local/bin/csinvme-server \
+ && printf '#!/bin/sh\nexec dotnet /opt/csinvme/csi/csinvme-csi.dll "$@"\n' > /usr/local/bin/csinvme-csi \
+ && printf '#!/bin/sh\nexec dotnet /opt/csinvme/cli/csinvme.dll "$@"\n' > /usr/local/bin/csinvme \
+ && chmod 0755 /usr/local/bin/csinvme-server /usr/local/bin/csinvme-csi /usr/local/bin/csinvme \
  && mkdir -p /var/lib/csinvme
 
-# Root on purpose: the node plugin that will share this image needs it (nvme connect, mounts), and
-# the data directory is a host path or a volume owned by root.
+# The first argument picks the program; arguments that start with "-" go to the server, so
+# `docker run IMAGE --backend memory` keeps working.
+COPY --chmod=0755 <<'EOF' /usr/local/bin/csinvme-entrypoint
+#!/bin/sh
+case "$1" in
+    server) shift; exec /usr/local/bin/csinvme-server "$@" ;;
+    csi)    shift; exec /usr/local/bin/csinvme-csi "$@" ;;
+    cli)    shift; exec /usr/local/bin/csinvme "$@" ;;
+    -*|"")  exec /usr/local/bin/csinvme-server "$@" ;;
+    *)      echo "csinvme-entrypoint: unknown program '$1' (server, csi or cli)" >&2; exit 64 ;;
+esac
+EOF
+
 USER root
 WORKDIR /var/lib/csinvme
 VOLUME /var/lib/csinvme
 
-# 4420 NVMe/TCP, 9500 management gRPC (HTTP/2 cleartext), 9501 Prometheus /metrics.
+# 4420 NVMe/TCP, 9500 management gRPC (HTTP/2 cleartext), 9501 Prometheus /metrics of the server.
 EXPOSE 4420 9500 9501
 
-# Exec form so the server is PID 1 and receives SIGTERM itself (it shuts down gracefully on it).
-ENTRYPOINT ["dotnet", "/opt/csinvme/server/CsiNvme.Server.dll", \
-            "--data-dir", "/var/lib/csinvme", \
-            "--nvme-listen", "0.0.0.0:4420", \
-            "--mgmt-listen", "0.0.0.0:9500", \
-            "--metrics-listen", "0.0.0.0:9501"]
+ENTRYPOINT ["/usr/local/bin/csinvme-entrypoint"]
+CMD ["server", \
+     "--data-dir", "/var/lib/csinvme", \
+     "--nvme-listen", "0.0.0.0:4420", \
+     "--mgmt-listen", "0.0.0.0:9500", \
+     "--metrics-listen", "0.0.0.0:9501"]

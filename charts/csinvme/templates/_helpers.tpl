@@ -102,3 +102,62 @@ Address the csinvme CLI uses inside the pod to reach the management API.
 {{- include "csinvme.listen" (list . .Values.server.ports.management) }}
 {{- end }}
 {{- end }}
+
+{{/*
+CSI controller (Deployment) and node plugin (DaemonSet) names.
+*/}}
+{{- define "csinvme.controller.fullname" -}}
+{{- printf "%s-controller" (include "csinvme.fullname" .) }}
+{{- end }}
+
+{{- define "csinvme.node.fullname" -}}
+{{- printf "%s-node" (include "csinvme.fullname" .) }}
+{{- end }}
+
+{{- define "csinvme.controller.labels" -}}
+{{ include "csinvme.labels" . }}
+app.kubernetes.io/component: csi-controller
+{{- end }}
+
+{{- define "csinvme.controller.selectorLabels" -}}
+{{ include "csinvme.selectorLabels" . }}
+app.kubernetes.io/component: csi-controller
+{{- end }}
+
+{{- define "csinvme.node.labels" -}}
+{{ include "csinvme.labels" . }}
+app.kubernetes.io/component: csi-node
+{{- end }}
+
+{{- define "csinvme.node.selectorLabels" -}}
+{{ include "csinvme.selectorLabels" . }}
+app.kubernetes.io/component: csi-node
+{{- end }}
+
+{{/*
+Management API of the storage server as the CSI controller reaches it: the Service's DNS name.
+*/}}
+{{- define "csinvme.serverAddress" -}}
+{{- printf "%s.%s.svc:%v" (include "csinvme.server.fullname" .) .Release.Namespace .Values.server.ports.management }}
+{{- end }}
+
+{{/*
+NVMe/TCP listen address of the storage server: server.nvmeAddress, or the pod IP ($(POD_IP) is expanded
+by the kubelet from the container's environment).
+*/}}
+{{- define "csinvme.nvmeListen" -}}
+{{- $port := .Values.server.ports.nvme }}
+{{- with .Values.server.nvmeAddress }}
+{{- if contains ":" . }}
+{{- printf "[%s]:%v" . $port }}
+{{- else }}
+{{- printf "%s:%v" . $port }}
+{{- end }}
+{{- else }}
+{{- if eq $.Values.server.ipFamily "IPv6" }}
+{{- printf "[$(POD_IP)]:%v" $port }}
+{{- else }}
+{{- printf "$(POD_IP):%v" $port }}
+{{- end }}
+{{- end }}
+{{- end }}
