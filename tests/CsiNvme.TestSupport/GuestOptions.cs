@@ -23,6 +23,12 @@ public sealed class GuestOptions
     /// <summary>Appended to the kernel command line.</summary>
     public IReadOnlyList<string> KernelArgs { get; init; } = [];
 
+    /// <summary>
+    /// TCP ports forwarded from the host's 127.0.0.1 into the guest, host port to guest port (QEMU user-mode
+    /// hostfwd), so a test can call a server running inside the guest.
+    /// </summary>
+    public IReadOnlyDictionary<int, int> HostForwards { get; init; } = new Dictionary<int, int>();
+
     /// <summary>Called with every line of serial output as it arrives (e.g. TestContext.Progress.WriteLine).</summary>
     public Action<string>? OutputLine { get; init; }
 }

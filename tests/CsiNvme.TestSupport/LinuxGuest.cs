@@ -140,7 +140,8 @@ public static class LinuxGuest
                      "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
                      "-kernel", KernelPath, "-initrd", initrd, "-append", kernelArgs,
                      // No option ROM: the kernel is loaded directly, and skipping iPXE saves seconds under TCG.
-                     "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile=",
+                     "-netdev", "user,id=n0" + string.Concat(options.HostForwards.Select(f => $",hostfwd=tcp:127.0.0.1:{f.Key}-:{f.Value}")),
+                     "-device", "virtio-net-pci,netdev=n0,romfile=",
                  })
         {
             startInfo.ArgumentList.Add(arg);

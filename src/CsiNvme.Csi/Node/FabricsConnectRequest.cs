@@ -1,0 +1,141 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+
+namespace CsiNvme.Csi.Node;
+
+/// <summary>One NVMe/TCP listener of a volume's subsystem, as publish_context["targets"] lists it.</summary>
+public sealed record FabricsTarget(string Address, int Port)
+{
+    public override string ToString() => Address.Contains(':', StringComparison.Ordinal) ? $"[{Address}]:{Port}" : $"{Address}:{Port}";
+
+    /// <summary>Parses "ADDR:PORT,ADDR:PORT" ("[v6]:PORT" for IPv6); throws <see cref="FormatException"/> naming the bad entry.</summary>
+    public static IReadOnlyList<FabricsTarget> ParseList(string text)
+    {
+        var targets = new List<FabricsTarget>();
+        foreach (var entry in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (!IPEndPoint.TryParse(entry, out var endpoint) || endpoint.Port == 0 || !entry.Contains(':', StringComparison.Ordinal))
+            {
+                throw new FormatException($"target '{entry}' is not ADDR:PORT with an IP address");
+            }
+
+            var target = new FabricsTarget(endpoint.Address.ToString(), endpoint.Port);
+            if (!targets.Contains(target))
+            {
+                targets.Add(target);
+            }
+        }
+
+        if (targets.Count == 0)
+        {
+            throw new FormatException("no targets listed");
+        }
+
+        return targets;
+    }
+}
+
+/// <summary>
+/// The connection settings of one volume, from its volume_context (StorageClass parameters copied through
+/// by CreateVolume) with the documented defaults, rendered as the option string the kernel's
+/// /dev/nvme-fabrics parses (drivers/nvme/host/fabrics.c, nvmf_parse_options).
+/// </summary>
+public sealed record FabricsConnectSettings
+{
+    public const int DefaultCtrlLossTmo = 600;
+    public const int DefaultReconnectDelay = 10;
+    public const int DefaultFastIoFailTmo = 15;
+    public const int DefaultKeepAliveTmo = 5;
+
+    /// <summary>Seconds the kernel keeps reconnecting a lost controller before removing it; -1 = forever.</summary>
+    public int CtrlLossTmo { get; init; } = DefaultCtrlLossTmo;
+
+    public int ReconnectDelay { get; init; } = DefaultReconnectDelay;
+
+    /// <summary>Seconds after a connection loss before I/O fails instead of waiting; -1 = never.</summary>
+    public int FastIoFailTmo { get; init; } = DefaultFastIoFailTmo;
+
+    public int KeepAliveTmo { get; init; } = DefaultKeepAliveTmo;
+
+    /// <summary>0 leaves the kernel's default (one per CPU).</summary>
+    public int NrIoQueues { get; init; }
+
+    public bool HeaderDigest { get; init; }
+
+    public bool DataDigest { get; init; }
+
+    /// <summary>Reads the settings from volume_context keys; throws <see cref="FormatException"/> naming the bad key.</summary>
+    public static FabricsConnectSettings FromVolumeContext(IReadOnlyDictionary<string, string> context) => new()
+    {
+        CtrlLossTmo = Int(context, "ctrlLossTmo", DefaultCtrlLossTmo, min: -1, max: 1_000_000),
+        ReconnectDelay = Int(context, "reconnectDelay", DefaultReconnectDelay, min: 1, max: 100_000),
+        FastIoFailTmo = Int(context, "fastIoFailTmo", DefaultFastIoFailTmo, min: -1, max: 1_000_000),
+        KeepAliveTmo = Int(context, "keepAliveTmo", DefaultKeepAliveTmo, min: 1, max: 65_535),
+        NrIoQueues = Int(context, "nrIoQueues", 0, min: 0, max: 1024),
+        HeaderDigest = Bool(context, "headerDigest"),
+        DataDigest = Bool(context, "dataDigest"),
+    };
+
+    /// <summary>The option string written to /dev/nvme-fabrics for one target.</summary>
+    public string BuildConnectString(FabricsTarget target, string subsystemNqn, string hostNqn, Guid hostId)
+    {
+        var text = new StringBuilder(256);
+        text.Append("transport=tcp")
+            .Append(",traddr=").Append(target.Address)
+            .Append(",trsvcid=").Append(target.Port.ToString(CultureInfo.InvariantCulture))
+            .Append(",nqn=").Append(subsystemNqn)
+            .Append(",hostnqn=").Append(hostNqn)
+            .Append(",hostid=").Append(hostId.ToString("D"))
+            .Append(",ctrl_loss_tmo=").Append(CtrlLossTmo.ToString(CultureInfo.InvariantCulture))
+            .Append(",reconnect_delay=").Append(ReconnectDelay.ToString(CultureInfo.InvariantCulture))
+            .Append(",fast_io_fail_tmo=").Append(FastIoFailTmo.ToString(CultureInfo.InvariantCulture))
+            .Append(",keep_alive_tmo=").Append(KeepAliveTmo.ToString(CultureInfo.InvariantCulture));
+        if (NrIoQueues > 0)
+        {
+            text.Append(",nr_io_queues=").Append(NrIoQueues.ToString(CultureInfo.InvariantCulture));
+        }
+
+        if (HeaderDigest)
+        {
+            text.Append(",hdr_digest");
+        }
+
+        if (DataDigest)
+        {
+            text.Append(",data_digest");
+        }
+
+        return text.ToString();
+    }
+
+    private static int Int(IReadOnlyDictionary<string, string> context, string key, int fallback, int min, int max)
+    {
+        if (!context.TryGetValue(key, out var text) || string.IsNullOrWhiteSpace(text))
+        {
+            return fallback;
+        }
+
+        if (!int.TryParse(text.Trim(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) || value < min || value > max)
+        {
+            throw new FormatException($"volume context {key}='{text}' is not an integer in {min}..{max}");
+        }
+
+        return value;
+    }
+
+    private static bool Bool(IReadOnlyDictionary<string, string> context, string key)
+    {
+        if (!context.TryGetValue(key, out var text) || string.IsNullOrWhiteSpace(text))
+        {
+            return false;
+        }
+
+        return text.Trim().ToLowerInvariant() switch
+        {
+            "true" => true,
+            "false" => false,
+            _ => throw new FormatException($"volume context {key}='{text}' is not true or false"),
+        };
+    }
+}

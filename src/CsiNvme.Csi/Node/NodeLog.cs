@@ -1,0 +1,48 @@
+using Microsoft.Extensions.Logging;
+
+namespace CsiNvme.Csi.Node;
+
+internal static partial class NodeLog
+{
+    [LoggerMessage(EventId = 100, Level = LogLevel.Information, Message = "Node service for {NodeName}: host NQN {HostNqn}, host id {HostId}, state in {StateDirectory}")]
+    public static partial void Started(ILogger logger, string nodeName, string hostNqn, Guid hostId, string stateDirectory);
+
+    [LoggerMessage(EventId = 101, Level = LogLevel.Information, Message = "Volume {Volume}: connected controller {Controller} to {Target} ({Nqn})")]
+    public static partial void Connected(ILogger logger, string volume, string controller, string target, string nqn);
+
+    [LoggerMessage(EventId = 102, Level = LogLevel.Debug, Message = "Volume {Volume}: controller {Controller} already connects {Target}")]
+    public static partial void AlreadyConnected(ILogger logger, string volume, string controller, string target);
+
+    [LoggerMessage(EventId = 103, Level = LogLevel.Warning, Message = "Volume {Volume}: connecting to {Target} failed: {Error}")]
+    public static partial void ConnectFailed(ILogger logger, string volume, string target, string error);
+
+    [LoggerMessage(EventId = 104, Level = LogLevel.Information, Message = "Volume {Volume}: namespace is {Device} ({SizeBytes} bytes)")]
+    public static partial void DeviceFound(ILogger logger, string volume, string device, long sizeBytes);
+
+    [LoggerMessage(EventId = 105, Level = LogLevel.Information, Message = "Volume {Volume}: created device node {Path} ({Major}:{Minor})")]
+    public static partial void DeviceNodeCreated(ILogger logger, string volume, string path, int major, int minor);
+
+    [LoggerMessage(EventId = 106, Level = LogLevel.Information, Message = "Volume {Volume}: formatting blank {Device} as {FsType}")]
+    public static partial void Formatting(ILogger logger, string volume, string device, string fsType);
+
+    [LoggerMessage(EventId = 107, Level = LogLevel.Information, Message = "Volume {Volume}: mounted {Source} on {Target}")]
+    public static partial void Mounted(ILogger logger, string volume, string source, string target);
+
+    [LoggerMessage(EventId = 108, Level = LogLevel.Information, Message = "Volume {Volume}: unmounted {Target}")]
+    public static partial void Unmounted(ILogger logger, string volume, string target);
+
+    [LoggerMessage(EventId = 109, Level = LogLevel.Information, Message = "Volume {Volume}: disconnected controller {Controller} ({Nqn})")]
+    public static partial void Disconnected(ILogger logger, string volume, string controller, string nqn);
+
+    [LoggerMessage(EventId = 110, Level = LogLevel.Information, Message = "Volume {Volume}: subsystem {Nqn} stays connected for {Others}")]
+    public static partial void SubsystemStillUsed(ILogger logger, string volume, string nqn, string others);
+
+    [LoggerMessage(EventId = 111, Level = LogLevel.Information, Message = "Volume {Volume}: rescanning {Controller} for the new size")]
+    public static partial void Rescanning(ILogger logger, string volume, string controller);
+
+    [LoggerMessage(EventId = 112, Level = LogLevel.Information, Message = "Volume {Volume}: grew the {FsType} filesystem on {Device} to {SizeBytes} bytes")]
+    public static partial void FilesystemGrown(ILogger logger, string volume, string fsType, string device, long sizeBytes);
+
+    [LoggerMessage(EventId = 113, Level = LogLevel.Warning, Message = "Node {NodeName}: cannot read the Node object's topology labels: {Error}")]
+    public static partial void NodeLabelsUnavailable(ILogger logger, string nodeName, string error);
+}

@@ -1,0 +1,48 @@
+namespace CsiNvme.Csi.Node;
+
+/// <summary>Settings of the node service.</summary>
+public sealed class NodeOptions
+{
+    public const string TopologyNodeKey = "topology.nvme.csinvme.io/node";
+    public const string DefaultStateDirectory = "/var/lib/csinvme-csi/node";
+
+    public required NodeIdentity Identity { get; init; }
+
+    /// <summary>
+    /// Where staged-volume records live. With a Unix endpoint it defaults to a folder next to the socket:
+    /// Kubernetes mounts the plugin directory from the host, so the records survive a restarted driver pod.
+    /// </summary>
+    public string StateDirectory { get; init; } = DefaultStateDirectory;
+
+    public int MaxVolumesPerNode { get; init; } = 256;
+
+    /// <summary>Topology segments reported when not running in a cluster.</summary>
+    public IReadOnlyDictionary<string, string> Topology { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>How long NodeStageVolume waits for the namespace's block device after connecting.</summary>
+    public TimeSpan DeviceTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long NodeExpandVolume waits for the kernel to see the new size.</summary>
+    public TimeSpan ResizeTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Limit for mkfs, resize2fs and xfs_growfs.</summary>
+    public TimeSpan ToolTimeout { get; init; } = TimeSpan.FromMinutes(10);
+
+    public static NodeOptions FromDriverOptions(CsiDriverOptions options)
+    {
+        if (string.IsNullOrWhiteSpace(options.NodeId))
+        {
+            throw new ArgumentException("the node service needs --node-id (the Kubernetes node name)");
+        }
+
+        var stateDirectory = Hosting.CsiEndpoint.TryParse(options.Endpoint, out var endpoint, out _) && endpoint!.IsUnix
+            ? Path.Combine(Path.GetDirectoryName(endpoint.UnixSocketPath!) ?? "/", "node-state")
+            : DefaultStateDirectory;
+        return new NodeOptions
+        {
+            Identity = NodeIdentity.FromNodeName(options.NodeId, options.HostNqn),
+            StateDirectory = stateDirectory,
+            Topology = new Dictionary<string, string>(options.Topology, StringComparer.Ordinal),
+        };
+    }
+}
