@@ -342,26 +342,28 @@ public sealed class ThinPool : IDisposable
 
             // Checked before the hidden snapshot exists: a refusal after it would leave it behind as a live snapshot.
             VolumeGeometry.Validate(sizeBytes, blockSize);
+            // The three records are appended under one hold of the lock, so no commit (the background one included)
+            // can make the hidden snapshot durable without its create and delete.
             lock (_metaLock)
             {
                 if (_images.ContainsKey(id))
                 {
                     throw new InvalidOperationException($"image {id} already exists");
                 }
-            }
 
-            var hidden = TakeSnapshot(source, Guid.NewGuid(), $"clone-source-of-{id:D}");
-            // One commit for the three records, so a crash cannot leave the hidden snapshot live without its delete.
-            var clone = CreateImage(id, name, sizeBytes, blockSize, hidden, commit: false);
-            // Hidden from the start: it disappears (merging into the survivor) once either side is deleted.
-            DeleteImage(hidden);
-            return clone;
+                var hidden = TakeSnapshot(source, Guid.NewGuid(), $"clone-source-of-{id:D}");
+                AddImage(id, name, sizeBytes, blockSize, hidden);
+                // Hidden from the start: it disappears (merging into the survivor) once either side is deleted.
+                DeleteImage(hidden);
+            }
         }
         finally
         {
             _topology.ExitWriteLock();
             Commit();
         }
+
+        return OpenVolume(id);
     }
 
     /// <summary>
@@ -457,10 +459,16 @@ public sealed class ThinPool : IDisposable
         return image;
     }
 
-    private ThinVolume CreateImage(Guid id, string name, long sizeBytes, int blockSize, ThinImage? parent, bool commit = true)
+    private ThinVolume CreateImage(Guid id, string name, long sizeBytes, int blockSize, ThinImage? parent)
     {
         VolumeGeometry.Validate(sizeBytes, blockSize);
-        ThinImage image;
+        AddImage(id, name, sizeBytes, blockSize, parent);
+        Commit();
+        return OpenVolume(id);
+    }
+
+    private void AddImage(Guid id, string name, long sizeBytes, int blockSize, ThinImage? parent)
+    {
         lock (_metaLock)
         {
             if (_images.ContainsKey(id))
@@ -470,16 +478,9 @@ public sealed class ThinPool : IDisposable
 
             var index = _nextImageIndex;
             var created = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
-            image = ApplyCreate(index, id, ThinImageKind.Volume, parent?.Index ?? -1, sizeBytes, blockSize, created, name);
+            var image = ApplyCreate(index, id, ThinImageKind.Volume, parent?.Index ?? -1, sizeBytes, blockSize, created, name);
             _journal.Append(JournalRecordType.CreateImage, EncodeCreate(image));
         }
-
-        if (commit)
-        {
-            Commit();
-        }
-
-        return OpenVolume(id);
     }
 
     private ThinImage TakeSnapshot(ThinImage volume, Guid snapshotId, string name)
