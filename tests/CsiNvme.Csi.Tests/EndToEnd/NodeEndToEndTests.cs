@@ -272,6 +272,101 @@ public sealed class NodeEndToEndTests
         Assert.That(result.ExitCode, Is.EqualTo(0), result.Describe());
     }
 
+    [Test]
+    public async Task Rwx_block_volume_is_staged_on_two_guests_at_once_and_each_reads_what_the_other_wrote()
+    {
+        await using var csi = await CsiHarness.StartAsync();
+        var controller = csi.Controller;
+        var startA = GuestNode.StartAsync("guest-rwx-a", TimeSpan.FromMinutes(10));
+        var startB = GuestNode.StartAsync("guest-rwx-b", TimeSpan.FromMinutes(10));
+        await using var a = await startA;
+        await using var b = await startB;
+        var guests = new[] { a, b };
+        try
+        {
+            var capability = Block(VolumeCapability.Types.AccessMode.Types.Mode.MultiNodeMultiWriter);
+            var volume = (await controller.CreateVolumeAsync(Create("e2e-rwx", 64 * MiB, capability))).Volume;
+            const string staging = "/csi-e2e/staging/e2e-rwx";
+            const string target = "/csi-e2e/pods/vm-pod/volumeDevices/disk";
+            var nodeIds = new Dictionary<GuestNode, string>();
+            foreach (var guest in guests)
+            {
+                var nodeId = nodeIds[guest] = (await guest.Node.NodeGetInfoAsync(new NodeGetInfoRequest())).NodeId;
+                var publish = await controller.ControllerPublishVolumeAsync(new ControllerPublishVolumeRequest
+                {
+                    VolumeId = volume.VolumeId, NodeId = nodeId, VolumeCapability = capability, VolumeContext = { volume.VolumeContext },
+                });
+                await guest.ShellAsync($"mkdir -p {staging} /csi-e2e/pods/vm-pod/volumeDevices");
+                await guest.Node.NodeStageVolumeAsync(new NodeStageVolumeRequest
+                {
+                    VolumeId = volume.VolumeId, PublishContext = { ForGuest(publish.PublishContext) }, StagingTargetPath = staging,
+                    VolumeCapability = capability, VolumeContext = { volume.VolumeContext },
+                });
+                await guest.Node.NodePublishVolumeAsync(new NodePublishVolumeRequest
+                {
+                    VolumeId = volume.VolumeId, PublishContext = { ForGuest(publish.PublishContext) }, StagingTargetPath = staging,
+                    TargetPath = target, VolumeCapability = capability, VolumeContext = { volume.VolumeContext },
+                });
+            }
+
+            // Both nodes hold the volume now; each writes with O_DIRECT and a flush, the other reads with O_DIRECT
+            // (no page cache on either side can hide what the target really stores).
+            async Task<(string Wrote, string Read)> WriteThenRead(GuestNode writer, GuestNode reader, int offsetMiB)
+            {
+                var wrote = await writer.ShellAsync($"""
+                    dd if=/dev/urandom of=/tmp/pattern bs=1M count=4 2>/dev/null
+                    dd if=/tmp/pattern of={target} bs=1M seek={offsetMiB} oflag=direct conv=fsync 2>/dev/null
+                    echo "SUM=$(md5sum < /tmp/pattern | cut -d' ' -f1)"
+                    """);
+                var read = await reader.ShellAsync(
+                    $"echo \"SUM=$(dd if={target} bs=1M skip={offsetMiB} count=4 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)\"");
+                return (Value(wrote, "SUM"), Value(read, "SUM"));
+            }
+
+            var aToB = await WriteThenRead(a, b, 0);
+            var bToA = await WriteThenRead(b, a, 16);
+            // A rewrites B's range: B must see the new data, not its own earlier write.
+            var aOverB = await WriteThenRead(a, b, 16);
+            Assert.Multiple(() =>
+            {
+                Assert.That(aToB.Read, Is.EqualTo(aToB.Wrote), "B reads what A wrote");
+                Assert.That(bToA.Read, Is.EqualTo(bToA.Wrote), "A reads what B wrote");
+                Assert.That(aOverB.Read, Is.EqualTo(aOverB.Wrote), "B reads A's overwrite of its own range");
+                Assert.That(aOverB.Wrote, Is.Not.EqualTo(bToA.Wrote));
+            });
+
+            foreach (var guest in guests)
+            {
+                await guest.Node.NodeUnpublishVolumeAsync(new NodeUnpublishVolumeRequest { VolumeId = volume.VolumeId, TargetPath = target });
+                await guest.Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = volume.VolumeId, StagingTargetPath = staging });
+                await controller.ControllerUnpublishVolumeAsync(new ControllerUnpublishVolumeRequest { VolumeId = volume.VolumeId, NodeId = nodeIds[guest] });
+                Assert.That(await guest.ShellAsync(LeftoversCommand), Does.Contain(NothingLeft), guest.Name);
+            }
+
+            await controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = volume.VolumeId });
+        }
+        catch (Exception e) when (e is not SuccessException)
+        {
+            foreach (var guest in guests)
+            {
+                await guest.StopAsync();
+                TestContext.Out.WriteLine(guest.Describe());
+            }
+
+            throw;
+        }
+        finally
+        {
+            TestContext.Out.WriteLine(string.Join("; ", guests.Select(g => $"{g.Name}: agent up after {g.BootTime.TotalSeconds:F1}s, node service after {g.StartupTime.TotalSeconds:F1}s")));
+        }
+
+        foreach (var guest in guests)
+        {
+            var result = await guest.StopAsync();
+            Assert.That(result.ExitCode, Is.EqualTo(0), result.Describe());
+        }
+    }
+
     private static string Value(string output, string key)
     {
         var prefix = key + "=";
