@@ -1,5 +1,6 @@
 using System.Net;
 using Csi.V1;
+using CsiNvme.Api.V1;
 using CsiNvme.Csi;
 using CsiNvme.Csi.Hosting;
 using CsiNvme.Server;
@@ -21,6 +22,7 @@ internal sealed class CsiHarness : IAsyncDisposable
 {
     private readonly TempDirectory _temp;
     private readonly GrpcChannel _channel;
+    private readonly GrpcChannel? _managementChannel;
 
     private CsiHarness(TempDirectory temp, StorageServer? server, CsiDriver driver)
     {
@@ -30,7 +32,18 @@ internal sealed class CsiHarness : IAsyncDisposable
         _channel = driver.Endpoint.CreateChannel();
         Identity = new IdentityClient(_channel);
         Controller = new ControllerClient(_channel);
+        if (server is not null)
+        {
+            _managementChannel = GrpcChannel.ForAddress($"http://{server.ManagementEndpoint}");
+            Management = new VolumeService.VolumeServiceClient(_managementChannel);
+            ServerManagement = new ServerService.ServerServiceClient(_managementChannel);
+        }
     }
+
+    /// <summary>The storage server's own API, to check what the driver did there.</summary>
+    public VolumeService.VolumeServiceClient Management { get; } = null!;
+
+    public ServerService.ServerServiceClient ServerManagement { get; } = null!;
 
     public StorageServer? StorageServer { get; }
 
@@ -66,9 +79,15 @@ internal sealed class CsiHarness : IAsyncDisposable
         ConfigureLogging = logging => logging.AddProvider(new TestContextLoggerProvider()),
     };
 
-    /// <summary>Storage server with the given backend, driver in controller mode pointed at it.</summary>
+    /// <summary>Size of the thin pool of the harness' storage server (a sparse file in the temp directory).</summary>
+    public const long PoolBytes = 1L << 30;
+
+    /// <summary>
+    /// Storage server with the given backend (thin: one 1 GiB pool named "pool0", with snapshots and clones),
+    /// driver in controller mode pointed at it.
+    /// </summary>
     public static async Task<CsiHarness> StartAsync(
-        StorageBackend backend = StorageBackend.Memory,
+        StorageBackend backend = StorageBackend.Thin,
         Action<StorageServerOptions>? configureServer = null,
         Action<CsiDriverOptions>? configureDriver = null)
     {
@@ -77,6 +96,11 @@ internal sealed class CsiHarness : IAsyncDisposable
         try
         {
             var serverOptions = ServerOptions(temp.CreateSubdirectory("server"), backend);
+            if (backend == StorageBackend.Thin)
+            {
+                serverOptions.Pools = [new PoolDefinition(temp.Combine("server", "pool0.pool"), PoolBytes)];
+            }
+
             configureServer?.Invoke(serverOptions);
             server = await StorageServer.StartAsync(serverOptions);
             var driverOptions = DriverOptions(temp.Combine("csi.sock"), server.ManagementEndpoint.ToString());
@@ -99,6 +123,7 @@ internal sealed class CsiHarness : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _channel.Dispose();
+        _managementChannel?.Dispose();
         await Driver.DisposeAsync();
         if (StorageServer is not null)
         {

@@ -1,8 +1,732 @@
+using System.Globalization;
+using Csi.V1;
+using CsiNvme.Api;
+using CsiNvme.Csi.Hosting;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Microsoft.Extensions.Logging;
 using ControllerBase = Csi.V1.Controller.ControllerBase;
+using CsiSnapshot = Csi.V1.Snapshot;
+using CsiVolume = Csi.V1.Volume;
+using Mgmt = CsiNvme.Api.V1;
+using RpcType = Csi.V1.ControllerServiceCapability.Types.RPC.Types.Type;
 
 namespace CsiNvme.Csi.Controller;
 
-/// <summary>CSI Controller service backed by the storage server's management API.</summary>
-internal sealed class ControllerService : ControllerBase
+/// <summary>
+/// CSI Controller service on the storage server's management API. The CSI volume id is the server's volume
+/// name and the snapshot id the server's snapshot name (see <see cref="VolumeNames"/>), so the driver keeps no
+/// state of its own: the server's allowed-hosts list of a volume is the record of the nodes it is published
+/// to. Calls for one volume or snapshot id run one at a time (<see cref="KeyedAsyncLock"/>); every call is
+/// idempotent, so a CO retrying after a timeout or a driver restart converges.
+/// </summary>
+/// <remarks>
+/// Topology: every node that reaches the storage server's NVMe/TCP listeners can use every volume, so
+/// volumes carry no accessible_topology (the CO may place them anywhere) whatever accessibility_requirements
+/// asks, and GetCapacity answers the same for every topology. A volume pinned to a node's topology would
+/// also forbid live-migrating a VM to another node.
+/// </remarks>
+internal sealed class ControllerService(
+    StorageServerClient storage,
+    KeyedAsyncLock locks,
+    ILogger<ControllerService> logger) : ControllerBase
 {
+    /// <summary>volume_context keys written by CreateVolume and read by the node.</summary>
+    public const string ContextNqn = "nqn";
+    public const string ContextNguid = "nguid";
+    public const string ContextUuid = "uuid";
+    public const string ContextBlockSize = "blockSize";
+
+    /// <summary>publish_context: comma-separated "ADDR:PORT" NVMe/TCP listeners of the volume.</summary>
+    public const string ContextTargets = "targets";
+
+    private const string TokenPrefix = "next:";
+
+    private static readonly RpcType[] _capabilities =
+    [
+        RpcType.CreateDeleteVolume,
+        RpcType.PublishUnpublishVolume,
+        RpcType.ListVolumes,
+        RpcType.ListVolumesPublishedNodes,
+        RpcType.GetCapacity,
+        RpcType.CreateDeleteSnapshot,
+        RpcType.ListSnapshots,
+        RpcType.CloneVolume,
+        RpcType.ExpandVolume,
+        RpcType.GetVolume,
+        RpcType.VolumeCondition,
+        RpcType.SingleNodeMultiWriter,
+    ];
+
+    public override Task<ControllerGetCapabilitiesResponse> ControllerGetCapabilities(ControllerGetCapabilitiesRequest request, ServerCallContext context)
+    {
+        var response = new ControllerGetCapabilitiesResponse();
+        foreach (var type in _capabilities)
+        {
+            response.Capabilities.Add(new ControllerServiceCapability { Rpc = new ControllerServiceCapability.Types.RPC { Type = type } });
+        }
+
+        return Task.FromResult(response);
+    }
+
+    public override async Task<CreateVolumeResponse> CreateVolume(CreateVolumeRequest request, ServerCallContext context)
+    {
+        if (string.IsNullOrEmpty(request.Name))
+        {
+            throw Invalid("name is required");
+        }
+
+        if (VolumeNames.HasBannedCharacter(request.Name))
+        {
+            throw Invalid("name contains a control character");
+        }
+
+        CheckCapabilities(request.VolumeCapabilities);
+        if (CapacityRules.CheckWellFormed(request.CapacityRange) is { } rangeError)
+        {
+            throw Invalid(rangeError);
+        }
+
+        var parameters = VolumeParameters.Parse(request.Parameters, out var parameterError);
+        if (parameterError is not null)
+        {
+            throw Invalid(parameterError);
+        }
+
+        if (request.MutableParameters.Count > 0)
+        {
+            // MODIFY_VOLUME is not offered: no property of a volume can change after creation.
+            throw Invalid($"mutable parameters are not supported ({string.Join(", ", request.MutableParameters.Keys)})");
+        }
+
+        var name = VolumeNames.ToServerName(request.Name);
+        var ct = context.CancellationToken;
+        using var held = await locks.AcquireAsync(name, ct);
+
+        // The source comes first: its size is the clone's minimum, and a missing source is NOT_FOUND.
+        var source = request.VolumeContentSource;
+        long minimumBytes = 0;
+        string sourceSnapshot = string.Empty;
+        string sourceVolume = string.Empty;
+        switch (source?.TypeCase)
+        {
+            case null:
+            case VolumeContentSource.TypeOneofCase.None:
+                if (source is not null)
+                {
+                    throw Invalid("volume_content_source has neither a snapshot nor a volume");
+                }
+
+                break;
+            case VolumeContentSource.TypeOneofCase.Snapshot:
+                sourceSnapshot = source.Snapshot.SnapshotId;
+                if (string.IsNullOrEmpty(sourceSnapshot))
+                {
+                    throw Invalid("volume_content_source.snapshot.snapshot_id is empty");
+                }
+
+                minimumBytes = (long)(await GetSnapshotOrNotFound(sourceSnapshot, ct)).SizeBytes;
+                break;
+            case VolumeContentSource.TypeOneofCase.Volume:
+                sourceVolume = source.Volume.VolumeId;
+                if (string.IsNullOrEmpty(sourceVolume))
+                {
+                    throw Invalid("volume_content_source.volume.volume_id is empty");
+                }
+
+                minimumBytes = (long)(await GetVolumeOrNotFound(sourceVolume, ct, "source volume")).SizeBytes;
+                break;
+        }
+
+        var size = CapacityRules.Choose(request.CapacityRange, minimumBytes, out var capacityError)
+                   ?? throw new RpcException(new Status(StatusCode.OutOfRange, capacityError!));
+
+        Mgmt.Volume volume;
+        try
+        {
+            volume = await storage.Volumes.CreateVolumeAsync(
+                new Mgmt.CreateVolumeRequest
+                {
+                    Name = name,
+                    SizeBytes = (ulong)size,
+                    BlockSize = parameters.BlockSize,
+                    SourceSnapshot = sourceSnapshot,
+                    SourceVolume = sourceVolume,
+                    Pool = parameters.Pool,
+                },
+                storage.Call(ct));
+            CsiLog.VolumeCreated(
+                logger,
+                name,
+                (long)volume.SizeBytes,
+                sourceSnapshot.Length > 0 ? $"snapshot {sourceSnapshot}" : sourceVolume.Length > 0 ? $"volume {sourceVolume}" : "none",
+                string.Join(",", request.Parameters.Select(p => $"{p.Key}={p.Value}")));
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.AlreadyExists)
+        {
+            // A retry of a call that created it, or another claim with the same name: compare.
+            volume = await GetVolumeOrNotFound(name, ct);
+            if (!CapacityRules.Satisfies(request.CapacityRange, (long)volume.SizeBytes) ||
+                (minimumBytes > 0 && (long)volume.SizeBytes < minimumBytes) ||
+                (parameters.BlockSize != 0 && volume.BlockSize != parameters.BlockSize) ||
+                (parameters.Pool.Length > 0 && volume.Pool != parameters.Pool))
+            {
+                throw new RpcException(new Status(
+                    StatusCode.AlreadyExists,
+                    $"volume {name} exists with {volume.SizeBytes} bytes, block size {volume.BlockSize}{(volume.Pool.Length > 0 ? $", pool {volume.Pool}" : "")}, incompatible with this request"));
+            }
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+        {
+            throw new RpcException(new Status(StatusCode.NotFound, $"source of volume {name}: {e.Status.Detail}"));
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition && source is not null)
+        {
+            // The backend cannot clone (file/memory) or the pool parameter contradicts the source's pool.
+            throw Invalid($"cannot create volume {name} from its source: {e.Status.Detail}");
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.InvalidArgument)
+        {
+            throw Invalid($"storage server refused volume {name}: {e.Status.Detail}");
+        }
+
+        var result = ToCsiVolume(volume, parameters.NodeContext);
+        if (source is not null && source.TypeCase != VolumeContentSource.TypeOneofCase.None)
+        {
+            result.ContentSource = source;
+        }
+
+        return new CreateVolumeResponse { Volume = result };
+    }
+
+    public override async Task<DeleteVolumeResponse> DeleteVolume(DeleteVolumeRequest request, ServerCallContext context)
+    {
+        var id = RequireVolumeId(request.VolumeId);
+        if (!VolumeNaming.IsValidVolumeName(id, out _))
+        {
+            // Never issued by this driver, so it does not exist: deleting it succeeds.
+            return new DeleteVolumeResponse();
+        }
+
+        var ct = context.CancellationToken;
+        using var held = await locks.AcquireAsync(id, ct);
+        try
+        {
+            var volume = await storage.Volumes.GetVolumeAsync(new Mgmt.GetVolumeRequest { Name = id }, storage.Call(ct));
+            if (volume.ConnectedHosts.Count > 0)
+            {
+                // Deleting it would pull the disk from under a running workload; the CO unpublishes first.
+                throw new RpcException(new Status(
+                    StatusCode.FailedPrecondition,
+                    $"volume {id} is in use by connected hosts {string.Join(", ", volume.ConnectedHosts)}"));
+            }
+
+            await storage.Volumes.DeleteVolumeAsync(new Mgmt.DeleteVolumeRequest { Name = id }, storage.Call(ct));
+            CsiLog.VolumeDeleted(logger, id);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+        {
+            // Already gone: DeleteVolume is idempotent.
+        }
+
+        return new DeleteVolumeResponse();
+    }
+
+    public override async Task<ControllerPublishVolumeResponse> ControllerPublishVolume(ControllerPublishVolumeRequest request, ServerCallContext context)
+    {
+        var id = RequireVolumeId(request.VolumeId);
+        if (string.IsNullOrEmpty(request.NodeId))
+        {
+            throw Invalid("node_id is required");
+        }
+
+        if (request.VolumeCapability is null)
+        {
+            throw Invalid("volume_capability is required");
+        }
+
+        if (CapabilityRules.Check(request.VolumeCapability) is { } capabilityError)
+        {
+            throw Invalid(capabilityError);
+        }
+
+        // The node id is the node's NVMe host NQN (NodeGetInfo), admitted as is on the subsystem.
+        if (!VolumeNaming.IsValidNqn(request.NodeId, out var nqnError))
+        {
+            throw Invalid($"node_id is not an NVMe host NQN: {nqnError}");
+        }
+
+        var ct = context.CancellationToken;
+        using var held = await locks.AcquireAsync(id, ct);
+        var volume = await GetVolumeOrNotFound(id, ct);
+        var mode = request.VolumeCapability.AccessMode.Mode;
+        var others = volume.AllowedHosts.Where(h => h != request.NodeId).ToArray();
+        if (others.Length > 0 && CapabilityRules.IsSingleNode(mode))
+        {
+            throw new RpcException(new Status(
+                StatusCode.FailedPrecondition,
+                $"volume {id} is published to {string.Join(", ", others)} and access mode {mode} allows a single node"));
+        }
+
+        if (!volume.AllowedHosts.Contains(request.NodeId))
+        {
+            volume = await storage.Volumes.AllowHostAsync(new Mgmt.HostAccessRequest { Name = id, HostNqn = request.NodeId }, storage.Call(ct));
+            CsiLog.VolumePublished(logger, id, request.NodeId, CapabilityRules.Describe(request.VolumeCapability));
+        }
+
+        var response = new ControllerPublishVolumeResponse();
+        response.PublishContext[ContextNqn] = volume.SubsystemNqn;
+        response.PublishContext[ContextTargets] = string.Join(",", volume.ListenAddresses);
+        response.PublishContext[ContextNguid] = volume.Nguid;
+        response.PublishContext[ContextUuid] = volume.Uuid;
+        return response;
+    }
+
+    public override async Task<ControllerUnpublishVolumeResponse> ControllerUnpublishVolume(ControllerUnpublishVolumeRequest request, ServerCallContext context)
+    {
+        var id = RequireVolumeId(request.VolumeId);
+        if (!VolumeNaming.IsValidVolumeName(id, out _) ||
+            (request.NodeId.Length > 0 && !VolumeNaming.IsValidNqn(request.NodeId, out _)))
+        {
+            // An unknown volume or node is not published: unpublishing it succeeds (spec: idempotent).
+            return new ControllerUnpublishVolumeResponse();
+        }
+
+        var ct = context.CancellationToken;
+        using var held = await locks.AcquireAsync(id, ct);
+        try
+        {
+            var volume = await storage.Volumes.GetVolumeAsync(new Mgmt.GetVolumeRequest { Name = id }, storage.Call(ct));
+            // No node id: unpublish from every node.
+            var nodes = request.NodeId.Length > 0 ? [request.NodeId] : volume.AllowedHosts.ToArray();
+            foreach (var node in nodes.Where(volume.AllowedHosts.Contains))
+            {
+                // The server also tears down that host's live controllers.
+                await storage.Volumes.DenyHostAsync(new Mgmt.HostAccessRequest { Name = id, HostNqn = node }, storage.Call(ct));
+                CsiLog.VolumeUnpublished(logger, id, node);
+            }
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+        {
+            // The volume is gone, so it is published nowhere.
+        }
+
+        return new ControllerUnpublishVolumeResponse();
+    }
+
+    public override async Task<ValidateVolumeCapabilitiesResponse> ValidateVolumeCapabilities(ValidateVolumeCapabilitiesRequest request, ServerCallContext context)
+    {
+        var id = RequireVolumeId(request.VolumeId);
+        if (request.VolumeCapabilities.Count == 0)
+        {
+            throw Invalid("volume_capabilities is required");
+        }
+
+        var volume = await GetVolumeOrNotFound(id, context.CancellationToken);
+        var response = new ValidateVolumeCapabilitiesResponse();
+        foreach (var capability in request.VolumeCapabilities)
+        {
+            if (CapabilityRules.Check(capability) is { } error)
+            {
+                response.Message = error;
+                return response;
+            }
+        }
+
+        VolumeParameters.Parse(request.Parameters, out var parameterError);
+        if (parameterError is not null)
+        {
+            response.Message = parameterError;
+            return response;
+        }
+
+        if (request.MutableParameters.Count > 0)
+        {
+            response.Message = "mutable parameters are not supported";
+            return response;
+        }
+
+        // A context naming another subsystem belongs to another volume (say, one deleted and re-created).
+        if (request.VolumeContext.TryGetValue(ContextNqn, out var nqn) && nqn != volume.SubsystemNqn)
+        {
+            response.Message = $"volume_context names subsystem {nqn}, but volume {id} is {volume.SubsystemNqn}";
+            return response;
+        }
+
+        response.Confirmed = new ValidateVolumeCapabilitiesResponse.Types.Confirmed();
+        response.Confirmed.VolumeCapabilities.Add(request.VolumeCapabilities);
+        response.Confirmed.VolumeContext.Add(request.VolumeContext);
+        response.Confirmed.Parameters.Add(request.Parameters);
+        return response;
+    }
+
+    public override async Task<ListVolumesResponse> ListVolumes(ListVolumesRequest request, ServerCallContext context)
+    {
+        if (request.MaxEntries < 0)
+        {
+            throw Invalid($"max_entries must not be negative ({request.MaxEntries})");
+        }
+
+        var after = ParseToken(request.StartingToken);
+        var all = await storage.Volumes.ListVolumesAsync(new Mgmt.ListVolumesRequest(), storage.Call(context.CancellationToken));
+        var page = Page(all.Volumes.OrderBy(v => v.Name, StringComparer.Ordinal), v => v.Name, after, request.MaxEntries, out var next);
+        var response = new ListVolumesResponse { NextToken = next };
+        foreach (var volume in page)
+        {
+            var status = new ListVolumesResponse.Types.VolumeStatus { VolumeCondition = ConditionOf(volume) };
+            status.PublishedNodeIds.Add(volume.AllowedHosts);
+            response.Entries.Add(new ListVolumesResponse.Types.Entry { Volume = ToCsiVolume(volume, null), Status = status });
+        }
+
+        return response;
+    }
+
+    public override async Task<ControllerGetVolumeResponse> ControllerGetVolume(ControllerGetVolumeRequest request, ServerCallContext context)
+    {
+        var id = RequireVolumeId(request.VolumeId);
+        var volume = await GetVolumeOrNotFound(id, context.CancellationToken);
+        var status = new ControllerGetVolumeResponse.Types.VolumeStatus { VolumeCondition = ConditionOf(volume) };
+        status.PublishedNodeIds.Add(volume.AllowedHosts);
+        return new ControllerGetVolumeResponse { Volume = ToCsiVolume(volume, null), Status = status };
+    }
+
+    public override async Task<GetCapacityResponse> GetCapacity(GetCapacityRequest request, ServerCallContext context)
+    {
+        var parameters = VolumeParameters.Parse(request.Parameters, out var parameterError);
+        if (parameterError is not null)
+        {
+            throw Invalid(parameterError);
+        }
+
+        // Capacity that cannot hold a volume with these capabilities is none at all.
+        if (request.VolumeCapabilities.Any(c => CapabilityRules.Check(c) is not null))
+        {
+            return new GetCapacityResponse { AvailableCapacity = 0 };
+        }
+
+        var pools = (await storage.Server.ListPoolsAsync(new Mgmt.ListPoolsRequest(), storage.Call(context.CancellationToken))).Pools;
+        var candidates = pools.Where(p => parameters.Pool.Length == 0 || p.Name == parameters.Pool).ToList();
+        if (parameters.Pool.Length > 0 && candidates.Count == 0)
+        {
+            throw Invalid($"pool '{parameters.Pool}' does not exist (pools: {string.Join(", ", pools.Select(p => p.Name))})");
+        }
+
+        // Thin volumes reserve nothing at creation, so the free space of the pools is what is left to write, and
+        // a volume of any size up to the server's maximum can be created whatever that space.
+        return new GetCapacityResponse
+        {
+            AvailableCapacity = candidates.Sum(p => (long)p.FreeBytes),
+            MaximumVolumeSize = CapacityRules.MaximumVolumeBytes,
+            MinimumVolumeSize = CapacityRules.Granularity,
+        };
+    }
+
+    public override async Task<ControllerExpandVolumeResponse> ControllerExpandVolume(ControllerExpandVolumeRequest request, ServerCallContext context)
+    {
+        var id = RequireVolumeId(request.VolumeId);
+        if (request.CapacityRange is null || (request.CapacityRange.RequiredBytes == 0 && request.CapacityRange.LimitBytes == 0))
+        {
+            throw Invalid("capacity_range is required");
+        }
+
+        if (CapacityRules.CheckWellFormed(request.CapacityRange) is { } rangeError)
+        {
+            throw Invalid(rangeError);
+        }
+
+        if (request.VolumeCapability is not null && CapabilityRules.Check(request.VolumeCapability) is { } capabilityError)
+        {
+            throw Invalid(capabilityError);
+        }
+
+        var ct = context.CancellationToken;
+        using var held = await locks.AcquireAsync(id, ct);
+        var volume = await GetVolumeOrNotFound(id, ct);
+        var current = (long)volume.SizeBytes;
+        var limit = request.CapacityRange.LimitBytes;
+        if (limit > 0 && current > limit)
+        {
+            throw new RpcException(new Status(StatusCode.OutOfRange, $"volume {id} is already {current} bytes, more than limit_bytes {limit}; volumes do not shrink"));
+        }
+
+        var target = CapacityRules.Choose(request.CapacityRange, current, out var capacityError)
+                     ?? throw new RpcException(new Status(StatusCode.OutOfRange, capacityError!));
+        if (target > current)
+        {
+            volume = await storage.Volumes.ResizeVolumeAsync(new Mgmt.ResizeVolumeRequest { Name = id, SizeBytes = (ulong)target }, storage.Call(ct));
+            CsiLog.VolumeExpanded(logger, id, (long)volume.SizeBytes);
+        }
+
+        return new ControllerExpandVolumeResponse
+        {
+            CapacityBytes = (long)volume.SizeBytes,
+            // A block device grows by itself on the node (the kernel sees the namespace change); a filesystem
+            // must be grown there. Without a capability the node decides, so ask for it.
+            NodeExpansionRequired = request.VolumeCapability?.AccessTypeCase != VolumeCapability.AccessTypeOneofCase.Block,
+        };
+    }
+
+    public override async Task<CreateSnapshotResponse> CreateSnapshot(CreateSnapshotRequest request, ServerCallContext context)
+    {
+        var sourceId = request.SourceVolumeId;
+        if (string.IsNullOrEmpty(sourceId))
+        {
+            throw Invalid("source_volume_id is required");
+        }
+
+        if (string.IsNullOrEmpty(request.Name))
+        {
+            throw Invalid("name is required");
+        }
+
+        if (VolumeNames.HasBannedCharacter(request.Name))
+        {
+            throw Invalid("name contains a control character");
+        }
+
+        foreach (var key in request.Parameters.Keys.Where(k => !k.StartsWith("csi.storage.k8s.io/", StringComparison.Ordinal)))
+        {
+            throw Invalid($"unknown snapshot parameter '{key}'; snapshots take none");
+        }
+
+        var name = VolumeNames.ToServerName(request.Name);
+        var ct = context.CancellationToken;
+        using var held = await locks.AcquireAsync("snapshot:" + name, ct);
+        Mgmt.Snapshot snapshot;
+        try
+        {
+            snapshot = await storage.Volumes.CreateSnapshotAsync(new Mgmt.CreateSnapshotRequest { Volume = sourceId, Name = name }, storage.Call(ct));
+            CsiLog.SnapshotCreated(logger, name, sourceId);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.AlreadyExists)
+        {
+            snapshot = await GetSnapshotOrNotFound(name, ct);
+            if (snapshot.SourceVolume != sourceId)
+            {
+                throw new RpcException(new Status(StatusCode.AlreadyExists, $"snapshot {name} exists and is of volume {snapshot.SourceVolume}, not {sourceId}"));
+            }
+        }
+        catch (RpcException e) when (e.StatusCode is StatusCode.NotFound or StatusCode.InvalidArgument && !VolumeNaming.IsValidVolumeName(sourceId, out _))
+        {
+            throw new RpcException(new Status(StatusCode.NotFound, $"source volume {sourceId} not found"));
+        }
+
+        return new CreateSnapshotResponse { Snapshot = ToCsiSnapshot(snapshot) };
+    }
+
+    public override async Task<DeleteSnapshotResponse> DeleteSnapshot(DeleteSnapshotRequest request, ServerCallContext context)
+    {
+        if (string.IsNullOrEmpty(request.SnapshotId))
+        {
+            throw Invalid("snapshot_id is required");
+        }
+
+        if (!VolumeNaming.IsValidVolumeName(request.SnapshotId, out _))
+        {
+            return new DeleteSnapshotResponse();
+        }
+
+        var ct = context.CancellationToken;
+        using var held = await locks.AcquireAsync("snapshot:" + request.SnapshotId, ct);
+        try
+        {
+            await storage.Volumes.DeleteSnapshotAsync(new Mgmt.DeleteSnapshotRequest { Name = request.SnapshotId }, storage.Call(ct));
+            CsiLog.SnapshotDeleted(logger, request.SnapshotId);
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+        {
+            // Already gone: DeleteSnapshot is idempotent.
+        }
+
+        return new DeleteSnapshotResponse();
+    }
+
+    public override async Task<ListSnapshotsResponse> ListSnapshots(ListSnapshotsRequest request, ServerCallContext context)
+    {
+        if (request.MaxEntries < 0)
+        {
+            throw Invalid($"max_entries must not be negative ({request.MaxEntries})");
+        }
+
+        var after = ParseToken(request.StartingToken);
+        var ct = context.CancellationToken;
+        IEnumerable<Mgmt.Snapshot> snapshots;
+        if (request.SnapshotId.Length > 0)
+        {
+            // One snapshot, or none: an unknown id is an empty list, not an error.
+            snapshots = [];
+            if (VolumeNaming.IsValidVolumeName(request.SnapshotId, out _))
+            {
+                try
+                {
+                    var snapshot = await storage.Volumes.GetSnapshotAsync(new Mgmt.GetSnapshotRequest { Name = request.SnapshotId }, storage.Call(ct));
+                    if (request.SourceVolumeId.Length == 0 || snapshot.SourceVolume == request.SourceVolumeId)
+                    {
+                        snapshots = [snapshot];
+                    }
+                }
+                catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+                {
+                }
+            }
+        }
+        else if (request.SourceVolumeId.Length > 0 && !VolumeNaming.IsValidVolumeName(request.SourceVolumeId, out _))
+        {
+            snapshots = [];
+        }
+        else
+        {
+            snapshots = (await storage.Volumes.ListSnapshotsAsync(new Mgmt.ListSnapshotsRequest { Volume = request.SourceVolumeId }, storage.Call(ct))).Snapshots;
+        }
+
+        var page = Page(snapshots.OrderBy(s => s.Name, StringComparer.Ordinal), s => s.Name, after, request.MaxEntries, out var next);
+        var response = new ListSnapshotsResponse { NextToken = next };
+        foreach (var snapshot in page)
+        {
+            response.Entries.Add(new ListSnapshotsResponse.Types.Entry { Snapshot = ToCsiSnapshot(snapshot) });
+        }
+
+        return response;
+    }
+
+    // ControllerModifyVolume stays UNIMPLEMENTED (the base class) and MODIFY_VOLUME is not reported: the storage
+    // server has no property that can change on a live volume besides its size (ControllerExpandVolume) and its
+    // hosts (ControllerPublishVolume).
+
+    /// <summary>
+    /// Pagination tokens are "next:" + the last name returned: listing resumes after that name in name order,
+    /// so a page boundary survives volumes being created or deleted between calls.
+    /// </summary>
+    private static string? ParseToken(string token)
+    {
+        if (token.Length == 0)
+        {
+            return null;
+        }
+
+        if (!token.StartsWith(TokenPrefix, StringComparison.Ordinal) || !VolumeNaming.IsValidVolumeName(token[TokenPrefix.Length..], out _))
+        {
+            throw new RpcException(new Status(StatusCode.Aborted, $"starting_token '{token}' was not issued by this driver"));
+        }
+
+        return token[TokenPrefix.Length..];
+    }
+
+    private static List<T> Page<T>(IEnumerable<T> sorted, Func<T, string> nameOf, string? after, int maxEntries, out string nextToken)
+    {
+        var remaining = after is null ? sorted : sorted.Where(item => string.CompareOrdinal(nameOf(item), after) > 0);
+        var page = new List<T>();
+        nextToken = string.Empty;
+        foreach (var item in remaining)
+        {
+            if (maxEntries > 0 && page.Count == maxEntries)
+            {
+                nextToken = TokenPrefix + nameOf(page[^1]);
+                break;
+            }
+
+            page.Add(item);
+        }
+
+        return page;
+    }
+
+    private static CsiVolume ToCsiVolume(Mgmt.Volume volume, IReadOnlyDictionary<string, string>? nodeContext)
+    {
+        var result = new CsiVolume
+        {
+            VolumeId = volume.Name,
+            CapacityBytes = (long)volume.SizeBytes,
+        };
+        result.VolumeContext[ContextNqn] = volume.SubsystemNqn;
+        result.VolumeContext[ContextNguid] = volume.Nguid;
+        result.VolumeContext[ContextUuid] = volume.Uuid;
+        result.VolumeContext[ContextBlockSize] = volume.BlockSize.ToString(CultureInfo.InvariantCulture);
+        if (nodeContext is not null)
+        {
+            foreach (var (key, value) in nodeContext)
+            {
+                result.VolumeContext[key] = value;
+            }
+        }
+
+        return result;
+    }
+
+    private static CsiSnapshot ToCsiSnapshot(Mgmt.Snapshot snapshot) => new()
+    {
+        SnapshotId = snapshot.Name,
+        SourceVolumeId = snapshot.SourceVolume,
+        SizeBytes = (long)snapshot.SizeBytes,
+        CreationTime = Timestamp.FromDateTimeOffset(DateTimeOffset.FromUnixTimeMilliseconds(snapshot.CreatedUnixMs)),
+        // Snapshots are taken in O(1) and durable when CreateSnapshot returns: usable at once.
+        ReadyToUse = true,
+    };
+
+    /// <summary>
+    /// Abnormal when no host can reach the volume: it is exported on no NVMe/TCP listener. A volume the server
+    /// cannot open is not listed at all (NOT_FOUND), which the CO treats as worse.
+    /// </summary>
+    private static VolumeCondition ConditionOf(Mgmt.Volume volume) => volume.ListenAddresses.Count == 0
+        ? new VolumeCondition { Abnormal = true, Message = $"volume {volume.Name} is not exported on any NVMe/TCP listener" }
+        : new VolumeCondition
+        {
+            Abnormal = false,
+            Message = $"exported on {string.Join(",", volume.ListenAddresses)}; {volume.ConnectedHosts.Count} host(s) connected",
+        };
+
+    private async Task<Mgmt.Volume> GetVolumeOrNotFound(string id, CancellationToken ct, string what = "volume")
+    {
+        if (!VolumeNaming.IsValidVolumeName(id, out _))
+        {
+            throw new RpcException(new Status(StatusCode.NotFound, $"{what} {id} not found"));
+        }
+
+        try
+        {
+            return await storage.Volumes.GetVolumeAsync(new Mgmt.GetVolumeRequest { Name = id }, storage.Call(ct));
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+        {
+            throw new RpcException(new Status(StatusCode.NotFound, $"{what} {id} not found"));
+        }
+    }
+
+    private async Task<Mgmt.Snapshot> GetSnapshotOrNotFound(string id, CancellationToken ct)
+    {
+        if (!VolumeNaming.IsValidVolumeName(id, out _))
+        {
+            throw new RpcException(new Status(StatusCode.NotFound, $"snapshot {id} not found"));
+        }
+
+        try
+        {
+            return await storage.Volumes.GetSnapshotAsync(new Mgmt.GetSnapshotRequest { Name = id }, storage.Call(ct));
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+        {
+            throw new RpcException(new Status(StatusCode.NotFound, $"snapshot {id} not found"));
+        }
+    }
+
+    private static void CheckCapabilities(IReadOnlyCollection<VolumeCapability> capabilities)
+    {
+        if (capabilities.Count == 0)
+        {
+            throw Invalid("volume_capabilities is required");
+        }
+
+        foreach (var capability in capabilities)
+        {
+            if (CapabilityRules.Check(capability) is { } error)
+            {
+                throw Invalid(error);
+            }
+        }
+    }
+
+    private static string RequireVolumeId(string id) =>
+        string.IsNullOrEmpty(id) ? throw Invalid("volume_id is required") : id;
+
+    private static RpcException Invalid(string detail) => new(new Status(StatusCode.InvalidArgument, detail));
 }

@@ -1,0 +1,124 @@
+using System.Globalization;
+
+namespace CsiNvme.Csi.Controller;
+
+/// <summary>
+/// StorageClass parameters of CreateVolume. Keys the node uses are validated here, so a typo fails the
+/// PersistentVolumeClaim at once instead of at the first mount, and copied into volume_context:
+/// <list type="bullet">
+/// <item>ctrlLossTmo: seconds the kernel keeps reconnecting a lost controller, -1 = forever (node default 600)</item>
+/// <item>reconnectDelay: seconds between reconnect attempts, &gt;= 1 (default 10)</item>
+/// <item>fastIoFailTmo: seconds before I/O fails during a reconnect, -1 = never (default 15)</item>
+/// <item>keepAliveTmo: NVMe keep-alive timeout in seconds, 1..65535 (default 5)</item>
+/// <item>nrIoQueues: I/O queues per controller, 0 = kernel default</item>
+/// <item>headerDigest, dataDigest: "true" or "false" (default false)</item>
+/// </list>
+/// Keys the controller uses: blockSize (512 or 4096, the logical block size hosts see; default 512) and
+/// pool (the storage pool; default: the pool with the most free space). Keys starting with
+/// "csi.storage.k8s.io/" (added by the external-provisioner) are ignored; any other key is refused.
+/// </summary>
+public sealed class VolumeParameters
+{
+    public const string PoolKey = "pool";
+    public const string BlockSizeKey = "blockSize";
+    private const string KubernetesPrefix = "csi.storage.k8s.io/";
+
+    private static readonly (string Key, int Min, int Max)[] _nodeIntegers =
+    [
+        ("ctrlLossTmo", -1, 1_000_000),
+        ("reconnectDelay", 1, 100_000),
+        ("fastIoFailTmo", -1, 1_000_000),
+        ("keepAliveTmo", 1, 65_535),
+        ("nrIoQueues", 0, 1024),
+    ];
+
+    private static readonly string[] _nodeBooleans = ["headerDigest", "dataDigest"];
+
+    private VolumeParameters(uint blockSize, string pool, Dictionary<string, string> nodeContext)
+    {
+        BlockSize = blockSize;
+        Pool = pool;
+        NodeContext = nodeContext;
+    }
+
+    /// <summary>0 when not given (the server's default, or the source's for a clone).</summary>
+    public uint BlockSize { get; }
+
+    /// <summary>Empty when not given.</summary>
+    public string Pool { get; }
+
+    /// <summary>The node's keys, normalized ("TRUE" -> "true"), for volume_context.</summary>
+    public IReadOnlyDictionary<string, string> NodeContext { get; }
+
+    public static VolumeParameters Parse(IReadOnlyDictionary<string, string> parameters, out string? error)
+    {
+        uint blockSize = 0;
+        var pool = string.Empty;
+        var node = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (key, value) in parameters)
+        {
+            if (key.StartsWith(KubernetesPrefix, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            if (key == BlockSizeKey)
+            {
+                if (value is not ("512" or "4096"))
+                {
+                    error = $"parameter {key}='{value}' must be 512 or 4096";
+                    return Empty;
+                }
+
+                blockSize = uint.Parse(value, CultureInfo.InvariantCulture);
+                continue;
+            }
+
+            if (key == PoolKey)
+            {
+                if (string.IsNullOrWhiteSpace(value))
+                {
+                    error = $"parameter {key} is empty";
+                    return Empty;
+                }
+
+                pool = value;
+                continue;
+            }
+
+            var integer = Array.FindIndex(_nodeIntegers, n => n.Key == key);
+            if (integer >= 0)
+            {
+                var (_, min, max) = _nodeIntegers[integer];
+                if (!int.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var number) || number < min || number > max)
+                {
+                    error = $"parameter {key}='{value}' must be an integer from {min} to {max}";
+                    return Empty;
+                }
+
+                node[key] = number.ToString(CultureInfo.InvariantCulture);
+                continue;
+            }
+
+            if (_nodeBooleans.Contains(key, StringComparer.Ordinal))
+            {
+                if (!bool.TryParse(value, out var flag))
+                {
+                    error = $"parameter {key}='{value}' must be true or false";
+                    return Empty;
+                }
+
+                node[key] = flag ? "true" : "false";
+                continue;
+            }
+
+            error = $"unknown parameter '{key}' (known: {BlockSizeKey}, {PoolKey}, {string.Join(", ", _nodeIntegers.Select(n => n.Key))}, {string.Join(", ", _nodeBooleans)})";
+            return Empty;
+        }
+
+        error = null;
+        return new VolumeParameters(blockSize, pool, node);
+    }
+
+    private static VolumeParameters Empty { get; } = new(0, string.Empty, []);
+}
