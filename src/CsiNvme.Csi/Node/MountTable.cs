@@ -19,7 +19,7 @@ public static class MountTable
         {
             var fields = line.Split(' ');
             // id parent major:minor root mountpoint options [optional...] - fstype source superoptions
-            var separator = Array.IndexOf(fields, "-", 6);
+            var separator = fields.Length >= 10 ? Array.IndexOf(fields, "-", 6) : -1;
             if (separator < 0 || separator + 2 >= fields.Length)
             {
                 continue;
