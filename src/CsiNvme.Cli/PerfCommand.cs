@@ -56,7 +56,7 @@ internal static class PerfCommand
 
                 if (parseResult.GetValue(baselineServer))
                 {
-                    var endpoint = await ResolveAsync(parseResult.GetValue(listen)!, cancellationToken);
+                    var endpoint = await ResolveAsync(parseResult.GetValue(listen)!, cancellationToken, allowAnyPort: true);
                     await TcpBaseline.ServeAsync(endpoint, bound => stdout.WriteLine($"CSINVME-BASELINE-READY {bound}"), cancellationToken);
                     return ExitCodes.Success;
                 }
@@ -118,15 +118,15 @@ internal static class PerfCommand
         return command;
     }
 
-    private static async Task<IPEndPoint> ResolveAsync(string text, CancellationToken cancellationToken)
+    private static async Task<IPEndPoint> ResolveAsync(string text, CancellationToken cancellationToken, bool allowAnyPort = false)
     {
-        if (IPEndPoint.TryParse(text, out var endpoint) && endpoint.Port != 0)
+        if (IPEndPoint.TryParse(text, out var endpoint) && (endpoint.Port != 0 || allowAnyPort))
         {
             return endpoint;
         }
 
         var colon = text.LastIndexOf(':');
-        if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port is < 1 or > 65535)
+        if (colon <= 0 || !int.TryParse(text.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port is < 0 or > 65535 || (port == 0 && !allowAnyPort))
         {
             throw new FormatException($"'{text}' is not ADDR:PORT");
         }

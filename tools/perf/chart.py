@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Draws docs/perf-iops-qd.png (IOPS and p99 latency against queue depth, 4 KiB random I/O) and prints the
+Markdown results table, from the JSON files tools/perf/run.sh wrote (the output of `csinvme perf --json`).
+
+    python3 tools/perf/chart.py [RESULTS_DIR] [PNG]
+
+Needs matplotlib (apt-get install python3-matplotlib); use /usr/bin/python3 if another python3 comes first on PATH.
+"""
+import glob
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RESULTS = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "docs", "perf-results")
+PNG = sys.argv[2] if len(sys.argv) > 2 else os.path.join(ROOT, "docs", "perf-iops-qd.png")
+
+
+def load():
+    results = {}
+    for path in sorted(glob.glob(os.path.join(RESULTS, "*.json"))):
+        with open(path) as f:
+            results[os.path.splitext(os.path.basename(path))[0]] = json.load(f)
+    return results
+
+
+def series(results, prefix, pattern):
+    points = []
+    for name, r in results.items():
+        if name.startswith(prefix + "-" + pattern + "-4k-qd"):
+            points.append((r["queueDepth"], r["iops"], r["latency"]["p99Us"]))
+    return sorted(points)
+
+
+def chart(results):
+    fig, (ax_iops, ax_p99) = plt.subplots(1, 2, figsize=(12, 4.5))
+    styles = {
+        ("memory", "randread"): ("NVMe/TCP randread (memory)", "tab:blue", "-o"),
+        ("memory", "randwrite"): ("NVMe/TCP randwrite (memory)", "tab:orange", "-o"),
+        ("baseline", "randread"): ("raw TCP limit, read sizes", "tab:blue", "--s"),
+        ("baseline", "randwrite"): ("raw TCP limit, write sizes", "tab:orange", "--s"),
+    }
+    for (prefix, pattern), (label, color, style) in styles.items():
+        points = series(results, prefix, pattern)
+        if not points:
+            continue
+        qd = [p[0] for p in points]
+        ax_iops.plot(qd, [p[1] / 1000 for p in points], style, color=color, label=label)
+        ax_p99.plot(qd, [p[2] for p in points], style, color=color, label=label)
+    for ax in (ax_iops, ax_p99):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([1, 8, 32])
+        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_xlabel("queue depth")
+        ax.grid(True, alpha=0.3)
+    ax_iops.set_ylabel("kIOPS (4 KiB)")
+    ax_iops.set_title("IOPS against queue depth")
+    ax_p99.set_ylabel("p99 latency (us)")
+    ax_p99.set_title("p99 latency against queue depth")
+    ax_iops.legend(fontsize=8)
+    fig.suptitle("csinvme perf, loopback, server on CPU 0, client on CPU 1 (noisy shared 2-core VM)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(PNG, dpi=110)
+
+
+def table(results):
+    rows = [
+        "| point | backend | IOPS | MiB/s | p50 us | p99 us | TCP limit IOPS | NVMe / TCP limit |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        if name.startswith("baseline-"):
+            continue
+        backend, point = name.split("-", 1)
+        base = results.get("baseline-" + point)
+        ratio = f"{r['iops'] / base['iops']:.2f}" if base else "-"
+        base_iops = f"{base['iops']:,.0f}" if base else "-"
+        rows.append(
+            f"| {point} | {backend} | {r['iops']:,.0f} | {r['miBps']:,.1f} | {r['latency']['p50Us']:.1f} | "
+            f"{r['latency']['p99Us']:.1f} | {base_iops} | {ratio} |")
+    for point in ("randwrite-4k-qd32", "randread-4k-qd32"):
+        memory = results.get("memory-" + point)
+        for backend in ("file", "thin"):
+            other = results.get(f"{backend}-{point}")
+            if memory and other:
+                rows.append(f"\n{backend} / memory, {point}: {other['iops'] / memory['iops']:.2f} of the IOPS")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    data = load()
+    if not data:
+        sys.exit(f"no results in {RESULTS}")
+    chart(data)
+    print(table(data))
+    print(f"\nchart written to {PNG}", file=sys.stderr)
