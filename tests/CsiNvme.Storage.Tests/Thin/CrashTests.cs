@@ -277,7 +277,17 @@ public sealed class CrashTests
             Apply(model, op, done: op.Index <= acknowledged);
         }
 
-        var report = Verify(dataPath, model, context, out listing);
+        var journalBefore = new FileInfo(dataPath + ".journal").Length;
+        string History(Guid id, int block)
+        {
+            // The operations of this iteration that concern the image or the block, for the failure message.
+            var relevant = ops.Where(o => o.Target == id || o.Source == id || o.Kind == CrashOpKind.Flush
+                || (o.Kind is CrashOpKind.Write or CrashOpKind.Deallocate && o.Target == id && o.Offset / Block <= block && block < (o.Offset + o.Length) / Block));
+            return $"last acknowledged {acknowledged}, interrupted {interrupted.Index} {interrupted.Kind}, commit interval {commitIntervalMs} ms, journal {journalBefore} bytes at reopen; " +
+                string.Join(" | ", relevant.Where(o => o.Target == id || o.Source == id).Select(o => $"{o.Index}{(o.Index <= acknowledged ? "" : "?")} {o.Kind} {o.Target:N}<-{o.Source:N} [{o.Offset / Block},+{o.Blocks}) gen {o.Generation}{(o.Fua ? " fua" : "")}"));
+        }
+
+        var report = Verify(dataPath, model, context, History, out listing);
         return new IterationResult(ops.Count(o => o.Index <= acknowledged && o.IsDurable), ops.Count, interrupted.Kind.ToString(), report.LeakedClustersReclaimed);
     }
 
@@ -394,7 +404,7 @@ public sealed class CrashTests
     }
 
     /// <summary>Reopens the pool, checks it against the model, and pins the model to what was found for the next round.</summary>
-    private static ThinPoolCheckReport Verify(string dataPath, PoolModel model, string context, out CrashImage[] listing)
+    private static ThinPoolCheckReport Verify(string dataPath, PoolModel model, string context, Func<Guid, int, string> history, out CrashImage[] listing)
     {
         using var pool = ThinPool.Open(PoolOptions(dataPath));
         var report = pool.Check();
@@ -446,7 +456,7 @@ public sealed class CrashTests
                 if (!image.Accepts(block, generation))
                 {
                     var pending = image.Pending.TryGetValue(block, out var list) ? string.Join(",", list) : "none";
-                    Assert.Fail($"{context}: {(image.IsSnapshot ? "snapshot" : "volume")} {id} block {block} (byte {offset}) reads generation {generation}; durable {image.Durable[block]}, possible later {pending}");
+                    Assert.Fail($"{context}: {(image.IsSnapshot ? "snapshot" : "volume")} {id} block {block} (byte {offset}) reads generation {generation}; durable {image.Durable[block]}, possible later {pending}; {history(id, block)}");
                 }
             }
 
