@@ -32,6 +32,8 @@ COPY src/CsiNvme.Storage/CsiNvme.Storage.csproj   src/CsiNvme.Storage/
 COPY src/CsiNvme.Metadata/CsiNvme.Metadata.csproj src/CsiNvme.Metadata/
 COPY src/CsiNvme.Target/CsiNvme.Target.csproj     src/CsiNvme.Target/
 COPY src/CsiNvme.Api/CsiNvme.Api.csproj           src/CsiNvme.Api/
+COPY src/CsiNvme.Host/CsiNvme.Host.csproj         src/CsiNvme.Host/
+COPY src/CsiNvme.Perf/CsiNvme.Perf.csproj         src/CsiNvme.Perf/
 COPY src/CsiNvme.Server/CsiNvme.Server.csproj     src/CsiNvme.Server/
 COPY src/CsiNvme.Cli/CsiNvme.Cli.csproj           src/CsiNvme.Cli/
 COPY src/CsiNvme.Csi/CsiNvme.Csi.csproj           src/CsiNvme.Csi/
