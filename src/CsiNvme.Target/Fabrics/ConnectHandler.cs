@@ -77,7 +77,7 @@ internal static class ConnectHandler
             var controller = new Controller(target, subsystem, isDiscovery, request.HostNqn, request.HostId, connect.KeepAliveTimeoutMs);
             var controllerId = subsystem.RegisterController(controller);
             controller.AttachAdminQueue(controllerId, connection);
-            connection.BindQueue(controller, 0, connect.SubmissionQueueSize + 1);
+            connection.BindQueue(controller, 0, connect.SubmissionQueueSize + 1, sqFlowControlDisabled: false);
             connection.Complete(sqe.CommandId, NvmeStatus.Success, controllerId);
             target.LogControllerCreated(controllerId, request.HostNqn, subsystem.Nqn, connect.KeepAliveTimeoutMs);
             return;
@@ -101,7 +101,7 @@ internal static class ConnectHandler
             return;
         }
 
-        connection.BindQueue(owner, connect.QueueId, connect.SubmissionQueueSize + 1);
+        connection.BindQueue(owner, connect.QueueId, connect.SubmissionQueueSize + 1, connect.SqFlowControlDisabled);
         connection.Complete(sqe.CommandId, NvmeStatus.Success, owner.ControllerId);
     }
 

@@ -97,13 +97,17 @@ internal static class IoCommandHandler
                 status = ToNvme(ns!.Volume.Read(offset, connection.ReserveData(length)), isWrite: false);
                 if (status.IsSuccess)
                 {
-                    connection.CommitData(sqe.CommandId, length);
+                    connection.CompleteWithReservedData(sqe.CommandId, length);
                     ns.Counters.CountRead(length);
                 }
             }
         }
 
-        connection.Complete(sqe.CommandId, status);
+        if (!status.IsSuccess)
+        {
+            connection.Complete(sqe.CommandId, status);
+        }
+
         ns?.Metrics?.Record(IoKind.Read, length, Stopwatch.GetTimestamp() - start, status.IsSuccess);
     }
 

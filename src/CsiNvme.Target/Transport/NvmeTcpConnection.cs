@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using CsiNvme.Protocol.Commands;
 using CsiNvme.Protocol.Tcp;
 using CsiNvme.Target.Controllers;
@@ -37,6 +38,7 @@ internal sealed partial class NvmeTcpConnection
     private int _digestLength;
     private int _c2hDataOffset;
     private bool _terminated;
+    private bool _sqFlowControlDisabled;
     private int _closed;
 
     private Controller? _controller;
@@ -253,7 +255,10 @@ internal sealed partial class NvmeTcpConnection
         return false;
     }
 
-    private async Task ProcessReceivedAsync()
+    // Pooled builders: under load these awaits complete asynchronously once per receive batch, and a plain async
+    // method would box its state machine each time.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask ProcessReceivedAsync()
     {
         await _sendLock.WaitAsync().ConfigureAwait(false);
         try
@@ -309,6 +314,7 @@ internal sealed partial class NvmeTcpConnection
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask FlushAsync()
     {
         var offset = 0;
@@ -489,8 +495,9 @@ internal sealed partial class NvmeTcpConnection
     }
 
     /// <summary>Binds this connection to a controller's queue after a successful Connect.</summary>
-    public void BindQueue(Controller controller, ushort queueId, int queueEntries)
+    public void BindQueue(Controller controller, ushort queueId, int queueEntries, bool sqFlowControlDisabled)
     {
+        _sqFlowControlDisabled = sqFlowControlDisabled;
         _controller = controller;
         _queueId = queueId;
         _queueEntries = queueEntries;
@@ -527,11 +534,27 @@ internal sealed partial class NvmeTcpConnection
     /// <summary>Space for <paramref name="length"/> bytes of C2H data; fill it, then call <see cref="CommitData"/>.</summary>
     public Span<byte> ReserveData(int length) => _sendBuffer.AsSpan(_sendLength + _c2hDataOffset, length);
 
+    /// <summary>
+    /// Completes a successful read: the data PDU carries SUCCESS and no CapsuleResp follows when the host disabled SQ
+    /// flow control (it then needs no SQ head pointer; TCP 1.0, 3.6.2.8), otherwise data then CapsuleResp.
+    /// </summary>
+    public void CompleteWithReservedData(ushort commandId, int length)
+    {
+        if (_sqFlowControlDisabled)
+        {
+            CommitData(commandId, length, success: true);
+            return;
+        }
+
+        CommitData(commandId, length);
+        Complete(commandId, NvmeStatus.Success);
+    }
+
     /// <summary>Turns reserved data into one C2HData PDU with LAST_PDU set (TCP 1.0, 3.6.2.8).</summary>
-    public void CommitData(ushort commandId, int length)
+    public void CommitData(ushort commandId, int length, bool success = false)
     {
         var span = _sendBuffer.AsSpan(_sendLength);
-        var flags = PduFlags.LastPdu | (_headerDigest ? PduFlags.HeaderDigest : 0) | (_dataDigest ? PduFlags.DataDigest : 0);
+        var flags = PduFlags.LastPdu | (success ? PduFlags.Success : 0) | (_headerDigest ? PduFlags.HeaderDigest : 0) | (_dataDigest ? PduFlags.DataDigest : 0);
         var plen = _c2hDataOffset + length + _digestLength;
         new DataTransferHeader(commandId, 0, 0, (uint)length).Write(span, PduType.C2HData, flags, (byte)_c2hDataOffset, (uint)plen);
         if (_headerDigest)
