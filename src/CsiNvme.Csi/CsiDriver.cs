@@ -62,6 +62,11 @@ public sealed class CsiDriver : IAsyncDisposable
                 throw new ArgumentException("the controller needs --server ADDR:PORT (the storage server's management API)", nameof(options));
             }
 
+            if (!StorageServerClient.IsValidAddress(options.Server))
+            {
+                throw new ArgumentException($"--server '{options.Server}' is not HOST:PORT", nameof(options));
+            }
+
             modules.Add(new ControllerModule());
         }
 

@@ -131,6 +131,8 @@ public sealed class HostingTests
     [TestCase("--mode", "controller", "--server", "a:1", "--metrics-listen", "localhost")]
     [TestCase("--mode", "controller", "--server", "a:1", "--log-level", "loud")]
     [TestCase("--mode", "controller", "--server", "a:1", "--bogus")]
+    [TestCase("--mode", "controller", "--server", "10.0.0.1")]
+    [TestCase("--mode", "controller", "--server", "not an address:9500")]
     public void The_command_line_refuses_bad_arguments(params string[] args)
     {
         var result = CsiCommandLine.Parse(args);

@@ -23,6 +23,11 @@ public sealed class StorageServerClient : IDisposable
 
     public string Address { get; }
 
+    /// <summary>"HOST:PORT" (or a full http:// URI) with a port: what <see cref="StorageServerClient"/> can dial.</summary>
+    public static bool IsValidAddress(string address) =>
+        Uri.TryCreate(address.Contains("://", StringComparison.Ordinal) ? address : $"http://{address}", UriKind.Absolute, out var uri) &&
+        uri.Scheme is "http" or "https" && uri.Host.Length > 0 && !uri.IsDefaultPort && uri.AbsolutePath == "/";
+
     public VolumeService.VolumeServiceClient Volumes { get; }
 
     public ServerService.ServerServiceClient Server { get; }

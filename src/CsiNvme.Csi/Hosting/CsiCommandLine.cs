@@ -119,6 +119,11 @@ public static class CsiCommandLine
             errors.Add("--server ADDR:PORT is required in controller and all modes");
         }
 
+        if (options.Server is not null && !Controller.StorageServerClient.IsValidAddress(options.Server))
+        {
+            errors.Add($"--server '{options.Server}' is not ADDR:PORT");
+        }
+
         if (options.Mode.HasFlag(DriverMode.Node) && options.NodeId is null)
         {
             errors.Add("--node-id NAME is required in node and all modes");
