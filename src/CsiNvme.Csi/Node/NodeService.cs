@@ -1,4 +1,3 @@
-using System.Globalization;
 using Csi.V1;
 using CsiNvme.Csi.Hosting;
 using Grpc.Core;
@@ -849,6 +848,4 @@ internal static class MountFlags
 
         return (flags, data.Count == 0 ? null : string.Join(',', data));
     }
-
-    public static string Describe(ulong flags) => flags.ToString("x", CultureInfo.InvariantCulture);
 }

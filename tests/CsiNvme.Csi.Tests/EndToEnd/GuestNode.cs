@@ -88,6 +88,11 @@ internal sealed class GuestNode : IAsyncDisposable
             node.StartupTime = started.Elapsed;
             return node;
         }
+        catch (Exception e) when (e is InvalidOperationException or TimeoutException)
+        {
+            await node.DisposeAsync();
+            throw new InvalidOperationException($"guest {name} did not come up: {e.Message}\n{node.Describe()}", e);
+        }
         catch
         {
             await node.DisposeAsync();

@@ -91,7 +91,11 @@ public sealed class NodeEndToEndTests
                 VolumeCapability = blockCapability,
                 VolumeContext = { block.VolumeContext },
             };
+            // Without udev (or with a node deleted by hand) the driver makes the device node from sysfs itself.
+            var removed = await guest.ShellAsync("d=$(ls /sys/block | grep -E '^nvme[0-9]+n[0-9]+$'); rm /dev/$d; test ! -e /dev/$d; echo REMOVED=$d");
             await times.Time("publish(block)", async () => await guest.Node.NodePublishVolumeAsync(publishBlock));
+            var recreated = await guest.ShellAsync($"test -b /dev/{Value(removed, "REMOVED")} && echo RECREATED=yes");
+            Assert.That(Value(recreated, "RECREATED"), Is.EqualTo("yes"), recreated);
             await times.Time("publish(block, again)", async () => await guest.Node.NodePublishVolumeAsync(publishBlock));
 
             // Published differently at the same target: refused.
