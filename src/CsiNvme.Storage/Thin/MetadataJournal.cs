@@ -39,6 +39,7 @@ internal sealed class MetadataJournal : IDisposable
     private readonly MemoryStream _pending = new();
     private long _length;
     private ulong _sequence;
+    private ulong _batchStart;
 
     private MetadataJournal(string path, SafeFileHandle handle, long length, ulong sequence)
     {
@@ -106,13 +107,28 @@ internal sealed class MetadataJournal : IDisposable
 
             if (offset < content.Length)
             {
-                // A valid record after the first bad one means damage in the middle, not a torn tail.
+                // Records of the interrupted last batch may reach the disk out of order (a power cut inside one write),
+                // so valid records of that same batch after a bad one are a torn tail. A valid record of a LATER batch
+                // is different: batches are written only after the previous one was synced, so the bad record was
+                // durable once and has been damaged since; that is reported, never served.
+                var tornBatch = committedSequence + 1;
+                var laterCommitSeen = false;
                 for (var probe = offset + 1; probe + HeaderSize + TrailerSize <= content.Length; probe++)
                 {
-                    if (BinaryPrimitives.ReadUInt32LittleEndian(content.AsSpan(probe)) == RecordMagic && TryParse(content, probe, out _, out _, out _, out var laterSequence) && laterSequence > sequence)
+                    if (BinaryPrimitives.ReadUInt32LittleEndian(content.AsSpan(probe)) != RecordMagic
+                        || !TryParse(content, probe, out var laterType, out var laterPayload, out _, out var laterSequence)
+                        || laterSequence <= sequence)
                     {
-                        throw new InvalidDataException($"{path}: journal record at byte {offset} fails its checksum but valid records follow at byte {probe}; the metadata is corrupted and is not served");
+                        continue;
                     }
+
+                    var laterBatch = laterType == JournalRecordType.Commit && laterPayload.Length >= 8 ? BinaryPrimitives.ReadUInt64LittleEndian(laterPayload) : 0;
+                    if (laterCommitSeen || (laterType == JournalRecordType.Commit && (laterPayload.Length < 8 || laterBatch > tornBatch)))
+                    {
+                        throw new InvalidDataException($"{path}: journal record at byte {offset} fails its checksum but a later commit follows at byte {probe}; the metadata is corrupted and is not served");
+                    }
+
+                    laterCommitSeen |= laterType == JournalRecordType.Commit;
                 }
 
             }
@@ -174,6 +190,11 @@ internal sealed class MetadataJournal : IDisposable
     /// <summary>Adds a record to the next commit.</summary>
     public void Append(JournalRecordType type, ReadOnlySpan<byte> payload)
     {
+        if (_pending.Length == 0)
+        {
+            _batchStart = _sequence + 1;
+        }
+
         Span<byte> header = stackalloc byte[HeaderSize];
         BinaryPrimitives.WriteUInt32LittleEndian(header, RecordMagic);
         BinaryPrimitives.WriteUInt32LittleEndian(header[4..], (uint)payload.Length);
@@ -193,7 +214,11 @@ internal sealed class MetadataJournal : IDisposable
     {
         if (_pending.Length > 0)
         {
-            Append(JournalRecordType.Commit, []);
+            // The commit record names the first sequence of its batch, so replay can tell a torn last batch from
+            // damage to a batch that later, complete batches prove was durable.
+            Span<byte> batch = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(batch, _batchStart);
+            Append(JournalRecordType.Commit, batch);
         }
 
         var bytes = _pending.ToArray();

@@ -153,22 +153,21 @@ public sealed class ThinPool : IDisposable
             ThinPool pool;
             if (records.Count == 0)
             {
-                if (journalExists)
+                // No complete commit: either a new pool, or a creation interrupted before its first commit (the data
+                // header is written only after that commit). A header without a journal is a pool whose metadata is lost.
+                if (ReadHeader(data, clusterSize) is not null)
                 {
-                    throw new InvalidDataException($"{journalPath}: no valid record; the pool metadata is lost or corrupted");
-                }
-
-                if (exists && !isDevice && ReadHeader(data, clusterSize) is not null)
-                {
-                    throw new InvalidDataException($"{options.DataPath} holds a pool but its journal {journalPath} is missing");
+                    throw new InvalidDataException(journalExists
+                        ? $"{journalPath}: no complete commit; the pool metadata is lost or corrupted"
+                        : $"{options.DataPath} holds a pool but its journal {journalPath} is missing");
                 }
 
                 var poolId = Guid.NewGuid();
                 pool = new ThinPool(options, data, journal, isDevice, poolId, clusterSize, clusterCount);
-                pool.WriteHeader();
                 pool.AppendPoolHeader();
                 pool.MarkAllFreeZero(freshFile: !exists && !isDevice);
                 pool.Commit();
+                pool.WriteHeader();
             }
             else
             {
@@ -179,7 +178,8 @@ public sealed class ThinPool : IDisposable
                 }
 
                 var header = ReadHeader(data, clusterSize);
-                if (header is null || header.Value.PoolId != poolId)
+                var creationInterrupted = header is null && records.Count == 1;
+                if (!creationInterrupted && (header is null || header.Value.PoolId != poolId))
                 {
                     throw new InvalidDataException($"{options.DataPath} does not hold pool {poolId} described by {journalPath}");
                 }
@@ -190,6 +190,12 @@ public sealed class ThinPool : IDisposable
                 }
 
                 pool = new ThinPool(options, data, journal, isDevice, poolId, clusterSize, journalClusterCount);
+                if (creationInterrupted)
+                {
+                    // The journal committed the new pool but the crash came before its header: finish the creation.
+                    pool.WriteHeader();
+                }
+
                 pool.Replay(records);
                 pool.RebuildAllocation();
                 pool.MarkAllFreeZero(freshFile: false);
@@ -320,12 +326,17 @@ public sealed class ThinPool : IDisposable
                 throw new ArgumentOutOfRangeException(nameof(sizeBytes), $"a clone must be at least as large as its source ({snapshot.SizeBytes} bytes)");
             }
 
-            return CreateImage(id, name, sizeBytes, blockSize, snapshot);
+            VolumeGeometry.Validate(sizeBytes, blockSize);
+            AddImage(id, name, sizeBytes, blockSize, snapshot);
         }
         finally
         {
             _topology.ExitWriteLock();
         }
+
+        // Committed outside the exclusive lock: a commit waits for that lock to release freed clusters.
+        Commit();
+        return OpenVolume(id);
     }
 
     /// <summary>A new volume from the current content of another: an internal snapshot is taken and hidden.</summary>
@@ -910,12 +921,37 @@ public sealed class ThinPool : IDisposable
     internal StorageStatus Write(ThinImage image, long offset, ReadOnlySpan<byte> source, bool forceUnitAccess)
     {
         var status = WriteCore(image, offset, source, zeroes: false);
+        if (status == StorageStatus.CapacityExceeded && HasPendingFrees && Flush() == StorageStatus.Success)
+        {
+            // Space given back by deallocations becomes reusable at the next commit; make it now rather than fail.
+            status = WriteCore(image, offset, source, zeroes: false);
+        }
+
         return status == StorageStatus.Success && forceUnitAccess ? Flush() : status;
     }
 
     /// <summary>Zeroes a range: whole clusters are unmapped (or masked when a snapshot below has data), edges are written.</summary>
-    internal StorageStatus Deallocate(ThinImage image, long offset, long length) =>
-        WriteCore(image, offset, default, zeroes: true, zeroLength: length);
+    internal StorageStatus Deallocate(ThinImage image, long offset, long length)
+    {
+        var status = WriteCore(image, offset, default, zeroes: true, zeroLength: length);
+        if (status == StorageStatus.CapacityExceeded && HasPendingFrees && Flush() == StorageStatus.Success)
+        {
+            status = WriteCore(image, offset, default, zeroes: true, zeroLength: length);
+        }
+
+        return status;
+    }
+
+    private bool HasPendingFrees
+    {
+        get
+        {
+            lock (_metaLock)
+            {
+                return _pendingFree.Count > 0;
+            }
+        }
+    }
 
     private StorageStatus WriteCore(ThinImage image, long offset, ReadOnlySpan<byte> source, bool zeroes, long zeroLength = 0)
     {
@@ -1241,12 +1277,15 @@ public sealed class ThinPool : IDisposable
             SyncData();
             _journal.WriteDurably(records);
             ReleaseFreed(freed);
-            if (_journal.Length > _options.CompactThresholdBytes)
+            if (_journal.Length > Math.Max(_options.CompactThresholdBytes, 2 * _lengthAfterCompaction))
             {
-                Compact();
+                ReleaseFreed(Compact());
+                _lengthAfterCompaction = _journal.Length;
             }
         }
     }
+
+    private long _lengthAfterCompaction;
 
     private void SyncData()
     {
@@ -1264,12 +1303,32 @@ public sealed class ThinPool : IDisposable
             return;
         }
 
+        // A barrier: I/O holds the topology lock shared while it uses a cluster number it looked up, so once the
+        // exclusive lock is granted no I/O still holds one of these clusters, and reusing them cannot let a late read
+        // or write of the old owner touch a new owner's data.
+        _topology.EnterWriteLock();
+        _topology.ExitWriteLock();
+        Array.Sort(freed);
+
         var zeroed = new bool[freed.Length];
         if (!_isDevice)
         {
-            for (var i = 0; i < freed.Length; i++)
+            // One hole per run of adjacent clusters: deleting a large volume is a few calls, not one per cluster.
+            for (var start = 0; start < freed.Length;)
             {
-                zeroed[i] = LinuxFile.PunchHole(_data, (long)freed[i] * _clusterSize, _clusterSize) == 0;
+                var end = start + 1;
+                while (end < freed.Length && freed[end] == freed[end - 1] + 1)
+                {
+                    end++;
+                }
+
+                var punched = LinuxFile.PunchHole(_data, (long)freed[start] * _clusterSize, (long)(end - start) * _clusterSize) == 0;
+                for (var i = start; i < end; i++)
+                {
+                    zeroed[i] = punched;
+                }
+
+                start = end;
             }
         }
 
@@ -1289,14 +1348,16 @@ public sealed class ThinPool : IDisposable
     }
 
     /// <summary>Rewrites the journal as the current state; runs under the commit lock with no change in between.</summary>
-    private void Compact()
+    /// <returns>The clusters freed by changes folded into the compacted journal, released by the caller outside the lock.</returns>
+    private int[] Compact()
     {
+        int[] freed;
         lock (_metaLock)
         {
             // Changes since the last commit are in the state written below, so their data must be durable first.
             SyncData();
             _journal.TakePending();
-            var freed = _pendingFree.ToArray();
+            freed = _pendingFree.ToArray();
             _pendingFree.Clear();
             _journal.Rewrite(compact =>
             {
@@ -1333,8 +1394,9 @@ public sealed class ThinPool : IDisposable
                     }
                 }
             });
-            ReleaseFreed(freed);
         }
+
+        return freed;
     }
 
     private void BackgroundCommit()

@@ -110,6 +110,52 @@ public sealed class JournalTests
     }
 
     [Test]
+    public void ALostPageInsideTheLastBatchIsATornTailNotCorruption()
+    {
+        // A power cut inside one write can persist later pages of the last batch and lose an earlier one: the records
+        // after the damage belong to that same batch, so the batch is dropped and the pool opens as before it.
+        var options = Options(_dir, sizeBytes: 4L << 20).WithPaths(journalPath: _dir.Combine("pool.journal"));
+        var (before, _, beforeLength, afterLength) = BuildPoolWithLastBatch(options);
+        var journal = File.ReadAllBytes(options.JournalPath!);
+        var checkedOffsets = 0;
+        for (var offset = beforeLength + 1; offset < afterLength - 40; offset += 7)
+        {
+            var copy = journal.ToArray();
+            copy[offset] ^= 0x10;
+            var damaged = _dir.Combine($"torn-{offset}.journal");
+            File.WriteAllBytes(damaged, copy);
+            using var pool = ThinPool.Open(options.WithPaths(journalPath: damaged));
+            AssertSame(before, pool, $"after damage at byte {offset} of the last batch");
+            checkedOffsets++;
+        }
+
+        Assert.That(checkedOffsets, Is.GreaterThan(5));
+    }
+
+    [Test]
+    public void ACreationInterruptedBeforeTheHeaderIsFinishedOnOpen()
+    {
+        var options = Options(_dir, sizeBytes: 4L << 20).WithPaths(journalPath: _dir.Combine("pool.journal"));
+        Guid poolId;
+        using (var pool = ThinPool.Open(options))
+        {
+            poolId = pool.PoolId;
+        }
+
+        // The crash came after the journal's first commit and before the data header reached the disk.
+        using (var data = File.OpenWrite(options.DataPath))
+        {
+            data.Write(new byte[4096]);
+        }
+
+        using var reopened = ThinPool.Open(options);
+        Assert.That(reopened.PoolId, Is.EqualTo(poolId));
+        var volume = reopened.CreateVolume(Guid.NewGuid(), "v", 1L << 20, Block);
+        WriteOk(volume, 0, Pattern(Block, 9));
+        AssertConsistent(reopened);
+    }
+
+    [Test]
     public void AFlippedBitBeforeValidRecordsIsReportedAsCorruption()
     {
         var options = Options(_dir, sizeBytes: 4L << 20).WithPaths(journalPath: _dir.Combine("pool.journal"));

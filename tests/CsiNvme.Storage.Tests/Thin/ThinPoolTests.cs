@@ -345,6 +345,72 @@ public sealed class ThinPoolTests
     }
 
     [Test]
+    public void SpaceGivenBackByADeallocateIsUsableWithoutAnExplicitFlush()
+    {
+        _pool.Dispose();
+        _dir.Dispose();
+        _dir = new TempDirectory("csinvme-thin");
+        _pool = ThinPool.Open(Options(_dir, sizeBytes: 9L * Cluster));
+        var volume = NewVolume(16L * Cluster, "full");
+        var chunk = Pattern(Cluster, 31);
+        for (var i = 0; i < 8; i++)
+        {
+            WriteOk(volume, (long)i * Cluster, chunk);
+        }
+
+        Assert.That(volume.Write(8L * Cluster, chunk, false), Is.EqualTo(StorageStatus.CapacityExceeded));
+        Assert.That(volume.Deallocate(0, 2L * Cluster), Is.EqualTo(StorageStatus.Success));
+
+        // No Flush in between: the write commits the deallocation itself instead of failing.
+        WriteOk(volume, 8L * Cluster, chunk);
+        Assert.That(ReadRange(volume, 8L * Cluster, Cluster).SequenceEqual(chunk), Is.True);
+        Assert.That(IsZero(ReadRange(volume, 0, 2 * Cluster)), Is.True);
+        AssertConsistent(_pool);
+    }
+
+    [Test]
+    public void ConcurrentWritesAndDeallocatesNeverTouchAnotherVolume()
+    {
+        // A writer that looked a cluster up just before a deallocate freed it must not land in the cluster's next
+        // owner: freed clusters are reused only after in-flight I/O drained.
+        var victim = NewVolume(64L * Cluster, "victim");
+        var churn = NewVolume(8L * Cluster, "churn");
+        var stop = DateTime.UtcNow + TimeSpan.FromSeconds(3);
+        var marker = Pattern(Cluster, 41);
+        var writers = Enumerable.Range(0, 2).Select(w => Task.Run(() =>
+        {
+            var junk = Pattern(Cluster, 50 + w);
+            while (DateTime.UtcNow < stop)
+            {
+                for (var c = 0; c < 8; c++)
+                {
+                    churn.Write((long)c * Cluster, junk, false);
+                }
+            }
+        })).ToList();
+        writers.Add(Task.Run(() =>
+        {
+            var round = 0;
+            while (DateTime.UtcNow < stop)
+            {
+                churn.Deallocate(0, 8L * Cluster);
+                churn.Flush();
+                // The victim takes clusters the churn volume just gave back.
+                WriteOk(victim, (long)(round++ % 64) * Cluster, marker);
+            }
+        }));
+        Task.WaitAll(writers.ToArray());
+        var all = ReadAll(victim);
+        for (var c = 0; c < 64; c++)
+        {
+            var cluster = all.AsSpan(c * Cluster, Cluster);
+            Assert.That(IsZero(cluster) || cluster.SequenceEqual(marker), Is.True, $"victim cluster {c} holds another volume's data");
+        }
+
+        AssertConsistent(_pool);
+    }
+
+    [Test]
     public void AFullPoolFailsWritesWithCapacityExceededAndLeavesOtherVolumesIntact()
     {
         _pool.Dispose();
