@@ -28,14 +28,22 @@ public sealed class AllocationTests
         await RunAsync(queue, ns, depth, 4000).ConfigureAwait(false);
         await RunAsync(queue, ns, depth, 4000).ConfigureAwait(false);
 
+        // Background work elsewhere in the test process (leftovers of earlier tests, thread pool growth, tiering) shows up
+        // in the process-wide counter now and then; a per-command allocation would show in every run. So the best of
+        // three runs is judged.
         const int commands = 20_000;
-        var before = GC.GetTotalAllocatedBytes(precise: true);
-        await RunAsync(queue, ns, depth, commands).ConfigureAwait(false);
-        var allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+        var runs = new List<long>();
+        for (var attempt = 0; attempt < 3; attempt++)
+        {
+            var before = GC.GetTotalAllocatedBytes(precise: true);
+            await RunAsync(queue, ns, depth, commands).ConfigureAwait(false);
+            runs.Add(GC.GetTotalAllocatedBytes(precise: true) - before);
+        }
 
-        TestContext.Out.WriteLine($"QD {depth}: {allocated} bytes allocated over {commands} commands ({(double)allocated / commands:F3} B/command)");
-        // The test's own start-up of the workers (one state machine and buffer per worker) and runtime background work
-        // are allowed for; one allocation per command would be at least 24 bytes × 20000 = 480 KB.
+        var allocated = runs.Min();
+        TestContext.Out.WriteLine($"QD {depth}: {string.Join(", ", runs)} bytes allocated over {commands} commands per run (best {(double)allocated / commands:F3} B/command)");
+        // The workers' own start-up (one state machine and one 4 KiB buffer each) is allowed for; one allocation per
+        // command would be at least 24 bytes × 20000 = 480 KB.
         Assert.That(allocated, Is.LessThan(16 * 1024 + depth * 4400), "bytes allocated in the host process while running the commands");
     }
 
