@@ -22,11 +22,12 @@ internal static class SnapshotCommands
     {
         var volume = new Argument<string>("VOLUME") { Description = "Volume to snapshot." };
         Argument<string> snapshot = SnapshotArgument();
+        Option<Dictionary<string, string>> labels = LabelOption.Create("snapshot");
         var command = new Command(
             "create",
             "Snapshot a volume instantly, without copying data. Every write completed before is in it; hosts may stay connected.")
         {
-            volume, snapshot,
+            volume, snapshot, labels,
         };
         command.SetAction((parseResult, ct) => CommandSession.RunAsync(parseResult, globals, ct, async session =>
         {
@@ -35,6 +36,7 @@ internal static class SnapshotCommands
                 Volume = parseResult.GetRequiredValue(volume),
                 Name = parseResult.GetRequiredValue(snapshot),
             };
+            request.Labels.Add(parseResult.GetValue(labels) ?? []);
             Snapshot created = await session.Volumes.CreateSnapshotAsync(request, session.Call);
             SnapshotPrinter.WriteDetails(session, created);
             return ExitCodes.Success;

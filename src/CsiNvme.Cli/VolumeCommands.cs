@@ -54,6 +54,7 @@ internal static class VolumeCommands
             Description = "Logical block size seen by hosts: 512 (default) or 4096.",
             HelpName = "BYTES",
         };
+        Option<Dictionary<string, string>> labels = LabelOption.Create("volume");
         blockSize.Validators.Add(result =>
         {
             if (result.GetValueOrDefault<int>() is not (0 or 512 or 4096))
@@ -64,7 +65,7 @@ internal static class VolumeCommands
 
         var command = new Command("create", "Create a volume, exported as its own NVMe subsystem; empty, or a clone of a snapshot or volume.")
         {
-            name, size, fromSnapshot, fromVolume, pool, allowAnyHost, allowHosts, blockSize,
+            name, size, fromSnapshot, fromVolume, pool, allowAnyHost, allowHosts, blockSize, labels,
         };
         command.Validators.Add(result =>
         {
@@ -91,6 +92,7 @@ internal static class VolumeCommands
                 Pool = parseResult.GetValue(pool) ?? "",
             };
             request.AllowedHosts.AddRange(parseResult.GetValue(allowHosts) ?? []);
+            request.Labels.Add(parseResult.GetValue(labels) ?? []);
 
             Volume volume = await session.Volumes.CreateVolumeAsync(request, session.Call);
             VolumePrinter.WriteDetails(session, volume);

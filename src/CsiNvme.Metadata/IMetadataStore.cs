@@ -15,6 +15,14 @@ public sealed record VolumeRecord(
     /// and for volumes recorded before pools existed.
     /// </summary>
     public string Pool { get; init; } = "";
+
+    /// <summary>Labels given at creation, fixed for the volume's life (updates keep the stored ones).</summary>
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = EmptyLabels.Instance;
+}
+
+internal static class EmptyLabels
+{
+    public static readonly IReadOnlyDictionary<string, string> Instance = new Dictionary<string, string>(StringComparer.Ordinal).AsReadOnly();
 }
 
 /// <summary>
@@ -29,7 +37,28 @@ public sealed record SnapshotRecord(
     long SizeBytes,
     int BlockSize,
     DateTimeOffset CreatedAt,
-    string Pool);
+    string Pool)
+{
+    /// <summary>Labels given at creation.</summary>
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = EmptyLabels.Instance;
+
+    // Records compare members with their default equality, which for a dictionary is reference equality; two
+    // reads of the same snapshot must compare equal, so labels compare by content.
+    public bool Equals(SnapshotRecord? other) =>
+        other is not null
+        && Id == other.Id
+        && Name == other.Name
+        && SourceVolumeId == other.SourceVolumeId
+        && SourceVolumeName == other.SourceVolumeName
+        && SizeBytes == other.SizeBytes
+        && BlockSize == other.BlockSize
+        && CreatedAt == other.CreatedAt
+        && Pool == other.Pool
+        && Labels.Count == other.Labels.Count
+        && Labels.All(l => other.Labels.TryGetValue(l.Key, out var v) && v == l.Value);
+
+    public override int GetHashCode() => HashCode.Combine(Id, Name, SizeBytes, CreatedAt);
+}
 
 /// <summary>
 /// Where cluster metadata lives: an embedded SQLite file on a single node, etcd when several nodes form

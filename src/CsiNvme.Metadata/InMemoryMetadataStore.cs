@@ -50,8 +50,8 @@ public sealed class InMemoryMetadataStore : IMetadataStore
                 return Task.FromResult(false);
             }
 
-            // Identity, creation time and pool are fixed at creation; only the mutable fields are replaced.
-            _volumes[update.Name] = update with { Id = existing.Id, CreatedAt = existing.CreatedAt, Pool = existing.Pool };
+            // Identity, creation time, pool and labels are fixed at creation; only the mutable fields are replaced.
+            _volumes[update.Name] = update with { Id = existing.Id, CreatedAt = existing.CreatedAt, Pool = existing.Pool, Labels = existing.Labels };
             return Task.FromResult(true);
         }
     }

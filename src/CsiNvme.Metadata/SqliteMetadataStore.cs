@@ -43,6 +43,21 @@ public sealed class SqliteMetadataStore : IMetadataStore
             pool TEXT NOT NULL
         );
         """,
+        // 3: labels of volumes and snapshots, fixed at creation; rows go with their owner through ON DELETE CASCADE.
+        """
+        CREATE TABLE volume_labels (
+            volume_id TEXT NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (volume_id, key)
+        );
+        CREATE TABLE snapshot_labels (
+            snapshot_id TEXT NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (snapshot_id, key)
+        );
+        """,
     ];
 
     private const int SqliteUniqueConstraint = 2067; // SQLITE_CONSTRAINT_UNIQUE
@@ -103,7 +118,7 @@ public sealed class SqliteMetadataStore : IMetadataStore
             }
 
             var (id, volume) = ReadVolume(reader);
-            return volume with { AllowedHosts = ReadHosts(id) };
+            return volume with { AllowedHosts = ReadHosts(id), Labels = ReadLabels(s_volumeLabels, id) };
         }, cancellationToken);
 
     public Task<IReadOnlyList<VolumeRecord>> ListVolumesAsync(CancellationToken cancellationToken = default) =>
@@ -125,6 +140,7 @@ public sealed class SqliteMetadataStore : IMetadataStore
                 }
             }
 
+            var labelsByVolume = ReadAllLabels(s_volumeLabels);
             var volumes = new List<VolumeRecord>();
             using (SqliteCommand command = Command(SelectVolumeColumns + " ORDER BY name"))
             using (SqliteDataReader reader = command.ExecuteReader())
@@ -133,7 +149,7 @@ public sealed class SqliteMetadataStore : IMetadataStore
                 {
                     var (id, volume) = ReadVolume(reader);
                     IReadOnlyList<string> allowed = hostsByVolume.TryGetValue(id, out List<string>? list) ? list.AsReadOnly() : Array.Empty<string>();
-                    volumes.Add(volume with { AllowedHosts = allowed });
+                    volumes.Add(volume with { AllowedHosts = allowed, Labels = labelsByVolume.GetValueOrDefault(id) ?? volume.Labels });
                 }
             }
 
@@ -174,6 +190,7 @@ public sealed class SqliteMetadataStore : IMetadataStore
             }
 
             InsertHosts(stored.Id, stored.AllowedHosts);
+            InsertLabels(s_volumeLabels, stored.Id, stored.Labels);
             transaction.Commit();
             return true;
         }, cancellationToken);
@@ -231,18 +248,26 @@ public sealed class SqliteMetadataStore : IMetadataStore
         {
             using SqliteCommand command = Command(SelectSnapshotColumns + " WHERE name = $name", ("$name", name));
             using SqliteDataReader reader = command.ExecuteReader();
-            return reader.Read() ? ReadSnapshot(reader) : null;
+            if (!reader.Read())
+            {
+                return null;
+            }
+
+            SnapshotRecord snapshot = ReadSnapshot(reader);
+            return snapshot with { Labels = ReadLabels(s_snapshotLabels, IdText(snapshot.Id)) };
         }, cancellationToken);
 
     public Task<IReadOnlyList<SnapshotRecord>> ListSnapshotsAsync(CancellationToken cancellationToken = default) =>
         RunAsync<IReadOnlyList<SnapshotRecord>>(() =>
         {
+            var labelsBySnapshot = ReadAllLabels(s_snapshotLabels);
             using SqliteCommand command = Command(SelectSnapshotColumns + " ORDER BY name");
             using SqliteDataReader reader = command.ExecuteReader();
             var snapshots = new List<SnapshotRecord>();
             while (reader.Read())
             {
-                snapshots.Add(ReadSnapshot(reader));
+                SnapshotRecord snapshot = ReadSnapshot(reader);
+                snapshots.Add(snapshot with { Labels = labelsBySnapshot.GetValueOrDefault(IdText(snapshot.Id)) ?? snapshot.Labels });
             }
 
             return snapshots;
@@ -253,6 +278,7 @@ public sealed class SqliteMetadataStore : IMetadataStore
         SnapshotRecord stored = VolumeRecordNormalization.Normalize(snapshot);
         return RunAsync(() =>
         {
+            using SqliteTransaction transaction = _connection.BeginTransaction();
             try
             {
                 using SqliteCommand insert = Command(
@@ -267,12 +293,15 @@ public sealed class SqliteMetadataStore : IMetadataStore
                     ("$created", stored.CreatedAt.ToUnixTimeMilliseconds()),
                     ("$pool", stored.Pool));
                 insert.ExecuteNonQuery();
-                return true;
             }
             catch (SqliteException e) when (e.SqliteExtendedErrorCode == SqliteUniqueConstraint && e.Message.Contains("snapshots.name", StringComparison.Ordinal))
             {
                 return false;
             }
+
+            InsertLabels(s_snapshotLabels, stored.Id, stored.Labels);
+            transaction.Commit();
+            return true;
         }, cancellationToken);
     }
 
@@ -331,6 +360,55 @@ public sealed class SqliteMetadataStore : IMetadataStore
         }
     }
 
+    private void InsertLabels(LabelTable table, Guid ownerId, IReadOnlyDictionary<string, string> labels)
+    {
+        using SqliteCommand insert = Command(
+            $"INSERT INTO {table.Name} ({table.OwnerColumn}, key, value) VALUES ($id, $key, $value)",
+            ("$id", IdText(ownerId)),
+            ("$key", ""),
+            ("$value", ""));
+        foreach (var (key, value) in labels)
+        {
+            insert.Parameters["$key"].Value = key;
+            insert.Parameters["$value"].Value = value;
+            insert.ExecuteNonQuery();
+        }
+    }
+
+    private IReadOnlyDictionary<string, string> ReadLabels(LabelTable table, string ownerId)
+    {
+        using SqliteCommand command = Command($"SELECT key, value FROM {table.Name} WHERE {table.OwnerColumn} = $id", ("$id", ownerId));
+        using SqliteDataReader reader = command.ExecuteReader();
+        var labels = new Dictionary<string, string>(StringComparer.Ordinal);
+        while (reader.Read())
+        {
+            labels[reader.GetString(0)] = reader.GetString(1);
+        }
+
+        return labels.AsReadOnly();
+    }
+
+    private Dictionary<string, IReadOnlyDictionary<string, string>> ReadAllLabels(LabelTable table)
+    {
+        var byOwner = new Dictionary<string, Dictionary<string, string>>(StringComparer.Ordinal);
+        using (SqliteCommand command = Command($"SELECT {table.OwnerColumn}, key, value FROM {table.Name}"))
+        using (SqliteDataReader reader = command.ExecuteReader())
+        {
+            while (reader.Read())
+            {
+                string owner = reader.GetString(0);
+                if (!byOwner.TryGetValue(owner, out Dictionary<string, string>? labels))
+                {
+                    byOwner[owner] = labels = new Dictionary<string, string>(StringComparer.Ordinal);
+                }
+
+                labels[reader.GetString(1)] = reader.GetString(2);
+            }
+        }
+
+        return byOwner.ToDictionary(p => p.Key, p => (IReadOnlyDictionary<string, string>)p.Value.AsReadOnly(), StringComparer.Ordinal);
+    }
+
     private IReadOnlyList<string> ReadHosts(string volumeId)
     {
         using SqliteCommand command = Command("SELECT host_nqn FROM allowed_hosts WHERE volume_id = $id ORDER BY position", ("$id", volumeId));
@@ -384,6 +462,12 @@ public sealed class SqliteMetadataStore : IMetadataStore
     }
 
     private static string IdText(Guid id) => id.ToString("D");
+
+    private static readonly LabelTable s_volumeLabels = new("volume_labels", "volume_id");
+    private static readonly LabelTable s_snapshotLabels = new("snapshot_labels", "snapshot_id");
+
+    /// <summary>Table and owner column names are constants of this class, never caller input, so interpolating them into SQL is safe.</summary>
+    private sealed record LabelTable(string Name, string OwnerColumn);
 
     private static void Execute(SqliteConnection connection, string sql)
     {

@@ -226,4 +226,36 @@ public sealed class CliAgainstServerTests
         using JsonDocument doc = JsonDocument.Parse(run.Stdout);
         return doc.RootElement.GetProperty("allowedHosts").EnumerateArray().Select(e => e.GetString()).ToArray();
     }
+
+    [Test]
+    public async Task LabelsGivenAtCreateAreShownByGetAndInJson()
+    {
+        CliRun created = await Csinvme("volume", "create", "labelled", "--size", "1MiB", "--label", "team=storage", "--label", "csi/fsType=ext4", "--label", "note=a=b");
+        Assert.That(created.ExitCode, Is.Zero, created.ToString());
+        Assert.That(created.Stdout, Does.Contain("Labels:").And.Contain("csi/fsType=ext4, note=a=b, team=storage"));
+
+        CliRun json = await Csinvme("volume", "get", "labelled", "--json");
+        Assert.That(json.ExitCode, Is.Zero, json.ToString());
+        using JsonDocument doc = JsonDocument.Parse(json.Stdout);
+        JsonElement labels = doc.RootElement.GetProperty("labels");
+        Assert.That(
+            labels.EnumerateObject().Select(p => $"{p.Name}={p.Value.GetString()}"),
+            Is.EqualTo(new[] { "csi/fsType=ext4", "note=a=b", "team=storage" }));
+
+        Assert.That((await Csinvme("volume", "create", "plain", "--size", "1MiB")).ExitCode, Is.Zero);
+        CliRun plain = await Csinvme("volume", "get", "plain", "--json");
+        using JsonDocument plainDoc = JsonDocument.Parse(plain.Stdout);
+        Assert.That(plainDoc.RootElement.GetProperty("labels").EnumerateObject(), Is.Empty);
+        Assert.That((await Csinvme("volume", "get", "plain")).Stdout, Does.Match(@"Labels:\s+-"));
+    }
+
+    [Test]
+    public async Task ThirtyThreeLabelsAreAUsageError()
+    {
+        string[] labels = [.. Enumerable.Range(0, 33).SelectMany(i => new[] { "--label", $"k{i}=v" })];
+        CliRun run = await Csinvme(["volume", "create", "many", "--size", "1MiB", .. labels]);
+        Assert.That(run.ExitCode, Is.EqualTo(2), run.ToString());
+        Assert.That(run.Stderr, Does.Contain("at most 32"));
+        Assert.That((await Csinvme("volume", "list")).Stdout.Trim(), Is.EqualTo("No volumes."));
+    }
 }

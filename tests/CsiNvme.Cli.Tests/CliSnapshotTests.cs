@@ -97,7 +97,7 @@ public sealed class CliSnapshotTests
         await Ok("volume", "create", "db", "--size", "32MiB", "--block-size", "4096");
         Assert.That(StorageOf("db").Write(0, Pattern(3, 1 << 20), forceUnitAccess: false), Is.EqualTo(StorageStatus.Success));
 
-        CliRun created = await Ok("--json", "snapshot", "create", "db", "db-nightly");
+        CliRun created = await Ok("--json", "snapshot", "create", "db", "db-nightly", "--label", "schedule=nightly");
         string snapshotId;
         using (JsonDocument doc = JsonDocument.Parse(created.Stdout))
         {
@@ -109,6 +109,7 @@ public sealed class CliSnapshotTests
             Assert.That(s.GetProperty("blockSize").GetInt32(), Is.EqualTo(4096));
             Assert.That(s.GetProperty("pool").GetString(), Is.EqualTo("tank"));
             Assert.That(s.GetProperty("allocatedBytes").GetInt64(), Is.EqualTo(1L << 20));
+            Assert.That(s.GetProperty("labels").GetProperty("schedule").GetString(), Is.EqualTo("nightly"));
             snapshotId = s.GetProperty("id").GetString()!;
             Assert.That(Guid.TryParse(snapshotId, out _), Is.True);
         }
@@ -117,6 +118,7 @@ public sealed class CliSnapshotTests
         {
             Assert.That(doc.RootElement.GetArrayLength(), Is.EqualTo(1));
             Assert.That(doc.RootElement[0].GetProperty("id").GetString(), Is.EqualTo(snapshotId));
+            Assert.That(doc.RootElement[0].GetProperty("labels").GetProperty("schedule").GetString(), Is.EqualTo("nightly"));
         }
 
         using (JsonDocument doc = JsonDocument.Parse((await Ok("volume", "create", "db-copy", "--from-snapshot", "db-nightly", "--json")).Stdout))

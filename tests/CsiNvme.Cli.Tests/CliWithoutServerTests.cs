@@ -21,6 +21,11 @@ public sealed class CliWithoutServerTests
     [TestCase("snapshot", "list", "a", "b")]
     [TestCase("snapshot")]
     [TestCase("pool", "list", "extra")]
+    [TestCase("volume", "create", "v", "--size", "1G", "--label", "novalue")]
+    [TestCase("volume", "create", "v", "--size", "1G", "--label", "=v")]
+    [TestCase("volume", "create", "v", "--size", "1G", "--label", "bad key=v")]
+    [TestCase("volume", "create", "v", "--size", "1G", "--label", "k=1", "--label", "k=2")]
+    [TestCase("snapshot", "create", "v", "s", "--label", "k!=v")]
     public async Task BadCommandLinesAreUsageErrors(params string[] args)
     {
         // Port 1 is never a storage server: a usage error must be reported before any connection is tried.

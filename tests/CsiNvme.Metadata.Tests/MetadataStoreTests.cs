@@ -52,6 +52,7 @@ public sealed class MetadataStoreTests(StoreKind kind)
             Assert.That(actual.AllowedHosts, Is.EqualTo(expected.AllowedHosts));
             Assert.That(actual.CreatedAt, Is.EqualTo(expected.CreatedAt));
             Assert.That(actual.Pool, Is.EqualTo(expected.Pool));
+            Assert.That(actual.Labels, Is.EquivalentTo(expected.Labels));
         });
     }
 
@@ -201,5 +202,48 @@ public sealed class MetadataStoreTests(StoreKind kind)
 
         Assert.That(await _store.DeleteVolumeAsync("src"), Is.True);
         Assert.That(await _store.GetSnapshotAsync("once"), Is.EqualTo(first));
+    }
+
+    [Test]
+    public async Task LabelsAreStoredReturnedAndFixedAtCreation()
+    {
+        var given = new Dictionary<string, string> { ["csi/fsType"] = "ext4", ["empty"] = "", ["k8s.io/pvc-name"] = "data-0" };
+        VolumeRecord labelled = Volume("labelled") with { Labels = given };
+        Assert.That(await _store.TryCreateVolumeAsync(labelled), Is.True);
+        given["later"] = "not stored: the store copied the labels";
+
+        VolumeRecord? got = await _store.GetVolumeAsync("labelled");
+        Assert.That(got!.Labels, Is.EquivalentTo(new Dictionary<string, string> { ["csi/fsType"] = "ext4", ["empty"] = "", ["k8s.io/pvc-name"] = "data-0" }));
+        Assert.That(await _store.TryCreateVolumeAsync(Volume("plain")), Is.True);
+        var listed = await _store.ListVolumesAsync();
+        Assert.That(listed.Select(v => v.Labels.Count), Is.EqualTo(new[] { 3, 0 }), "labelled, plain");
+
+        // An update (e.g. a host allowed) passes the labels it read; even if it passes others, the stored ones stay.
+        Assert.That(await _store.UpdateVolumeAsync(got with { AllowAnyHost = true, Labels = new Dictionary<string, string>() }), Is.True);
+        VolumeRecord? updated = await _store.GetVolumeAsync("labelled");
+        Assert.That(updated!.AllowAnyHost, Is.True);
+        Assert.That(updated.Labels, Is.EquivalentTo(got.Labels));
+
+        // Deleting and re-creating the name starts from the new record's labels only.
+        Assert.That(await _store.DeleteVolumeAsync("labelled"), Is.True);
+        Assert.That(await _store.TryCreateVolumeAsync(Volume("labelled") with { Labels = new Dictionary<string, string> { ["x"] = "1" } }), Is.True);
+        Assert.That((await _store.GetVolumeAsync("labelled"))!.Labels, Is.EquivalentTo(new Dictionary<string, string> { ["x"] = "1" }));
+    }
+
+    [Test]
+    public async Task SnapshotLabelsAreStoredAndReturned()
+    {
+        VolumeRecord source = Volume("src");
+        SnapshotRecord labelled = Snapshot("labelled", source) with { Labels = new Dictionary<string, string> { ["a"] = "1", ["b/c"] = "2" } };
+        SnapshotRecord plain = Snapshot("plain", source);
+        Assert.That(await _store.TryCreateSnapshotAsync(labelled), Is.True);
+        Assert.That(await _store.TryCreateSnapshotAsync(plain), Is.True);
+
+        Assert.That(await _store.GetSnapshotAsync("labelled"), Is.EqualTo(labelled));
+        Assert.That(await _store.GetSnapshotAsync("labelled"), Is.Not.EqualTo(labelled with { Labels = new Dictionary<string, string> { ["a"] = "1" } }));
+        Assert.That(await _store.ListSnapshotsAsync(), Is.EqualTo(new[] { labelled, plain }));
+        Assert.That(await _store.DeleteSnapshotAsync("labelled"), Is.True);
+        Assert.That(await _store.TryCreateSnapshotAsync(Snapshot("labelled", source)), Is.True);
+        Assert.That((await _store.GetSnapshotAsync("labelled"))!.Labels, Is.Empty, "the deleted snapshot's labels went with it");
     }
 }

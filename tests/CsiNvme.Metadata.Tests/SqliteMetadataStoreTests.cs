@@ -61,8 +61,8 @@ public sealed class SqliteMetadataStoreTests
     public async Task SnapshotsAndPoolsSurviveAReopen()
     {
         string path = _dir.Combine("metadata.db");
-        VolumeRecord volume = MetadataStoreTests.Volume("v") with { Pool = "big" };
-        SnapshotRecord snapshot = MetadataStoreTests.Snapshot("v-1", volume, "big");
+        VolumeRecord volume = MetadataStoreTests.Volume("v") with { Pool = "big", Labels = new Dictionary<string, string> { ["mode"] = "block" } };
+        SnapshotRecord snapshot = MetadataStoreTests.Snapshot("v-1", volume, "big") with { Labels = new Dictionary<string, string> { ["by"] = "csi" } };
         await using (SqliteMetadataStore store = await SqliteMetadataStore.OpenAsync(path))
         {
             Assert.That(await store.TryCreateVolumeAsync(volume), Is.True);
@@ -112,14 +112,15 @@ public sealed class SqliteMetadataStoreTests
             Assert.That(old!.Id, Is.EqualTo(id));
             Assert.That(old.AllowedHosts, Is.EqualTo(new[] { "nqn.host-1" }));
             Assert.That(old.Pool, Is.Empty, "volumes from before pools have none");
+            Assert.That(old.Labels, Is.Empty, "volumes from before labels have none");
             Assert.That(await store.ListSnapshotsAsync(), Is.Empty);
             Assert.That(await store.TryCreateSnapshotAsync(MetadataStoreTests.Snapshot("s", old)), Is.True);
         }
 
-        Assert.That(SqliteMetadataStore.SchemaVersion, Is.EqualTo(2));
+        Assert.That(SqliteMetadataStore.SchemaVersion, Is.EqualTo(3));
         await using var check = new SqliteConnection($"Data Source={path};Pooling=False");
         await check.OpenAsync();
-        Assert.That(Scalar(check, "SELECT version FROM schema_version"), Is.EqualTo(2L));
+        Assert.That(Scalar(check, "SELECT version FROM schema_version"), Is.EqualTo(3L));
     }
 
     [Test]

@@ -22,7 +22,8 @@ internal sealed record VolumeView(
     string Backend,
     DateTimeOffset? CreatedAt,
     string Pool,
-    long AllocatedBytes)
+    long AllocatedBytes,
+    IReadOnlyDictionary<string, string> Labels)
 {
     public static VolumeView From(Volume volume)
     {
@@ -43,7 +44,8 @@ internal sealed record VolumeView(
             volume.Backend,
             volume.CreatedUnixMs > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(volume.CreatedUnixMs) : null,
             volume.Pool,
-            checked((long)volume.AllocatedBytes));
+            checked((long)volume.AllocatedBytes),
+            new SortedDictionary<string, string>(volume.Labels, StringComparer.Ordinal));
     }
 }
 
@@ -57,7 +59,8 @@ internal sealed record SnapshotView(
     int BlockSize,
     string Pool,
     long AllocatedBytes,
-    DateTimeOffset? CreatedAt)
+    DateTimeOffset? CreatedAt,
+    IReadOnlyDictionary<string, string> Labels)
 {
     public static SnapshotView From(Snapshot snapshot)
     {
@@ -72,7 +75,8 @@ internal sealed record SnapshotView(
             (int)snapshot.BlockSize,
             snapshot.Pool,
             checked((long)snapshot.AllocatedBytes),
-            snapshot.CreatedUnixMs > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(snapshot.CreatedUnixMs) : null);
+            snapshot.CreatedUnixMs > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(snapshot.CreatedUnixMs) : null,
+            new SortedDictionary<string, string>(snapshot.Labels, StringComparer.Ordinal));
     }
 }
 

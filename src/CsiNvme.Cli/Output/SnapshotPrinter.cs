@@ -24,6 +24,7 @@ internal static class SnapshotPrinter
             ("Size", $"{ByteSize.Format(checked((long)snapshot.SizeBytes))} ({snapshot.SizeBytes.ToString(CultureInfo.InvariantCulture)} bytes)"),
             ("Block size", snapshot.BlockSize.ToString(CultureInfo.InvariantCulture)),
             ("Pool", snapshot.Pool),
+            ("Labels", LabelOption.Summary(snapshot.Labels)),
             ("Allocated", ByteSize.Format(checked((long)snapshot.AllocatedBytes))),
             ("Created", Created(snapshot.CreatedUnixMs)),
         };

@@ -30,6 +30,7 @@ internal static class VolumePrinter
             ("Connected hosts", JoinOrDash(volume.ConnectedHosts, ", ")),
             ("Backend", OrDash(volume.Backend)),
             ("Pool", OrDash(volume.Pool)),
+            ("Labels", LabelOption.Summary(volume.Labels)),
             ("Allocated", volume.Backend == "thin"
                 ? $"{ByteSize.Format(checked((long)volume.AllocatedBytes))} written since the last snapshot"
                 : "-"),

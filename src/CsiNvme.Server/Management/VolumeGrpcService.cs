@@ -17,6 +17,7 @@ internal sealed class VolumeGrpcService(VolumeManager volumes) : VolumeService.V
             request.SourceSnapshot,
             request.SourceVolume,
             request.Pool,
+            request.Labels,
             context.CancellationToken);
 
     public override Task<Volume> GetVolume(GetVolumeRequest request, ServerCallContext context) =>
@@ -48,7 +49,7 @@ internal sealed class VolumeGrpcService(VolumeManager volumes) : VolumeService.V
         volumes.SetAllowAnyHostAsync(request.Name, request.AllowAnyHost, context.CancellationToken);
 
     public override Task<Snapshot> CreateSnapshot(CreateSnapshotRequest request, ServerCallContext context) =>
-        volumes.CreateSnapshotAsync(request.Volume, request.Name, context.CancellationToken);
+        volumes.CreateSnapshotAsync(request.Volume, request.Name, request.Labels, context.CancellationToken);
 
     public override Task<Snapshot> GetSnapshot(GetSnapshotRequest request, ServerCallContext context) =>
         Task.FromResult(volumes.GetSnapshot(request.Name));

@@ -119,9 +119,11 @@ public sealed class VolumeManager : IAsyncDisposable
         string? sourceSnapshot = null,
         string? sourceVolume = null,
         string? pool = null,
+        IReadOnlyDictionary<string, string>? labels = null,
         CancellationToken cancellationToken = default)
     {
         ValidateName(name);
+        labels = ValidateLabels(labels);
         sourceSnapshot = string.IsNullOrEmpty(sourceSnapshot) ? null : sourceSnapshot;
         sourceVolume = string.IsNullOrEmpty(sourceVolume) ? null : sourceVolume;
         if (sourceSnapshot is not null && sourceVolume is not null)
@@ -244,6 +246,7 @@ public sealed class VolumeManager : IAsyncDisposable
                 DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()))
             {
                 Pool = placedIn,
+                Labels = labels,
             };
             bool created;
             try
@@ -475,10 +478,15 @@ public sealed class VolumeManager : IAsyncDisposable
     }
 
     /// <summary>Takes a snapshot of a volume: O(1), crash consistent, durable on return.</summary>
-    public async Task<Snapshot> CreateSnapshotAsync(string volumeName, string snapshotName, CancellationToken cancellationToken = default)
+    public async Task<Snapshot> CreateSnapshotAsync(
+        string volumeName,
+        string snapshotName,
+        IReadOnlyDictionary<string, string>? labels = null,
+        CancellationToken cancellationToken = default)
     {
         ValidateName(volumeName);
         ValidateName(snapshotName, "snapshot name");
+        labels = ValidateLabels(labels);
         var snapshots = SnapshotBackend("snapshots");
         await _mutation.WaitAsync(cancellationToken);
         try
@@ -510,7 +518,10 @@ public sealed class VolumeManager : IAsyncDisposable
                 sizeBytes,
                 volume.BlockSize,
                 DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()),
-                volume.Pool);
+                volume.Pool)
+            {
+                Labels = labels,
+            };
             bool created;
             try
             {
@@ -715,6 +726,16 @@ public sealed class VolumeManager : IAsyncDisposable
         }
     }
 
+    private static IReadOnlyDictionary<string, string> ValidateLabels(IReadOnlyDictionary<string, string>? labels)
+    {
+        if (!VolumeLabels.IsValid(labels, out var error))
+        {
+            throw new VolumeException(VolumeError.InvalidArgument, error!);
+        }
+
+        return labels is null ? new Dictionary<string, string>() : new Dictionary<string, string>(labels, StringComparer.Ordinal);
+    }
+
     private static void ValidateHostNqn(string hostNqn)
     {
         if (!VolumeNaming.IsValidNqn(hostNqn, out var error))
@@ -840,6 +861,11 @@ public sealed class VolumeManager : IAsyncDisposable
             AllocatedBytes = (ulong)_backend.AllocatedBytes(record.Pool, record.Id),
         };
         volume.AllowedHosts.AddRange(record.AllowedHosts);
+        foreach (var (key, value) in record.Labels)
+        {
+            volume.Labels[key] = value;
+        }
+
         volume.ListenAddresses.AddRange(Volatile.Read(ref _listenAddresses));
         volume.ConnectedHosts.AddRange(managed.Subsystem.ConnectedHosts);
         return volume;
@@ -857,8 +883,10 @@ public sealed class VolumeManager : IAsyncDisposable
         }
     }
 
-    private Snapshot Describe(SnapshotRecord record) => new()
+    private Snapshot Describe(SnapshotRecord record)
     {
+        var snapshot = new Snapshot
+        {
         Name = record.Name,
         Id = record.Id.ToString("D"),
         SourceVolume = record.SourceVolumeName,
@@ -868,5 +896,12 @@ public sealed class VolumeManager : IAsyncDisposable
         Pool = record.Pool,
         CreatedUnixMs = record.CreatedAt.ToUnixTimeMilliseconds(),
         AllocatedBytes = (ulong)_backend.AllocatedBytes(record.Pool, record.Id),
-    };
+        };
+        foreach (var (key, value) in record.Labels)
+        {
+            snapshot.Labels[key] = value;
+        }
+
+        return snapshot;
+    }
 }
