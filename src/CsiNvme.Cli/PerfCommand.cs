@@ -31,6 +31,7 @@ internal static class PerfCommand
         var core = new Option<string>("--core") { Description = "Pin this process to CPU N (or a list N,M) with sched_setaffinity.", HelpName = "N" };
         var headerDigest = new Option<bool>("--header-digest") { Description = "Ask for NVMe/TCP header digests." };
         var dataDigest = new Option<bool>("--data-digest") { Description = "Ask for NVMe/TCP data digests." };
+        var disableSqFlow = new Option<bool>("--disable-sqflow") { Description = "Disable SQ flow control on the I/O queues (reads may complete in their last data PDU)." };
         var verify = new Option<bool>("--verify") { Description = "Write self-checking blocks and check every block read." };
         var region = new Option<string>("--region") { Description = "Only use the first BYTES of the namespace.", HelpName = "BYTES" };
         var baseline = new Option<bool>("--tcp-baseline") { Description = "Raw TCP limit mode against a --tcp-baseline-server." };
@@ -40,7 +41,7 @@ internal static class PerfCommand
         var command = new Command("perf", "Measure IOPS, bandwidth and latency of an NVMe/TCP target with the built-in host (like spdk_nvme_perf).")
         {
             target, nqn, hostNqn, hostId, nsid, qd, ioSize, pattern, mix, time, ramp, queues, connections, core,
-            headerDigest, dataDigest, verify, region, baseline, baselineServer, listen,
+            headerDigest, dataDigest, disableSqFlow, verify, region, baseline, baselineServer, listen,
         };
 
         command.SetAction(async (parseResult, cancellationToken) =>
@@ -84,6 +85,7 @@ internal static class PerfCommand
                     Connections = parseResult.GetValue(connections),
                     HeaderDigest = parseResult.GetValue(headerDigest),
                     DataDigest = parseResult.GetValue(dataDigest),
+                    DisableSqFlowControl = parseResult.GetValue(disableSqFlow),
                     Verify = parseResult.GetValue(verify),
                     RegionBytes = parseResult.GetValue(region) is { Length: > 0 } r ? ParseSize(r) : 0,
                 };

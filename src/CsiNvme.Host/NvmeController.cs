@@ -231,7 +231,7 @@ public sealed partial class NvmeController : IAsyncDisposable
         foreach (var queue in _ioQueues)
         {
             await queue.Pair.OpenAsync(_endpoint, _options.HeaderDigest, _options.DataDigest, _options.ConnectTimeout, cancellationToken).ConfigureAwait(false);
-            await queue.Pair.ConnectAsync(SubsystemNqn, _options.HostNqn, _options.HostId, ControllerId, 0, _options.ConnectTimeout).ConfigureAwait(false);
+            await queue.Pair.ConnectAsync(SubsystemNqn, _options.HostNqn, _options.HostId, ControllerId, 0, _options.ConnectTimeout, _options.DisableSqFlowControl).ConfigureAwait(false);
         }
 
         if (Identify.OptionalAsyncEvents != 0)

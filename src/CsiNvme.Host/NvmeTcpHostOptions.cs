@@ -31,6 +31,13 @@ public sealed class NvmeTcpHostOptions
     /// <summary>Largest H2CData PDU sent; the controller's MAXH2CDATA may lower it.</summary>
     public int MaxH2CDataChunk { get; set; } = 128 * 1024;
 
+    /// <summary>
+    /// Disable SQ flow control in every I/O queue Connect (CATTR bit 2, NVMe-oF 1.1, Figure 20; Linux disable_sqflow).
+    /// The host never needs SQHD: it keeps at most queue size − 1 commands outstanding. A target may then complete a
+    /// successful read with its last C2HData PDU (SUCCESS flag, TCP 1.0, 3.6.2.8) instead of a CapsuleResp.
+    /// </summary>
+    public bool DisableSqFlowControl { get; set; }
+
     /// <summary>Time limit of TCP connect, IC exchange and each setup command.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
 

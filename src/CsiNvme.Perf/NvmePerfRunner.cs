@@ -23,6 +23,7 @@ public static class NvmePerfRunner
             IoQueueSize = Math.Max(32, options.QueueDepth + 1),
             HeaderDigest = options.HeaderDigest,
             DataDigest = options.DataDigest,
+            DisableSqFlowControl = options.DisableSqFlowControl,
             MaxTransferSize = Math.Max(options.IoSize, 128 * 1024),
             // A benchmark reports errors instead of hiding them behind a reconnect.
             Reconnect = false,
@@ -169,6 +170,7 @@ public static class NvmePerfRunner
             TotalDepth = workers.Count,
             HeaderDigest = options.HeaderDigest,
             DataDigest = options.DataDigest,
+            SqFlowControlDisabled = options.DisableSqFlowControl,
             Seconds = Math.Round(seconds, 3),
             Ios = ios,
             Reads = reads,

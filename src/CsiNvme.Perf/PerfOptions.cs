@@ -52,6 +52,9 @@ public sealed record PerfOptions
 
     public bool DataDigest { get; init; }
 
+    /// <summary>Disable SQ flow control on the I/O queues, letting the target complete reads in their data PDU.</summary>
+    public bool DisableSqFlowControl { get; init; }
+
     /// <summary>Write blocks with embedded checksums and check every block read.</summary>
     public bool Verify { get; init; }
 

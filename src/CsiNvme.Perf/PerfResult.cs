@@ -45,6 +45,9 @@ public sealed record PerfResult
 
     public bool DataDigest { get; init; }
 
+    /// <summary>The I/O queues were connected with SQ flow control disabled (NVMe mode).</summary>
+    public bool SqFlowControlDisabled { get; init; }
+
     public double Seconds { get; init; }
 
     public long Ios { get; init; }
@@ -89,7 +92,7 @@ public sealed record PerfResult
     {
         var c = CultureInfo.InvariantCulture;
         var text = new StringBuilder();
-        text.AppendLine(c, $"{Mode} {Pattern}{(Pattern is "rw" or "randrw" ? $" ({ReadPercent}% reads)" : "")} {IoSize} B, QD {QueueDepth} x {Queues} queue(s) x {Connections} connection(s), {Seconds:F1} s on {Target}{(SubsystemNqn is null ? "" : " " + SubsystemNqn)}");
+        text.AppendLine(c, $"{Mode} {Pattern}{(Pattern is "rw" or "randrw" ? $" ({ReadPercent}% reads)" : "")} {IoSize} B, QD {QueueDepth} x {Queues} queue(s) x {Connections} connection(s){(SqFlowControlDisabled ? ", SQ flow control off" : "")}, {Seconds:F1} s on {Target}{(SubsystemNqn is null ? "" : " " + SubsystemNqn)}");
         text.AppendLine(c, $"  IOPS      {Iops,12:N0}    ({Reads:N0} reads, {Writes:N0} writes)");
         text.AppendLine(c, $"  MiB/s     {MiBps,12:N1}");
         text.AppendLine(c, $"  latency   min {Latency.MinUs:F1}  avg {Latency.AvgUs:F1}  p50 {Latency.P50Us:F1}  p99 {Latency.P99Us:F1}  p99.9 {Latency.P999Us:F1}  max {Latency.MaxUs:F1} us");

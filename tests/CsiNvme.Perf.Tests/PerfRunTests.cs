@@ -58,6 +58,26 @@ public sealed class PerfRunTests
     }
 
     [Test]
+    public async Task VerifiedReadsWithSqFlowControlDisabled()
+    {
+        await using var target = await StartTargetAsync();
+        var options = Options(target, "randrw", 4096, 8) with { Verify = true, DisableSqFlowControl = true, RegionBytes = 4 << 20 };
+        var result = await NvmePerfRunner.RunAsync(options);
+
+        TestContext.Out.WriteLine(result.ToText());
+        AssertSane(result, 4096);
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.SqFlowControlDisabled, Is.True);
+            Assert.That(result.ToText(), Does.Contain("SQ flow control off"));
+            Assert.That(PerfResult.FromJson(result.ToJson()).SqFlowControlDisabled, Is.True);
+            Assert.That(result.VerifyFailures, Is.Zero, result.FirstVerifyFailure);
+            Assert.That(result.VerifiedBlocks, Is.GreaterThan(0));
+            Assert.That(result.Reads, Is.GreaterThan(0));
+        });
+    }
+
+    [Test]
     public async Task VerifyModeCatchesDataTheTargetCorrupted()
     {
         await using var target = await StartTargetAsync();

@@ -32,7 +32,9 @@ def load():
 def series(results, prefix, pattern):
     points = []
     for name, r in results.items():
-        if name.startswith(prefix + "-" + pattern + "-4k-qd"):
+        # Variants (e.g. -nosqflow) are drawn separately, not as another point of the curve.
+        start = prefix + "-" + pattern + "-4k-qd"
+        if name.startswith(start) and name[len(start):].isdigit():
             points.append((r["queueDepth"], r["iops"], r["latency"]["p99Us"]))
     return sorted(points)
 
@@ -52,6 +54,11 @@ def chart(results):
         qd = [p[0] for p in points]
         ax_iops.plot(qd, [p[1] / 1000 for p in points], style, color=color, label=label)
         ax_p99.plot(qd, [p[2] for p in points], style, color=color, label=label)
+    nosqflow = results.get("memory-randread-4k-qd32-nosqflow")
+    if nosqflow:
+        label = "randread, SQ flow control off (memory)"
+        ax_iops.plot([32], [nosqflow["iops"] / 1000], "*", color="tab:green", markersize=11, label=label)
+        ax_p99.plot([32], [nosqflow["latency"]["p99Us"]], "*", color="tab:green", markersize=11, label=label)
     for ax in (ax_iops, ax_p99):
         ax.set_xscale("log", base=2)
         ax.set_xticks([1, 8, 32])
@@ -77,7 +84,8 @@ def table(results):
         if name.startswith("baseline-"):
             continue
         backend, point = name.split("-", 1)
-        base = results.get("baseline-" + point)
+        base = results.get("baseline-" + point.removesuffix("-nosqflow"))
+        point = point.replace("-nosqflow", " --disable-sqflow")
         ratio = f"{r['iops'] / base['iops']:.2f}" if base else "-"
         base_iops = f"{base['iops']:,.0f}" if base else "-"
         rows.append(
@@ -89,6 +97,9 @@ def table(results):
             other = results.get(f"{backend}-{point}")
             if memory and other:
                 rows.append(f"\n{backend} / memory, {point}: {other['iops'] / memory['iops']:.2f} of the IOPS")
+    on, off = results.get("memory-randread-4k-qd32"), results.get("memory-randread-4k-qd32-nosqflow")
+    if on and off:
+        rows.append(f"\nrandread-4k-qd32, SQ flow control off / on: {off['iops'] / on['iops']:.2f} of the IOPS")
     return "\n".join(rows)
 
 

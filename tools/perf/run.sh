@@ -4,6 +4,8 @@
 #   tools/perf/run.sh              # 5 s per point, results in docs/perf-results/
 #   PERF_TIME=10 tools/perf/run.sh
 #   PERF_BASELINE_ONLY=1 tools/perf/run.sh   # only the raw TCP limit points
+#   PERF_BACKENDS=memory PERF_NO_BASELINE=1 PERF_SERVER_DLL=/other/CsiNvme.Server.dll PERF_OUT=/tmp/x tools/perf/run.sh
+#                                            # another build of the server (e.g. an older commit) against this client
 #
 # The server (and the TCP baseline server) run pinned to SERVER_CORE, the perf client to CLIENT_CORE, over loopback.
 # Every point writes one JSON file (the output of `csinvme perf --json`); tools/perf/chart.py draws the chart from them.
@@ -20,7 +22,8 @@ VOLUME_SIZE=${PERF_VOLUME_SIZE:-256M}
 cd "$ROOT"
 dotnet build -c Release src/CsiNvme.Server -v quiet -nologo >/dev/null
 dotnet build -c Release src/CsiNvme.Cli -v quiet -nologo >/dev/null
-SERVER_DLL=$ROOT/src/CsiNvme.Server/bin/Release/net10.0/CsiNvme.Server.dll
+SERVER_DLL=${PERF_SERVER_DLL:-$ROOT/src/CsiNvme.Server/bin/Release/net10.0/CsiNvme.Server.dll}
+BACKENDS=${PERF_BACKENDS:-memory file thin}
 CLI_DLL=$ROOT/src/CsiNvme.Cli/bin/Release/net10.0/csinvme.dll
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/csinvme-perf.XXXXXX)
@@ -96,6 +99,8 @@ nvme_matrix() {
     for qd in 1 8 32; do
         perf "$backend-randread-4k-qd$qd" --target "$NVME" --nqn "$NQN" --pattern randread --io-size 4096 --qd "$qd"
     done
+    # Reads completed by C2HData SUCCESS instead of a CapsuleResp, right after the same point with flow control on.
+    perf "$backend-randread-4k-qd32-nosqflow" --target "$NVME" --nqn "$NQN" --pattern randread --io-size 4096 --qd 32 --disable-sqflow
     for qd in 1 8 32; do
         perf "$backend-randwrite-4k-qd$qd" --target "$NVME" --nqn "$NQN" --pattern randwrite --io-size 4096 --qd "$qd"
     done
@@ -103,11 +108,15 @@ nvme_matrix() {
 }
 
 if [[ -z "${PERF_BASELINE_ONLY:-}" ]]; then
-start_server memory
-nvme_matrix memory
-stop_server
+for backend in $BACKENDS; do
+    [[ "$backend" == memory ]] || continue
+    start_server memory
+    nvme_matrix memory
+    stop_server
+done
 
-for backend in file thin; do
+for backend in $BACKENDS; do
+    [[ "$backend" == memory ]] && continue
     start_server "$backend"
     POINT_TIME=3 POINT_RAMP=0 perf "$backend-precondition" --target "$NVME" --nqn "$NQN" --pattern write --io-size 128k --qd 8
     perf "$backend-randwrite-4k-qd32" --target "$NVME" --nqn "$NQN" --pattern randwrite --io-size 4096 --qd 32
@@ -117,6 +126,7 @@ done
 fi
 
 # The raw TCP limit mode with the same message sizes and depths.
+if [[ -z "${PERF_NO_BASELINE:-}" ]]; then
 mkdir -p "$WORK/baseline"
 taskset -c "$SERVER_CORE" dotnet "$CLI_DLL" perf --tcp-baseline-server --listen 127.0.0.1:0 >"$WORK/baseline/stdout" 2>&1 &
 SERVER_PID=$!
@@ -129,6 +139,7 @@ for qd in 1 8 32; do
 done
 perf "baseline-read-128k-qd8" --tcp-baseline --target "$BASELINE" --pattern read --io-size 128k --qd 8
 stop_server
+fi
 
 rm -f "$OUT"/*-precondition.json
 {
@@ -138,5 +149,6 @@ rm -f "$OUT"/*-precondition.json
     echo "dotnet=$(dotnet --version)"
     echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "seconds_per_point=$TIME ramp=$RAMP server_core=$SERVER_CORE client_core=$CLIENT_CORE"
+    echo "server=$SERVER_DLL commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >"$OUT/machine.txt"
 echo "results in $OUT" >&2

@@ -20,6 +20,8 @@ internal sealed partial class QueuePair
     private const int CapsuleHeaderLength = 72;
     private const int DataHeaderLength = 24;
     private const int AdminInCapsuleData = 8192;
+    // CATTR bit 2 of the Connect command (NVMe-oF 1.1, Figure 20).
+    private const byte ConnectAttributeSqFlowControlDisable = 0x04;
     // Room kept for one header-only capsule per queue entry, so a submission never waits for buffer space.
     private const int CapsuleReserve = CapsuleHeaderLength + 2 * PduHeader.DigestSize;
 
@@ -199,11 +201,12 @@ internal sealed partial class QueuePair
     }
 
     /// <summary>Sends the fabrics Connect (NVMe-oF 1.1, 3.3) and returns the controller id.</summary>
-    public async Task<ushort> ConnectAsync(string subsystemNqn, string hostNqn, Guid hostId, ushort controllerId, uint keepAliveMs, TimeSpan timeout)
+    /// <param name="disableSqFlowControl">CATTR bit 2; safe because outstanding commands are bounded by the slots, not by SQHD.</param>
+    public async Task<ushort> ConnectAsync(string subsystemNqn, string hostNqn, Guid hostId, ushort controllerId, uint keepAliveMs, TimeSpan timeout, bool disableSqFlowControl = false)
     {
         var data = new byte[ConnectData.Size];
         new ConnectData(hostId, controllerId, subsystemNqn, hostNqn).Write(data);
-        var command = new ConnectCommand(0, QueueId, (ushort)(Entries - 1), 0, QueueId == 0 ? keepAliveMs : 0)
+        var command = new ConnectCommand(0, QueueId, (ushort)(Entries - 1), disableSqFlowControl ? ConnectAttributeSqFlowControlDisable : (byte)0, QueueId == 0 ? keepAliveMs : 0)
             .ToSubmissionQueueEntry(0, default);
         var completion = await WithTimeout(Submit(command, data, default, exactData: false, forceInCapsule: true), timeout, "Connect").ConfigureAwait(false);
         if (!completion.IsSuccess)
