@@ -155,13 +155,16 @@ public sealed class ControllerVolumeTests
         var first = (await Controller.CreateVolumeAsync(request)).Volume;
         var second = (await Controller.CreateVolumeAsync(request)).Volume;
         // A retry with a range the existing volume still satisfies is the same claim.
-        var widened = (await Controller.CreateVolumeAsync(Caps.Create(name, requiredBytes: 1, limitBytes: 2 << 20))).Volume;
+        var widenedRequest = Caps.Create(name, requiredBytes: 1, limitBytes: 2 << 20);
+        widenedRequest.Parameters.Add("reconnectDelay", "3");
+        var widened = (await Controller.CreateVolumeAsync(widenedRequest)).Volume;
         var volumes = await _harness.Management.ListVolumesAsync(new Mgmt.ListVolumesRequest());
         Assert.Multiple(() =>
         {
             Assert.That(second, Is.EqualTo(first));
             Assert.That(widened.VolumeId, Is.EqualTo(first.VolumeId));
             Assert.That(widened.CapacityBytes, Is.EqualTo(1 << 20));
+            Assert.That(widened.VolumeContext, Is.EquivalentTo(first.VolumeContext));
             Assert.That(volumes.Volumes.Count(v => v.Name == name), Is.EqualTo(1));
         });
     }
@@ -222,7 +225,7 @@ public sealed class ControllerVolumeTests
     public async Task ValidateVolumeCapabilities_confirms_supported_capabilities_and_explains_the_others()
     {
         var name = Caps.UniqueName();
-        var volume = (await Controller.CreateVolumeAsync(Caps.Create(name))).Volume;
+        var volume = (await Controller.CreateVolumeAsync(Caps.Create(name, capabilities: [Caps.Block(Mode.MultiNodeMultiWriter), Caps.Mount("xfs")]))).Volume;
 
         var supported = new ValidateVolumeCapabilitiesRequest { VolumeId = name, VolumeCapabilities = { Caps.Block(Mode.MultiNodeMultiWriter), Caps.Mount("xfs") } };
         supported.VolumeContext.Add(volume.VolumeContext);
@@ -231,12 +234,17 @@ public sealed class ControllerVolumeTests
         var unsupported = await Controller.ValidateVolumeCapabilitiesAsync(new ValidateVolumeCapabilitiesRequest
         {
             VolumeId = name,
-            VolumeCapabilities = { Caps.Block(), Caps.Mount("ext4", Mode.MultiNodeMultiWriter) },
+            VolumeCapabilities = { Caps.Mount("ext4", Mode.MultiNodeMultiWriter) },
         });
-        var otherContext = new ValidateVolumeCapabilitiesRequest { VolumeId = name, VolumeCapabilities = { Caps.Block() } };
+        var notCreatedFor = await Controller.ValidateVolumeCapabilitiesAsync(new ValidateVolumeCapabilitiesRequest
+        {
+            VolumeId = name,
+            VolumeCapabilities = { Caps.Mount("ext4") },
+        });
+        var otherContext = new ValidateVolumeCapabilitiesRequest { VolumeId = name, VolumeCapabilities = { Caps.Block(Mode.MultiNodeMultiWriter) } };
         otherContext.VolumeContext.Add("nqn", "nqn.2026-11.io.csinvme:volume:00000000-0000-0000-0000-000000000000");
         var mismatch = await Controller.ValidateVolumeCapabilitiesAsync(otherContext);
-        var badParameters = new ValidateVolumeCapabilitiesRequest { VolumeId = name, VolumeCapabilities = { Caps.Block() } };
+        var badParameters = new ValidateVolumeCapabilitiesRequest { VolumeId = name, VolumeCapabilities = { Caps.Block(Mode.MultiNodeMultiWriter) } };
         badParameters.Parameters.Add("color", "blue");
         var parameters = await Controller.ValidateVolumeCapabilitiesAsync(badParameters);
 
@@ -247,6 +255,8 @@ public sealed class ControllerVolumeTests
             Assert.That(confirmed.Confirmed.VolumeContext, Is.EquivalentTo(volume.VolumeContext));
             Assert.That(unsupported.Confirmed, Is.Null);
             Assert.That(unsupported.Message, Does.Contain("block volume"));
+            Assert.That(notCreatedFor.Confirmed, Is.Null, "created for block and xfs, not ext4");
+            Assert.That(notCreatedFor.Message, Does.Contain("mount/ext4"));
             Assert.That(mismatch.Confirmed, Is.Null);
             Assert.That(parameters.Confirmed, Is.Null);
             Assert.That(parameters.Message, Does.Contain("color"));

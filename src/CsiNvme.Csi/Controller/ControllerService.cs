@@ -140,6 +140,12 @@ internal sealed class ControllerService(
 
         var size = CapacityRules.Choose(request.CapacityRange, minimumBytes, out var capacityError)
                    ?? throw new RpcException(new Status(StatusCode.OutOfRange, capacityError!));
+        var requested = RecordedVolume.FromRequest(request.VolumeCapabilities, source, parameters.NodeContext);
+        var labels = requested.ToLabels();
+        if (!VolumeLabels.IsValid(labels, out var labelError))
+        {
+            throw Invalid($"this request cannot be recorded with the volume: {labelError}");
+        }
 
         Mgmt.Volume volume;
         try
@@ -153,6 +159,7 @@ internal sealed class ControllerService(
                     SourceSnapshot = sourceSnapshot,
                     SourceVolume = sourceVolume,
                     Pool = parameters.Pool,
+                    Labels = { labels },
                 },
                 storage.Call(ct));
             CsiLog.VolumeCreated(
@@ -166,6 +173,12 @@ internal sealed class ControllerService(
         {
             // A retry of a call that created it, or another claim with the same name: compare.
             volume = await GetVolumeOrNotFound(name, ct);
+            var recorded = RecordedVolume.FromLabels(volume.Labels);
+            if (recorded.IsRecorded && recorded.DifferenceFrom(requested) is { } difference)
+            {
+                throw new RpcException(new Status(StatusCode.AlreadyExists, $"volume {name} exists with {difference}"));
+            }
+
             if (!CapacityRules.Satisfies(request.CapacityRange, (long)volume.SizeBytes) ||
                 (minimumBytes > 0 && (long)volume.SizeBytes < minimumBytes) ||
                 (parameters.BlockSize != 0 && volume.BlockSize != parameters.BlockSize) ||
@@ -190,13 +203,8 @@ internal sealed class ControllerService(
             throw Invalid($"storage server refused volume {name}: {e.Status.Detail}");
         }
 
-        var result = ToCsiVolume(volume, parameters.NodeContext);
-        if (source is not null && source.TypeCase != VolumeContentSource.TypeOneofCase.None)
-        {
-            result.ContentSource = source;
-        }
-
-        return new CreateVolumeResponse { Volume = result };
+        // Built from what the server recorded, so a retry gets what the first call got (and ListVolumes as well).
+        return new CreateVolumeResponse { Volume = ToCsiVolume(volume, requested) };
     }
 
     public override async Task<DeleteVolumeResponse> DeleteVolume(DeleteVolumeRequest request, ServerCallContext context)
@@ -259,13 +267,22 @@ internal sealed class ControllerService(
         var ct = context.CancellationToken;
         using var held = await locks.AcquireAsync(id, ct);
         var volume = await GetVolumeOrNotFound(id, ct);
+        var recorded = RecordedVolume.FromLabels(volume.Labels);
+        if (recorded.Incompatibility(request.VolumeCapability) is { } incompatibility)
+        {
+            // The capability is well formed (that was INVALID_ARGUMENT above) but not what this volume is: the
+            // volume's state, not the request alone, makes it wrong.
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, $"volume {id}: {incompatibility}"));
+        }
+
         var mode = request.VolumeCapability.AccessMode.Mode;
         var others = volume.AllowedHosts.Where(h => h != request.NodeId).ToArray();
-        if (others.Length > 0 && CapabilityRules.IsSingleNode(mode))
+        if (others.Length > 0 && (recorded.IsSingleNodeOnly || CapabilityRules.IsSingleNode(mode)))
         {
             throw new RpcException(new Status(
                 StatusCode.FailedPrecondition,
-                $"volume {id} is published to {string.Join(", ", others)} and access mode {mode} allows a single node"));
+                $"volume {id} is published to {string.Join(", ", others)} and access mode {mode} allows a single node" +
+                (recorded.IsSingleNodeOnly ? $" (the volume was created for {string.Join(", ", recorded.Capabilities)})" : "")));
         }
 
         if (!volume.AllowedHosts.Contains(request.NodeId))
@@ -323,10 +340,11 @@ internal sealed class ControllerService(
         }
 
         var volume = await GetVolumeOrNotFound(id, context.CancellationToken);
+        var recorded = RecordedVolume.FromLabels(volume.Labels);
         var response = new ValidateVolumeCapabilitiesResponse();
         foreach (var capability in request.VolumeCapabilities)
         {
-            if (CapabilityRules.Check(capability) is { } error)
+            if ((CapabilityRules.Check(capability) ?? recorded.Incompatibility(capability)) is { } error)
             {
                 response.Message = error;
                 return response;
@@ -631,8 +649,15 @@ internal sealed class ControllerService(
         return page;
     }
 
-    private static CsiVolume ToCsiVolume(Mgmt.Volume volume, IReadOnlyDictionary<string, string>? nodeContext)
+    /// <summary>
+    /// The CSI view of a volume. Node parameters and content source come from the volume's record; a volume without
+    /// one (not created by this driver with labels) gets those of <paramref name="request"/> when there is one.
+    /// </summary>
+    private static CsiVolume ToCsiVolume(Mgmt.Volume volume, RecordedVolume? request)
     {
+        var recorded = RecordedVolume.FromLabels(volume.Labels);
+        var described = recorded.IsRecorded ? recorded : request;
+        var nodeContext = described?.NodeContext;
         var result = new CsiVolume
         {
             VolumeId = volume.Name,
@@ -648,6 +673,11 @@ internal sealed class ControllerService(
             {
                 result.VolumeContext[key] = value;
             }
+        }
+
+        if (described?.ContentSource() is { } source)
+        {
+            result.ContentSource = source;
         }
 
         return result;
