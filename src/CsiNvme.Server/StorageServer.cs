@@ -184,7 +184,7 @@ public sealed class StorageServer : IAsyncDisposable
 
             await volumes.LoadAsync(cancellationToken);
             server.NvmeEndpoints = target.Start();
-            volumes.SetListenAddresses(server.NvmeEndpoints);
+            volumes.SetListenAddresses(AdvertisedEndpoints.For(server.NvmeEndpoints, options.AdvertiseAddresses, AdvertisedEndpoints.HostIPv4Addresses));
             await app.StartAsync(cancellationToken);
 
             // Kestrel rewrites each ListenOptions endpoint with the bound one, so port 0 becomes the real port.

@@ -36,6 +36,12 @@ public sealed class StorageServerOptions
     /// <summary>NVMe/TCP listeners; port 0 picks a free port.</summary>
     public List<IPEndPoint> NvmeListen { get; set; } = [new(IPAddress.Loopback, DefaultNvmePort)];
 
+    /// <summary>
+    /// Addresses reported to hosts for a wildcard NVMe listener (0.0.0.0 or ::), with its port; when empty, every
+    /// non-loopback IPv4 address of the machine's interfaces is reported instead. Explicit listeners report themselves.
+    /// </summary>
+    public List<IPAddress> AdvertiseAddresses { get; set; } = [];
+
     /// <summary>gRPC management API (HTTP/2 without TLS).</summary>
     public IPEndPoint ManagementListen { get; set; } = new(IPAddress.Loopback, DefaultManagementPort);
 

@@ -34,6 +34,15 @@ public static class ServerCommandLine
             CustomParser = result => result.Tokens.Select(t => ParseEndpointOrError(result, "--nvme-listen", t.Value)).ToArray(),
             DefaultValueFactory = _ => [new IPEndPoint(IPAddress.Loopback, StorageServerOptions.DefaultNvmePort)],
         };
+        var advertise = new Option<IPAddress[]>("--advertise-address")
+        {
+            Description = "Address hosts are told to connect to when --nvme-listen binds 0.0.0.0 or [::] (with that listener's port); " +
+                          "repeat for several. Default: every non-loopback IPv4 address of this machine's interfaces.",
+            HelpName = "ADDR",
+            Arity = ArgumentArity.OneOrMore,
+            AllowMultipleArgumentsPerToken = false,
+            CustomParser = result => result.Tokens.Select(t => ParseAddressOrError(result, t.Value)).ToArray(),
+        };
         var mgmtListen = EndpointOption("--mgmt-listen", "Management gRPC listen address (HTTP/2 cleartext).", StorageServerOptions.DefaultManagementPort);
         var metricsListen = EndpointOption("--metrics-listen", "Prometheus /metrics listen address (HTTP/1.1).", StorageServerOptions.DefaultMetricsPort);
         var backend = new Option<StorageBackend>("--backend")
@@ -66,6 +75,7 @@ public static class ServerCommandLine
         {
             dataDir,
             nvmeListen,
+            advertise,
             mgmtListen,
             metricsListen,
             backend,
@@ -89,6 +99,7 @@ public static class ServerCommandLine
         {
             DataDirectory = parse.GetValue(dataDir)!,
             NvmeListen = [.. parse.GetValue(nvmeListen)!],
+            AdvertiseAddresses = [.. parse.GetValue(advertise) ?? []],
             ManagementListen = parse.GetValue(mgmtListen)!,
             MetricsListen = parse.GetValue(metricsListen)!,
             Backend = parse.GetValue(backend),
@@ -170,6 +181,25 @@ public static class ServerCommandLine
         endpoint = new IPEndPoint(address, port);
         error = null;
         return true;
+    }
+
+    private static IPAddress ParseAddressOrError(System.CommandLine.Parsing.ArgumentResult result, string text)
+    {
+        // An advertised address is one a host dials: a wildcard or a host name (resolved where?) would not do.
+        if (!IPAddress.TryParse(text, out var address) ||
+            (address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && text.Count(c => c == '.') != 3))
+        {
+            result.AddError($"--advertise-address: '{text}' is not an IP address");
+            return IPAddress.None;
+        }
+
+        if (address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any))
+        {
+            result.AddError($"--advertise-address: '{text}' is a wildcard; give an address hosts can connect to");
+            return IPAddress.None;
+        }
+
+        return address;
     }
 
     private static Option<IPEndPoint> EndpointOption(string name, string description, int defaultPort) => new(name)
