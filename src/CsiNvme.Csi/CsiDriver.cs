@@ -17,7 +17,7 @@ namespace CsiNvme.Csi;
 /// The CSI driver process: Identity always, Controller and/or Node by <see cref="CsiDriverOptions.Mode"/>,
 /// served as gRPC (HTTP/2 cleartext) on a Unix socket or a TCP endpoint, plus optional Prometheus metrics.
 /// </summary>
-public sealed class CsiDriver : IAsyncDisposable
+public sealed class CsiDriver : CsiNvme.Api.Hosting.IRunningService
 {
     private readonly WebApplication _app;
     private readonly ILogger _logger;

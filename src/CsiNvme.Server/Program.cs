@@ -1,63 +1,12 @@
-using System.Runtime.InteropServices;
+using CsiNvme.Api.Hosting;
 using CsiNvme.Server;
 using CsiNvme.Server.Hosting;
 
 var commandLine = ServerCommandLine.Parse(args);
-if (commandLine.Errors.Count > 0)
-{
-    foreach (var error in commandLine.Errors)
-    {
-        Console.Error.WriteLine($"csinvme-server: {error}");
-    }
-
-    Console.Error.WriteLine("Try '--help' for the list of options.");
-    return 2;
-}
-
-if (commandLine.Options is null)
-{
+return await ServiceProcess.RunAsync(
+    "csinvme-server",
+    commandLine.Errors,
+    commandLine.Options,
     // --help or --version: System.CommandLine prints them.
-    return commandLine.ParseResult.Invoke();
-}
-
-using var stop = new CancellationTokenSource();
-void RequestStop(PosixSignalContext context)
-{
-    // Handled here instead of killing the process: shutdown must flush volumes and close connections.
-    context.Cancel = true;
-    stop.Cancel();
-}
-
-using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, RequestStop);
-using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, RequestStop);
-
-StorageServer server;
-try
-{
-    server = await StorageServer.StartAsync(commandLine.Options, stop.Token);
-}
-catch (OperationCanceledException) when (stop.IsCancellationRequested)
-{
-    return 0;
-}
-catch (Exception e)
-{
-    Console.Error.WriteLine($"csinvme-server: cannot start: {e.Message}");
-    return 1;
-}
-
-await using (server)
-{
-    Console.Out.WriteLine(server.ReadyLine);
-    Console.Out.Flush();
-    try
-    {
-        await Task.Delay(Timeout.Infinite, stop.Token);
-    }
-    catch (OperationCanceledException)
-    {
-        // SIGTERM/SIGINT: fall through to the graceful shutdown of DisposeAsync.
-    }
-}
-
-return 0;
+    () => commandLine.ParseResult.Invoke(),
+    async (options, stop) => await StorageServer.StartAsync(options, stop));

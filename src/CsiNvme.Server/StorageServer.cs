@@ -24,7 +24,7 @@ namespace CsiNvme.Server;
 /// One storage server: the NVMe/TCP target exporting every volume, the management gRPC API and the
 /// Prometheus endpoint, sharing one volume manager.
 /// </summary>
-public sealed class StorageServer : IAsyncDisposable
+public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
 {
     public const string MetadataFileName = "metadata.db";
     public const string VolumesDirectoryName = "volumes";
