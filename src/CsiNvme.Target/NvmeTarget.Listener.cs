@@ -123,7 +123,14 @@ public sealed partial class NvmeTarget
             var connection = new NvmeTcpConnection(this, socket, _loggerFactory.CreateLogger<NvmeTcpConnection>());
             _connections.TryAdd(connection, 0);
             Observer?.ConnectionOpened();
-            _ = Task.Run(connection.RunAsync, CancellationToken.None);
+            if (Options.DedicatedConnectionThreads)
+            {
+                new Thread(connection.RunOnDedicatedThread) { IsBackground = true, Name = "nvme-tcp-connection" }.Start();
+            }
+            else
+            {
+                _ = Task.Run(connection.RunAsync, CancellationToken.None);
+            }
         }
     }
 

@@ -32,6 +32,14 @@ public sealed class NvmeTargetOptions
     /// <summary>Firmware revision reported in Identify Controller (8 ASCII characters at most).</summary>
     public string FirmwareRevision { get; set; } = "1.0";
 
+    /// <summary>
+    /// Run each connection's receive loop on a thread of its own with blocking socket calls (the default) instead of
+    /// asynchronous calls on the thread pool. A request then wakes its connection's thread directly rather than going
+    /// from the socket engine's epoll thread to a pool thread: 20–30 % more IOPS at QD32 on one core (see
+    /// docs/performance.md), for one thread per connection (that is, per queue).
+    /// </summary>
+    public bool DedicatedConnectionThreads { get; set; } = true;
+
     /// <summary>How long a fresh TCP connection may take to send its ICReq before it is closed.</summary>
     public TimeSpan InitializeTimeout { get; set; } = TimeSpan.FromSeconds(10);
 }

@@ -41,6 +41,9 @@ internal sealed class TargetHarness : IAsyncDisposable
     {
         var options = new NvmeTargetOptions();
         options.Listen.Add(new IPEndPoint(IPAddress.Loopback, 0));
+        // The whole suite runs against either connection model: threads (the default) or, with the run parameter
+        // TargetIoModel=async (.ci/run does a second pass), the asynchronous loop on the thread pool.
+        options.DedicatedConnectionThreads = TestContext.Parameters.Get("TargetIoModel", "threads") != "async";
         configure?.Invoke(options);
         var logs = new RecordingLoggerFactory();
         var harness = new TargetHarness(new NvmeTarget(options, logs), logs);
