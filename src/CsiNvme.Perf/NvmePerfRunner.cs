@@ -91,28 +91,8 @@ public static class NvmePerfRunner
                 tasks.Add(Task.Run(worker.RunAsync, CancellationToken.None));
             }
 
-            await Task.Delay(options.Ramp, cancellationToken).ConfigureAwait(false);
-            var started = Stopwatch.GetTimestamp();
-            run.MeasureFrom = started;
-            Volatile.Write(ref run.Measuring, true);
-            try
-            {
-                await Task.Delay(options.Duration, cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                run.MeasureUntil = Stopwatch.GetTimestamp();
-                Volatile.Write(ref run.Stop, true);
-            }
-
-            var all = Task.WhenAll(tasks);
-            if (await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(30), CancellationToken.None)).ConfigureAwait(false) != all)
-            {
-                throw new TimeoutException("I/O did not drain within 30 s after the run");
-            }
-
-            await all.ConfigureAwait(false);
-            return Summarize(options, ns, workers, Stopwatch.GetElapsedTime(started, run.MeasureUntil));
+            var measured = await run.MeasureAsync(tasks, options.Ramp, options.Duration, "I/O", cancellationToken).ConfigureAwait(false);
+            return Summarize(options, ns, workers, measured);
         }
         finally
         {
@@ -195,6 +175,36 @@ public static class NvmePerfRunner
         public bool Stop;
         public long MeasureFrom;
         public long MeasureUntil;
+
+        /// <summary>
+        /// The timeline every load shares: the loops run through the ramp unmeasured, are measured for the duration,
+        /// are told to stop, and must drain within 30 s. Returns the measured time.
+        /// </summary>
+        public async Task<TimeSpan> MeasureAsync(IEnumerable<Task> loops, TimeSpan ramp, TimeSpan duration, string what, CancellationToken cancellationToken)
+        {
+            await Task.Delay(ramp, cancellationToken).ConfigureAwait(false);
+            var started = Stopwatch.GetTimestamp();
+            MeasureFrom = started;
+            Volatile.Write(ref Measuring, true);
+            try
+            {
+                await Task.Delay(duration, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                MeasureUntil = Stopwatch.GetTimestamp();
+                Volatile.Write(ref Stop, true);
+            }
+
+            var all = Task.WhenAll(loops);
+            if (await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(30), CancellationToken.None)).ConfigureAwait(false) != all)
+            {
+                throw new TimeoutException($"{what} did not drain within 30 s after the run");
+            }
+
+            await all.ConfigureAwait(false);
+            return Stopwatch.GetElapsedTime(started, MeasureUntil);
+        }
     }
 
     internal sealed class SequentialCursor

@@ -157,27 +157,7 @@ public static class TcpBaseline
             }
 
             var loops = clients.Select(c => Task.Run(c.RunAsync, CancellationToken.None)).ToArray();
-            await Task.Delay(options.Ramp, cancellationToken).ConfigureAwait(false);
-            var started = Stopwatch.GetTimestamp();
-            run.MeasureFrom = started;
-            Volatile.Write(ref run.Measuring, true);
-            try
-            {
-                await Task.Delay(options.Duration, cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                run.MeasureUntil = Stopwatch.GetTimestamp();
-                Volatile.Write(ref run.Stop, true);
-            }
-
-            var all = Task.WhenAll(loops);
-            if (await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(30), CancellationToken.None)).ConfigureAwait(false) != all)
-            {
-                throw new TimeoutException("baseline requests did not drain within 30 s");
-            }
-
-            await all.ConfigureAwait(false);
+            var measured = await run.MeasureAsync(loops, options.Ramp, options.Duration, "baseline requests", cancellationToken).ConfigureAwait(false);
             var histogram = new LatencyHistogram();
             long reads = 0, writes = 0;
             foreach (var client in clients)
@@ -187,7 +167,7 @@ public static class TcpBaseline
                 writes += client.Writes;
             }
 
-            var seconds = Stopwatch.GetElapsedTime(started, run.MeasureUntil).TotalSeconds;
+            var seconds = measured.TotalSeconds;
             var ios = reads + writes;
             return new PerfResult
             {
