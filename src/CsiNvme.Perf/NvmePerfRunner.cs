@@ -225,7 +225,7 @@ public static class NvmePerfRunner
         private readonly int _totalWorkers;
         private readonly byte[] _buffer;
         private readonly double _nanosecondsPerTick = 1e9 / Stopwatch.Frequency;
-        private ulong _random;
+        private XorShiftRandom _random;
         private long _ownCursor;
         private ulong _writeSeed;
 
@@ -240,7 +240,7 @@ public static class NvmePerfRunner
             _index = index;
             _totalWorkers = totalWorkers;
             _buffer = GC.AllocateArray<byte>(options.IoSize, pinned: true);
-            _random = 0x9E3779B97F4A7C15UL * (ulong)(index + 1) ^ (ulong)Environment.TickCount64;
+            _random = new XorShiftRandom(0x9E3779B97F4A7C15UL * (ulong)(index + 1) ^ (ulong)Environment.TickCount64);
             _ownCursor = index;
             new Random(index).NextBytes(_buffer);
         }
@@ -350,15 +350,6 @@ public static class NvmePerfRunner
                 : Interlocked.Increment(ref _cursor.Next) % _slots;
         }
 
-        private ulong Next()
-        {
-            // xorshift64*: cheap, good enough to spread offsets.
-            var x = _random;
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            _random = x;
-            return x * 0x2545F4914F6CDD1DUL;
-        }
+        private ulong Next() => _random.Next();
     }
 }

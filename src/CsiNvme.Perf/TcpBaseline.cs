@@ -217,7 +217,7 @@ public static class TcpBaseline
         private readonly byte[] _send;
         private readonly byte[] _payload;
         private readonly double _nanosecondsPerTick = 1e9 / Stopwatch.Frequency;
-        private ulong _random;
+        private XorShiftRandom _random;
 
         public Client(Socket socket, PerfOptions options, NvmePerfRunner.RunState run, int index)
         {
@@ -228,7 +228,7 @@ public static class TcpBaseline
             _receive = GC.AllocateUninitializedArray<byte>(4 * (options.IoSize + ResponseHeader) + 64 * 1024, pinned: true);
             _send = GC.AllocateUninitializedArray<byte>(options.QueueDepth * (RequestHeader + options.IoSize), pinned: true);
             _payload = GC.AllocateArray<byte>(options.IoSize, pinned: true);
-            _random = 0x9E3779B97F4A7C15UL * (ulong)(index + 1);
+            _random = new XorShiftRandom(0x9E3779B97F4A7C15UL * (ulong)(index + 1));
         }
 
         public Socket Socket { get; }
@@ -344,14 +344,6 @@ public static class TcpBaseline
             return length;
         }
 
-        private ulong Next()
-        {
-            var x = _random;
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            _random = x;
-            return x * 0x2545F4914F6CDD1DUL;
-        }
+        private ulong Next() => _random.Next();
     }
 }
