@@ -51,20 +51,7 @@ internal sealed partial class Controller
             return;
         }
 
-        var available = page.AsSpan((int)offset);
-        var transfer = (int)Math.Min(length, Math.Min(sqe.DataPointer.Length, (ulong)connection.MaxDataTransfer));
-        if (sqe.DataPointer.Identifier != SglDescriptor.TransportDataBlock)
-        {
-            connection.Complete(sqe.CommandId, NvmeStatus.SglDescriptorTypeInvalid);
-            return;
-        }
-
-        var destination = connection.ReserveData(transfer);
-        var copied = Math.Min(transfer, available.Length);
-        available[..copied].CopyTo(destination);
-        destination[copied..].Clear();
-        connection.CommitData(sqe.CommandId, transfer);
-        connection.Complete(sqe.CommandId, NvmeStatus.Success);
+        SendAdminData(connection, sqe, page.AsSpan((int)offset), length);
     }
 
     /// <summary>

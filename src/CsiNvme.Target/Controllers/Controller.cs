@@ -535,10 +535,10 @@ internal sealed partial class Controller : ISubsystemController
     private static uint QueueCountResult(int granted) => (uint)(granted - 1) | ((uint)(granted - 1) << 16);
 
     /// <summary>
-    /// Sends admin data sized by the command's SGL: shorter data is zero-padded (what reads past a structure's end
+    /// Sends admin data sized by the command's SGL (and, for logs, by NUMD): shorter data is zero-padded (what reads past a structure's end
     /// return), longer data is cut to what the host asked for.
     /// </summary>
-    private static void SendAdminData(NvmeTcpConnection connection, in SubmissionQueueEntry sqe, ReadOnlySpan<byte> data)
+    private static void SendAdminData(NvmeTcpConnection connection, in SubmissionQueueEntry sqe, ReadOnlySpan<byte> data, ulong requestedLength = ulong.MaxValue)
     {
         var sgl = sqe.DataPointer;
         if (sgl.Identifier != Protocol.Commands.SglDescriptor.TransportDataBlock)
@@ -547,7 +547,7 @@ internal sealed partial class Controller : ISubsystemController
             return;
         }
 
-        var length = (int)Math.Min(sgl.Length, (uint)connection.MaxDataTransfer);
+        var length = (int)Math.Min(requestedLength, Math.Min(sgl.Length, (uint)connection.MaxDataTransfer));
         if (length == 0)
         {
             connection.Complete(sqe.CommandId, NvmeStatus.Success);
