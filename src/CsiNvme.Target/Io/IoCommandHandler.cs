@@ -61,8 +61,7 @@ internal static class IoCommandHandler
         var volume = ns.Volume;
         var blockSize = volume.BlockSize;
         var blocks = sqe.BlockCount;
-        var totalBlocks = (ulong)(volume.SizeBytes / blockSize);
-        if (sqe.StartingLba >= totalBlocks || totalBlocks - sqe.StartingLba < blocks)
+        if (!InRange(volume, sqe.StartingLba, blocks))
         {
             return NvmeStatus.LbaOutOfRange;
         }
@@ -222,8 +221,7 @@ internal static class IoCommandHandler
         else
         {
             var volume = ns.Volume;
-            var totalBlocks = (ulong)(volume.SizeBytes / volume.BlockSize);
-            if (sqe.StartingLba >= totalBlocks || totalBlocks - sqe.StartingLba < sqe.BlockCount)
+            if (!InRange(volume, sqe.StartingLba, sqe.BlockCount))
             {
                 status = NvmeStatus.LbaOutOfRange;
             }
@@ -294,7 +292,6 @@ internal static class IoCommandHandler
         if ((sqe.Cdw11 & DsmAttributeDeallocate) != 0)
         {
             var volume = ns.Volume;
-            var totalBlocks = (ulong)(volume.SizeBytes / volume.BlockSize);
             for (var i = 0; i < count && status.IsSuccess; i++)
             {
                 var range = ranges.Slice(i * DsmRangeSize, DsmRangeSize);
@@ -305,7 +302,7 @@ internal static class IoCommandHandler
                     continue;
                 }
 
-                if (lba >= totalBlocks || totalBlocks - lba < blocks)
+                if (!InRange(volume, lba, blocks))
                 {
                     status = NvmeStatus.LbaOutOfRange;
                     break;
@@ -319,6 +316,13 @@ internal static class IoCommandHandler
 
         connection.Complete(sqe.CommandId, status);
         ns.Metrics?.Record(IoKind.Deallocate, (int)Math.Min(total, int.MaxValue), Stopwatch.GetTimestamp() - start, status.IsSuccess);
+    }
+
+    /// <summary>True when blocks [lba, lba + count) lie inside the volume (written to never overflow).</summary>
+    private static bool InRange(IBlockVolume volume, ulong lba, uint count)
+    {
+        var totalBlocks = (ulong)(volume.SizeBytes / volume.BlockSize);
+        return lba < totalBlocks && totalBlocks - lba >= count;
     }
 
     private static NvmeStatus ToNvme(StorageStatus status, bool isWrite) => status switch
