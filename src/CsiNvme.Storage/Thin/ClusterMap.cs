@@ -16,6 +16,7 @@ internal sealed class ClusterMap
 
     private int[]?[] _pages;
     private long _count;
+    private long _owned;
 
     public ClusterMap(long clusterCount)
     {
@@ -24,6 +25,9 @@ internal sealed class ClusterMap
 
     /// <summary>Entries that are not <see cref="Unmapped"/>.</summary>
     public long Count => Volatile.Read(ref _count);
+
+    /// <summary>Entries that point at a physical cluster (what the image owns), kept as entries change.</summary>
+    public long OwnedCount => Volatile.Read(ref _owned);
 
     public long Capacity => (long)_pages.Length << PageShift;
 
@@ -61,6 +65,15 @@ internal sealed class ClusterMap
         ref var slot = ref page![cluster & PageMask];
         var previous = slot;
         Volatile.Write(ref slot, value);
+        if (previous <= 0 && value > 0)
+        {
+            Interlocked.Increment(ref _owned);
+        }
+        else if (previous > 0 && value <= 0)
+        {
+            Interlocked.Decrement(ref _owned);
+        }
+
         if (previous == Unmapped && value != Unmapped)
         {
             Interlocked.Increment(ref _count);
@@ -114,5 +127,6 @@ internal sealed class ClusterMap
     {
         Volatile.Write(ref _pages, new int[]?[_pages.Length]);
         Volatile.Write(ref _count, 0);
+        Volatile.Write(ref _owned, 0);
     }
 }

@@ -300,7 +300,7 @@ public sealed class ThinPool : IDisposable
         Volatile.Read(ref image.SizeBytes),
         image.BlockSize,
         image.Parent?.Id,
-        image.Map.Entries().Count(e => e.Value > 0) * (long)_clusterSize,
+        image.Map.OwnedCount * _clusterSize,
         DateTimeOffset.FromUnixTimeMilliseconds(image.CreatedUnixMs),
         image.Deleted,
         image.Children.Count);
