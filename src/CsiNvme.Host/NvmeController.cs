@@ -218,7 +218,7 @@ public sealed partial class NvmeController : IAsyncDisposable
         {
             for (var i = 1; i <= queues; i++)
             {
-                var pair = new QueuePair((ushort)i, entries, maxTransfer, _options.MaxH2CDataChunk, _logger) { InCapsuleLimit = inCapsule };
+                var pair = new QueuePair((ushort)i, entries, maxTransfer, _options.MaxH2CDataChunk, _logger, _options.DedicatedQueueThreads, _options.ReceivePollTime) { InCapsuleLimit = inCapsule };
                 pair.ConnectionLost += OnConnectionLost;
                 _ioQueues.Add(new IoQueue(pair));
             }

@@ -40,6 +40,14 @@ public sealed class NvmeTargetOptions
     /// </summary>
     public bool DedicatedConnectionThreads { get; set; } = true;
 
+    /// <summary>
+    /// With <see cref="DedicatedConnectionThreads"/>: how long a connection's thread keeps polling its socket for the
+    /// next request before it sleeps in <c>recv</c>. While a host keeps commands in flight the thread never sleeps,
+    /// which saves a wake-up per batch (on a virtual machine about as costly as a 4 KiB command); an idle connection
+    /// costs nothing after this long. Zero sleeps at once.
+    /// </summary>
+    public TimeSpan ReceivePollTime { get; set; } = TimeSpan.FromMicroseconds(50);
+
     /// <summary>How long a fresh TCP connection may take to send its ICReq before it is closed.</summary>
     public TimeSpan InitializeTimeout { get; set; } = TimeSpan.FromSeconds(10);
 }

@@ -1,18 +1,26 @@
 using System.Diagnostics;
 using CsiNvme.Protocol.Identify;
 using CsiNvme.Protocol.Logs;
+using CsiNvme.Target;
 
 namespace CsiNvme.Host.Tests;
 
-/// <summary>The host library against our own target, in-process, over loopback.</summary>
-public sealed class HostTests
+/// <summary>
+/// The host library against our own target, in-process, over loopback: with I/O queues on dedicated polling threads
+/// (the default) and on the thread pool.
+/// </summary>
+[TestFixture(true)]
+[TestFixture(false)]
+public sealed class HostTests(bool dedicatedQueueThreads)
 {
     private static readonly TimeSpan Bounded = TimeSpan.FromSeconds(20);
+
+    private TargetFixture Start(Action<NvmeTargetOptions>? configure = null) => TargetFixture.Start(configure, dedicatedQueueThreads);
 
     [Test]
     public async Task ConnectsIdentifiesAndListsTheNamespace()
     {
-        await using var target = TargetFixture.Start();
+        await using var target = Start();
         await using var controller = await target.ConnectAsync(o => o.IoQueueCount = 2);
 
         Assert.Multiple(() =>
@@ -42,7 +50,7 @@ public sealed class HostTests
     [TestCase(64)]
     public async Task WritesAndReadsBackAtQueueDepth(int depth)
     {
-        await using var target = TargetFixture.Start();
+        await using var target = Start();
         await using var controller = await target.ConnectAsync(o => o.IoQueueSize = 128);
         var queue = controller.IoQueues[0];
         var ns = controller.Namespaces[0];
@@ -91,7 +99,7 @@ public sealed class HostTests
     [Test]
     public async Task WritesLargerThanInCapsuleDataGoByR2TInSeveralH2CDataPdus()
     {
-        await using var target = TargetFixture.Start(o => o.InCapsuleDataSize = 4096);
+        await using var target = Start(o => o.InCapsuleDataSize = 4096);
         await using var controller = await target.ConnectAsync(o => o.MaxH2CDataChunk = 8192);
         var queue = controller.IoQueues[0];
         var ns = controller.Namespaces[0];
@@ -123,7 +131,7 @@ public sealed class HostTests
     [TestCase(true, true)]
     public async Task DigestsProtectCommandsAndData(bool headerDigest, bool dataDigest)
     {
-        await using var target = TargetFixture.Start();
+        await using var target = Start();
         await using var controller = await target.ConnectAsync(o =>
         {
             o.HeaderDigest = headerDigest;
@@ -146,7 +154,7 @@ public sealed class HostTests
     [Test]
     public async Task FlushWriteZeroesAndDeallocate()
     {
-        await using var target = TargetFixture.Start();
+        await using var target = Start();
         await using var controller = await target.ConnectAsync();
         var queue = controller.IoQueues[0];
         var ns = controller.Namespaces[0];
@@ -174,7 +182,7 @@ public sealed class HostTests
     [Test]
     public async Task ReadsTheDiscoveryLog()
     {
-        await using var target = TargetFixture.Start();
+        await using var target = Start();
         var host = new NvmeTcpHost(target.HostOptions());
         var log = await host.DiscoverAsync(target.Endpoint);
 
@@ -192,7 +200,7 @@ public sealed class HostTests
     [Test]
     public async Task DiscoveryLogWithManyEntriesIsReadByOffset()
     {
-        await using var target = TargetFixture.Start();
+        await using var target = Start();
         for (var i = 0; i < 9; i++)
         {
             target.Target.AddSubsystem(new CsiNvme.Target.Subsystems.Subsystem($"nqn.2024-01.io.csinvme:extra-{i}", $"sn-{i}", allowAnyHost: true));
@@ -206,7 +214,7 @@ public sealed class HostTests
     [Test]
     public async Task KeepAliveKeepsAnIdleControllerPastKato()
     {
-        await using var target = TargetFixture.Start();
+        await using var target = Start();
         await using var controller = await target.ConnectAsync(o => o.KeepAliveTimeout = TimeSpan.FromSeconds(1));
         await Task.Delay(TimeSpan.FromSeconds(3));
 
@@ -224,7 +232,7 @@ public sealed class HostTests
     [Test]
     public async Task ReconnectsAfterTheTargetDropsTheController()
     {
-        await using var target = TargetFixture.Start();
+        await using var target = Start();
         await using var controller = await target.ConnectAsync(o => o.IoQueueCount = 2);
         var ns = controller.Namespaces[0];
         var data = Enumerable.Range(0, 4096).Select(i => (byte)i).ToArray();
@@ -244,7 +252,7 @@ public sealed class HostTests
     [Test]
     public async Task OutstandingCommandsFailWithAPathErrorWhenTheConnectionDrops()
     {
-        await using var target = TargetFixture.Start();
+        await using var target = Start();
         await using var proxy = new TcpFaultProxy(target.Endpoint);
         await using var controller = await target.ConnectAsync(o => o.KeepAliveTimeout = TimeSpan.Zero, proxy.Endpoint);
         var queue = controller.IoQueues[0];
@@ -272,7 +280,7 @@ public sealed class HostTests
     [Test]
     public async Task CommandsWhileReconnectingFailAtOnceWithAPathError()
     {
-        await using var target = TargetFixture.Start();
+        await using var target = Start();
         await using var proxy = new TcpFaultProxy(target.Endpoint);
         await using var controller = await target.ConnectAsync(o => o.ReconnectDelay = TimeSpan.FromSeconds(2), proxy.Endpoint);
         proxy.CutAll();
@@ -285,7 +293,7 @@ public sealed class HostTests
     [Test]
     public async Task AsyncEventReportsANamespaceChange()
     {
-        await using var target = TargetFixture.Start();
+        await using var target = Start();
         await using var controller = await target.ConnectAsync();
         var received = new TaskCompletionSource<AsyncEvent>(TaskCreationOptions.RunContinuationsAsynchronously);
         controller.AsyncEventReceived += (_, e) => received.TrySetResult(e);
@@ -308,7 +316,7 @@ public sealed class HostTests
     [Test]
     public async Task RejectedHostGetsTheConnectStatus()
     {
-        await using var target = TargetFixture.Start();
+        await using var target = Start();
         var host = new NvmeTcpHost(target.HostOptions(o => o.HostNqn = "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000001"));
         var error = await Assert.ThrowsAsync<NvmeCommandException>(() => host.ConnectAsync(target.Endpoint, TargetFixture.SubsystemNqn));
         Assert.That(error!.Status, Is.EqualTo(NvmeStatus.ConnectInvalidHost));

@@ -32,12 +32,15 @@ internal sealed class TargetFixture : IAsyncDisposable
 
     public NvmeHostIdentity Host { get; } = NvmeHostIdentity.Create();
 
-    public static TargetFixture Start(Action<NvmeTargetOptions>? configure = null)
+    /// <summary>Hosts made by <see cref="HostOptions"/> give their I/O queues dedicated threads (the default) or use the thread pool.</summary>
+    public bool DedicatedQueueThreads { get; private set; } = true;
+
+    public static TargetFixture Start(Action<NvmeTargetOptions>? configure = null, bool dedicatedQueueThreads = true)
     {
         var options = new NvmeTargetOptions();
         options.Listen.Add(new IPEndPoint(IPAddress.Loopback, 0));
         configure?.Invoke(options);
-        var fixture = new TargetFixture(new NvmeTarget(options, NullLoggerFactory.Instance));
+        var fixture = new TargetFixture(new NvmeTarget(options, NullLoggerFactory.Instance)) { DedicatedQueueThreads = dedicatedQueueThreads };
         fixture.Subsystem = fixture.Target.AddSubsystem(new Subsystem(SubsystemNqn, "csinvme-host-sn", allowAnyHost: false, [fixture.Host.Nqn]));
         fixture.Volume = new MemoryBlockVolume(VolumeSize, BlockSize);
         fixture.Subsystem.AddNamespace(new TargetNamespace(1, fixture.Volume, Guid.NewGuid()));
@@ -54,6 +57,7 @@ internal sealed class TargetFixture : IAsyncDisposable
             ReconnectDelay = TimeSpan.FromMilliseconds(50),
             MaxReconnectDelay = TimeSpan.FromMilliseconds(500),
             ConnectTimeout = TimeSpan.FromSeconds(10),
+            DedicatedQueueThreads = DedicatedQueueThreads,
         };
         configure?.Invoke(options);
         return options;

@@ -3,8 +3,9 @@ using System.Threading.Tasks.Sources;
 namespace CsiNvme.Host.Transport;
 
 /// <summary>
-/// An auto-reset event with one asynchronous waiter and no allocation per wait: wakes the send worker when a send would
-/// block. A <see cref="Set"/> without a waiter is remembered for the next wait.
+/// An auto-reset event with one waiter and no allocation per wait: wakes the send worker when a send would block. The
+/// waiter is asynchronous (<see cref="WaitAsync"/>) or, on a dedicated thread, blocking (<see cref="Wait"/>). A
+/// <see cref="Set"/> without a waiter is remembered for the next wait.
 /// </summary>
 internal sealed class AsyncSignal : IValueTaskSource
 {
@@ -31,7 +32,21 @@ internal sealed class AsyncSignal : IValueTaskSource
             else
             {
                 _signaled = true;
+                Monitor.Pulse(_gate);
             }
+        }
+    }
+
+    public void Wait()
+    {
+        lock (_gate)
+        {
+            while (!_signaled)
+            {
+                Monitor.Wait(_gate);
+            }
+
+            _signaled = false;
         }
     }
 

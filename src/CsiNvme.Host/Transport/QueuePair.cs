@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using CsiNvme.Protocol.Commands;
 using CsiNvme.Protocol.Fabrics;
 using CsiNvme.Protocol.Tcp;
@@ -35,6 +36,7 @@ internal sealed partial class QueuePair
     private readonly int[] _r2tRing;
     private readonly int _capacity;
     private readonly int _maxData;
+    private readonly long _pollTicks;
     private byte[] _pending;
     private byte[] _spare;
     private readonly byte[] _receive;
@@ -56,7 +58,9 @@ internal sealed partial class QueuePair
     /// <param name="queueId">0 for the admin queue.</param>
     /// <param name="entries">Queue size; up to entries − 1 commands are outstanding (one SQ entry stays free).</param>
     /// <param name="maxData">Largest data transfer of one command on this queue.</param>
-    public QueuePair(ushort queueId, int entries, int maxData, int maxH2CChunk, ILogger logger)
+    /// <param name="dedicatedThreads">Run the receive loop and the send worker on threads of their own with blocking socket calls.</param>
+    /// <param name="pollTime">With dedicated threads: how long the receive loop polls for data before it sleeps.</param>
+    public QueuePair(ushort queueId, int entries, int maxData, int maxH2CChunk, ILogger logger, bool dedicatedThreads = false, TimeSpan pollTime = default)
     {
         if (entries is < 2 or > CommandSlot.MaxSlots)
         {
@@ -65,6 +69,8 @@ internal sealed partial class QueuePair
 
         QueueId = queueId;
         Entries = entries;
+        DedicatedThreads = dedicatedThreads;
+        _pollTicks = SocketCalls.ToTicks(pollTime);
         _logger = logger;
         _maxData = maxData;
         _maxH2CChunk = maxH2CChunk;
@@ -93,6 +99,14 @@ internal sealed partial class QueuePair
     private readonly int _maxPduIn;
 
     public ushort QueueId { get; }
+
+    /// <summary>
+    /// The connection's receive loop owns a thread and blocks in <c>recv</c>, so a response wakes the thread that
+    /// completes the commands directly instead of going from the socket engine's epoll thread through the thread
+    /// pool; the send worker has a thread too. Sends from the loop stay non-blocking (MSG_DONTWAIT), so the loop
+    /// never stops reading because the controller is slow to read.
+    /// </summary>
+    public bool DedicatedThreads { get; }
 
     public int Entries { get; }
 
@@ -132,72 +146,201 @@ internal sealed partial class QueuePair
             await previous.Finished.ConfigureAwait(false);
         }
 
+        if (DedicatedThreads)
+        {
+            var opened = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            new Thread(() => RunOnDedicatedThread(endpoint, headerDigest, dataDigest, timeout, cancellationToken, opened))
+            {
+                IsBackground = true,
+                Name = $"nvme-tcp-host-q{QueueId}",
+            }.Start();
+            await opened.Task.ConfigureAwait(false);
+            return;
+        }
+
         using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         limit.CancelAfter(timeout);
         var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
             await socket.ConnectAsync(endpoint, limit.Token).ConfigureAwait(false);
-            var icreq = new byte[ICReq.Length];
-            new ICReq(0, 0, headerDigest, dataDigest, 0).Write(icreq);
+            var icreq = NewICReq(headerDigest, dataDigest);
             await SendAllAsync(socket, icreq, limit.Token).ConfigureAwait(false);
             var icresp = new byte[ICResp.Length];
             await ReceiveExactlyAsync(socket, icresp, limit.Token).ConfigureAwait(false);
-            var header = PduHeader.Read(icresp);
-            if (header.Type == PduType.C2HTermReq)
-            {
-                var term = TermReq.Read(icresp);
-                throw new NvmeTransportException($"the controller refused the connection: {term.FatalErrorStatus} (field {term.FatalErrorInformation})");
-            }
-
-            if (header.Type != PduType.ICResp || header.HeaderLength != ICResp.Length || header.PduLength != ICResp.Length)
-            {
-                throw new NvmeTransportException($"expected ICResp, got {header.Type} hlen {header.HeaderLength} plen {header.PduLength}");
-            }
-
-            var response = ICResp.Read(icresp);
-            // The same checks as Linux: PFV 0, no controller data alignment, digests as asked, sane MAXH2CDATA.
-            if (response.ProtocolFormatVersion != 0 || response.ControllerPduDataAlignment != 0 ||
-                response.HeaderDigest != headerDigest || response.DataDigest != dataDigest ||
-                response.MaxH2CData < 4096 || response.MaxH2CData % 4 != 0)
-            {
-                throw new NvmeTransportException($"unacceptable ICResp: {response}");
-            }
-
+            var response = CheckICResp(icresp, headerDigest, dataDigest);
             socket.Blocking = false;
-            lock (_gate)
+            Install(socket, headerDigest, dataDigest, response, connection => Task.WhenAll(
+                Task.Run(() => ReceiveLoopAsync(connection, blocking: false), CancellationToken.None),
+                Task.Run(() => SendWorkerAsync(connection, blocking: false), CancellationToken.None)));
+        }
+        catch (Exception ex)
+        {
+            socket.Dispose();
+            var failure = OpenFailure(ex, endpoint, cancellationToken);
+            if (ReferenceEquals(failure, ex))
             {
-                _headerDigest = headerDigest;
-                _dataDigest = dataDigest;
-                _maxH2CChunk = (int)Math.Min(response.MaxH2CData, (uint)_maxH2CChunk);
-                _inCapsuleLimit = QueueId == 0 ? AdminInCapsuleData : Math.Min(_inCapsuleLimit, _maxData);
-                _receiveStart = _receiveEnd = 0;
-                _pendingLength = 0;
-                _r2tCount = 0;
-                _flushing = false;
-                _flushDeferred = false;
-                var connection = new Connection(socket);
-                _connection = connection;
-                connection.Finished = Task.WhenAll(
-                    Task.Run(() => ReceiveLoopAsync(connection), CancellationToken.None),
-                    Task.Run(() => SendWorkerAsync(connection), CancellationToken.None));
+                throw;
+            }
+
+            throw failure;
+        }
+    }
+
+    /// <summary>
+    /// The dedicated-thread twin of <see cref="OpenAsync"/>: connects and exchanges ICReq/ICResp with synchronous
+    /// calls on the receive loop's own thread (a socket that has seen an asynchronous call stays in the socket
+    /// engine's emulated-blocking mode, which costs a wake-up per call), then becomes the receive loop.
+    /// </summary>
+    private void RunOnDedicatedThread(EndPoint endpoint, bool headerDigest, bool dataDigest, TimeSpan timeout, CancellationToken cancellationToken, TaskCompletionSource opened)
+    {
+        var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var receiveEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var sendEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Connection connection;
+        try
+        {
+            using (cancellationToken.Register(socket.Dispose))
+            {
+                ConnectBlocking(socket, endpoint, timeout);
+                socket.ReceiveTimeout = socket.SendTimeout;
+                socket.Send(NewICReq(headerDigest, dataDigest));
+                var icresp = new byte[ICResp.Length];
+                for (var received = 0; received < icresp.Length;)
+                {
+                    var n = socket.Receive(icresp.AsSpan(received), SocketFlags.None);
+                    received += n > 0 ? n : throw new EndOfStreamException("the controller closed the connection during initialization");
+                }
+
+                var response = CheckICResp(icresp, headerDigest, dataDigest);
+                socket.SendTimeout = socket.ReceiveTimeout = 0;
+                cancellationToken.ThrowIfCancellationRequested();
+                connection = Install(socket, headerDigest, dataDigest, response, _ => Task.WhenAll(receiveEnded.Task, sendEnded.Task));
             }
         }
         catch (Exception ex)
         {
             socket.Dispose();
-            if (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested)
-            {
-                throw new NvmeTransportException($"connecting queue {QueueId} to {endpoint} timed out", ex);
-            }
-
-            if (ex is SocketException or IOException or EndOfStreamException)
-            {
-                throw new NvmeTransportException($"connecting queue {QueueId} to {endpoint} failed: {ex.Message}", ex);
-            }
-
-            throw;
+            opened.SetException(OpenFailure(ex, endpoint, cancellationToken));
+            return;
         }
+
+        new Thread(() =>
+        {
+            try
+            {
+                SendWorkerAsync(connection, blocking: true).GetAwaiter().GetResult();
+            }
+            finally
+            {
+                sendEnded.SetResult();
+            }
+        })
+        {
+            IsBackground = true,
+            Name = $"nvme-tcp-host-q{QueueId}-send",
+        }.Start();
+        opened.SetResult();
+        try
+        {
+            // With blocking calls the loop never awaits anything incomplete, so it runs to its end on this thread.
+            ReceiveLoopAsync(connection, blocking: true).GetAwaiter().GetResult();
+        }
+        finally
+        {
+            receiveEnded.SetResult();
+        }
+    }
+
+    /// <summary>
+    /// A blocking TCP connect bounded by <paramref name="timeout"/>: Linux applies SO_SNDTIMEO to connect(2). The socket
+    /// is never switched to non-blocking mode, which the socket engine would remember for good and then emulate
+    /// blocking calls through epoll, allocating per call.
+    /// </summary>
+    private static void ConnectBlocking(Socket socket, EndPoint endpoint, TimeSpan timeout)
+    {
+        socket.SendTimeout = (int)Math.Clamp(timeout.TotalMilliseconds, 1, int.MaxValue);
+        try
+        {
+            socket.Connect(endpoint);
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.WouldBlock or SocketError.InProgress or SocketError.TimedOut)
+        {
+            throw new TimeoutException($"TCP connect to {endpoint} timed out", ex);
+        }
+    }
+
+    private static byte[] NewICReq(bool headerDigest, bool dataDigest)
+    {
+        var icreq = new byte[ICReq.Length];
+        new ICReq(0, 0, headerDigest, dataDigest, 0).Write(icreq);
+        return icreq;
+    }
+
+    private static ICResp CheckICResp(byte[] icresp, bool headerDigest, bool dataDigest)
+    {
+        var header = PduHeader.Read(icresp);
+        if (header.Type == PduType.C2HTermReq)
+        {
+            var term = TermReq.Read(icresp);
+            throw new NvmeTransportException($"the controller refused the connection: {term.FatalErrorStatus} (field {term.FatalErrorInformation})");
+        }
+
+        if (header.Type != PduType.ICResp || header.HeaderLength != ICResp.Length || header.PduLength != ICResp.Length)
+        {
+            throw new NvmeTransportException($"expected ICResp, got {header.Type} hlen {header.HeaderLength} plen {header.PduLength}");
+        }
+
+        var response = ICResp.Read(icresp);
+        // The same checks as Linux: PFV 0, no controller data alignment, digests as asked, sane MAXH2CDATA.
+        if (response.ProtocolFormatVersion != 0 || response.ControllerPduDataAlignment != 0 ||
+            response.HeaderDigest != headerDigest || response.DataDigest != dataDigest ||
+            response.MaxH2CData < 4096 || response.MaxH2CData % 4 != 0)
+        {
+            throw new NvmeTransportException($"unacceptable ICResp: {response}");
+        }
+
+        return response;
+    }
+
+    private Connection Install(Socket socket, bool headerDigest, bool dataDigest, in ICResp response, Func<Connection, Task> startLoops)
+    {
+        lock (_gate)
+        {
+            _headerDigest = headerDigest;
+            _dataDigest = dataDigest;
+            _maxH2CChunk = (int)Math.Min(response.MaxH2CData, (uint)_maxH2CChunk);
+            _inCapsuleLimit = QueueId == 0 ? AdminInCapsuleData : Math.Min(_inCapsuleLimit, _maxData);
+            _receiveStart = _receiveEnd = 0;
+            _pendingLength = 0;
+            _r2tCount = 0;
+            _flushing = false;
+            _flushDeferred = false;
+            var connection = new Connection(socket, DedicatedThreads);
+            _connection = connection;
+            connection.Finished = startLoops(connection);
+            return connection;
+        }
+    }
+
+    private Exception OpenFailure(Exception ex, EndPoint endpoint, CancellationToken cancellationToken)
+    {
+        if ((ex is OperationCanceledException || (ex is ObjectDisposedException && cancellationToken.IsCancellationRequested)) && cancellationToken.IsCancellationRequested)
+        {
+            return new OperationCanceledException(cancellationToken);
+        }
+
+        if (ex is OperationCanceledException or TimeoutException || ex is SocketException { SocketErrorCode: SocketError.TimedOut })
+        {
+            return new NvmeTransportException($"connecting queue {QueueId} to {endpoint} timed out", ex);
+        }
+
+        if (ex is SocketException or IOException or EndOfStreamException or ObjectDisposedException)
+        {
+            return new NvmeTransportException($"connecting queue {QueueId} to {endpoint} failed: {ex.Message}", ex);
+        }
+
+        return ex;
     }
 
     /// <summary>Sends the fabrics Connect (NVMe-oF 1.1, 3.3) and returns the controller id.</summary>
@@ -460,7 +603,9 @@ internal sealed partial class QueuePair
                 SocketError error;
                 try
                 {
-                    sent = connection.Socket.Send(buffer, offset, length - offset, SocketFlags.None, out error);
+                    sent = connection.Dedicated
+                        ? SocketCalls.SendNonBlocking(connection.Handle, buffer.AsSpan(offset, length - offset), out error)
+                        : connection.Socket.Send(buffer, offset, length - offset, SocketFlags.None, out error);
                 }
                 catch (ObjectDisposedException)
                 {
@@ -490,14 +635,25 @@ internal sealed partial class QueuePair
         }
     }
 
-    /// <summary>Finishes sends that would have blocked, then keeps flushing until nothing is pending.</summary>
-    private async Task SendWorkerAsync(Connection connection)
+    /// <summary>
+    /// Finishes sends that would have blocked, then keeps flushing until nothing is pending. With
+    /// <paramref name="blocking"/> it runs on a thread of its own and never awaits anything incomplete.
+    /// </summary>
+    private async Task SendWorkerAsync(Connection connection, bool blocking)
     {
         try
         {
             while (true)
             {
-                await connection.SendSignal.WaitAsync().ConfigureAwait(false);
+                if (blocking)
+                {
+                    connection.SendSignal.Wait();
+                }
+                else
+                {
+                    await connection.SendSignal.WaitAsync().ConfigureAwait(false);
+                }
+
                 if (connection.Closed)
                 {
                     return;
@@ -513,7 +669,9 @@ internal sealed partial class QueuePair
                 {
                     while (offset < length)
                     {
-                        offset += await connection.Socket.SendAsync(buffer.AsMemory(offset, length - offset), SocketFlags.None).ConfigureAwait(false);
+                        offset += blocking
+                            ? connection.Socket.Send(buffer.AsSpan(offset, length - offset), SocketFlags.None)
+                            : await connection.Socket.SendAsync(buffer.AsMemory(offset, length - offset), SocketFlags.None).ConfigureAwait(false);
                     }
 
                     lock (_gate)
@@ -557,7 +715,8 @@ internal sealed partial class QueuePair
 
     // ---- receive ----
 
-    private async Task ReceiveLoopAsync(Connection connection)
+    /// <param name="blocking">On the connection's own thread: blocking receives, so nothing is ever awaited.</param>
+    private async Task ReceiveLoopAsync(Connection connection, bool blocking)
     {
         var socket = connection.Socket;
         try
@@ -565,7 +724,9 @@ internal sealed partial class QueuePair
             while (!connection.Closed)
             {
                 CompactReceiveBuffer();
-                var received = await socket.ReceiveAsync(_receive.AsMemory(_receiveEnd), SocketFlags.None).ConfigureAwait(false);
+                var received = blocking
+                    ? SocketCalls.ReceivePolling(socket, connection.Handle, _receive.AsSpan(_receiveEnd), _pollTicks)
+                    : await socket.ReceiveAsync(_receive.AsMemory(_receiveEnd), SocketFlags.None).ConfigureAwait(false);
                 if (received == 0)
                 {
                     Shutdown(connection, "the controller closed the connection");
@@ -854,12 +1015,19 @@ internal sealed partial class QueuePair
         private int _handOffOffset;
         private int _handOffLength;
 
-        public Connection(Socket socket)
+        public Connection(Socket socket, bool dedicated)
         {
             Socket = socket;
+            Dedicated = dedicated;
+            // Taken once: the handle of a blocking socket used for MSG_DONTWAIT sends from the receive loop.
+            Handle = dedicated ? socket.SafeHandle : null!;
         }
 
         public Socket Socket { get; }
+
+        public bool Dedicated { get; }
+
+        public SafeHandle Handle { get; }
 
         public AsyncSignal SendSignal { get; } = new();
 

@@ -137,10 +137,12 @@ internal sealed partial class NvmeTcpConnection
                 return;
             }
 
+            var handle = _socket.SafeHandle;
+            var pollTicks = SocketCalls.ToTicks(_target.Options.ReceivePollTime);
             while (!_terminated)
             {
                 CompactReceiveBufferIfNeeded();
-                var received = _socket.Receive(_receiveBuffer.AsSpan(_receiveEnd), SocketFlags.None);
+                var received = SocketCalls.ReceivePolling(_socket, handle, _receiveBuffer.AsSpan(_receiveEnd), pollTicks);
                 if (received == 0)
                 {
                     break;

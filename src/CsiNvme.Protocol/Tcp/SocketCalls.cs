@@ -1,0 +1,133 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace CsiNvme.Protocol.Tcp;
+
+/// <summary>
+/// The socket calls of a connection loop that owns a thread: <c>send(2)</c>/<c>recv(2)</c> with MSG_DONTWAIT on a
+/// socket that stays blocking, and a receive that polls before it sleeps. .NET has no per-call non-blocking flag, and
+/// switching a socket to non-blocking mode once makes the socket engine emulate every later blocking call through
+/// epoll (a wake-up and an allocation per call), so these call libc directly. Linux only.
+/// </summary>
+public static unsafe partial class SocketCalls
+{
+    // Linux values (bits/socket.h, asm-generic/errno-base.h, asm-generic/errno.h).
+    private const int MsgDontWait = 0x40;
+    private const int MsgNoSignal = 0x4000;
+    private const int EIntr = 4;
+    private const int EAgain = 11;
+    private const int EPipe = 32;
+    private const int EConnReset = 104;
+    private const int ENotConn = 107;
+
+    /// <summary>Sends what the socket takes now; <see cref="SocketError.WouldBlock"/> when it takes nothing.</summary>
+    public static int SendNonBlocking(SafeHandle socket, ReadOnlySpan<byte> data, out SocketError error)
+    {
+        fixed (byte* pointer = data)
+        {
+            while (true)
+            {
+                var sent = Send(socket, pointer, (nuint)data.Length, MsgDontWait | MsgNoSignal);
+                if (sent >= 0)
+                {
+                    error = SocketError.Success;
+                    return (int)sent;
+                }
+
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno != EIntr)
+                {
+                    error = ToSocketError(errno);
+                    return 0;
+                }
+            }
+        }
+    }
+
+    /// <summary>Receives what is there now; <see cref="SocketError.WouldBlock"/> when nothing is. Zero bytes with success is the peer's FIN.</summary>
+    public static int ReceiveNonBlocking(SafeHandle socket, Span<byte> buffer, out SocketError error)
+    {
+        fixed (byte* pointer = buffer)
+        {
+            while (true)
+            {
+                var received = Receive(socket, pointer, (nuint)buffer.Length, MsgDontWait);
+                if (received >= 0)
+                {
+                    error = SocketError.Success;
+                    return (int)received;
+                }
+
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno != EIntr)
+                {
+                    error = ToSocketError(errno);
+                    return 0;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Receives into <paramref name="buffer"/>: first polls with non-blocking receives for up to
+    /// <paramref name="pollTicks"/> (<see cref="Stopwatch"/> ticks), then blocks in <see cref="Socket.Receive(Span{byte}, SocketFlags)"/>.
+    /// Waking a sleeping thread costs tens of microseconds on a virtual machine (an inter-processor interrupt and a
+    /// VM exit), about as much as a whole 4 KiB command; a loop that expects the next request within microseconds
+    /// keeps its CPU awake instead, as SPDK's pollers do, and still sleeps when the connection goes quiet.
+    /// </summary>
+    /// <returns>Bytes received; zero when the peer closed its side.</returns>
+    public static int ReceivePolling(Socket socket, SafeHandle handle, Span<byte> buffer, long pollTicks)
+    {
+        if (pollTicks > 0)
+        {
+            long deadline = 0;
+            while (true)
+            {
+                var received = ReceiveNonBlocking(handle, buffer, out var error);
+                if (error == SocketError.Success)
+                {
+                    return received;
+                }
+
+                if (error != SocketError.WouldBlock)
+                {
+                    throw new SocketException((int)error);
+                }
+
+                var now = Stopwatch.GetTimestamp();
+                if (deadline == 0)
+                {
+                    deadline = now + pollTicks;
+                }
+                else if (now >= deadline)
+                {
+                    break;
+                }
+
+                Thread.SpinWait(8);
+            }
+        }
+
+        return socket.Receive(buffer, SocketFlags.None);
+    }
+
+    /// <summary>Converts a poll time to <see cref="Stopwatch"/> ticks.</summary>
+    public static long ToTicks(TimeSpan pollTime) =>
+        pollTime <= TimeSpan.Zero ? 0 : (long)(pollTime.TotalSeconds * Stopwatch.Frequency);
+
+    private static SocketError ToSocketError(int errno) => errno switch
+    {
+        EAgain => SocketError.WouldBlock,
+        EPipe => SocketError.Shutdown,
+        EConnReset => SocketError.ConnectionReset,
+        ENotConn => SocketError.NotConnected,
+        _ => SocketError.SocketError,
+    };
+
+    [LibraryImport("libc", EntryPoint = "send", SetLastError = true)]
+    private static partial nint Send(SafeHandle socket, byte* buffer, nuint length, int flags);
+
+    [LibraryImport("libc", EntryPoint = "recv", SetLastError = true)]
+    private static partial nint Receive(SafeHandle socket, byte* buffer, nuint length, int flags);
+}
