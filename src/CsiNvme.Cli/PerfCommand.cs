@@ -32,6 +32,7 @@ internal static class PerfCommand
         var headerDigest = new Option<bool>("--header-digest") { Description = "Ask for NVMe/TCP header digests." };
         var dataDigest = new Option<bool>("--data-digest") { Description = "Ask for NVMe/TCP data digests." };
         var disableSqFlow = new Option<bool>("--disable-sqflow") { Description = "Disable SQ flow control on the I/O queues (reads may complete in their last data PDU)." };
+        var poll = new Option<double>("--poll-us") { Description = "Microseconds a queue's receive thread polls for responses before it sleeps (0: sleep at once).", DefaultValueFactory = _ => 50 };
         var verify = new Option<bool>("--verify") { Description = "Write self-checking blocks and check every block read." };
         var region = new Option<string>("--region") { Description = "Only use the first BYTES of the namespace.", HelpName = "BYTES" };
         var baseline = new Option<bool>("--tcp-baseline") { Description = "Raw TCP limit mode against a --tcp-baseline-server." };
@@ -41,7 +42,7 @@ internal static class PerfCommand
         var command = new Command("perf", "Measure IOPS, bandwidth and latency of an NVMe/TCP target with the built-in host (like spdk_nvme_perf).")
         {
             target, nqn, hostNqn, hostId, nsid, qd, ioSize, pattern, mix, time, ramp, queues, connections, core,
-            headerDigest, dataDigest, disableSqFlow, verify, region, baseline, baselineServer, listen,
+            headerDigest, dataDigest, disableSqFlow, poll, verify, region, baseline, baselineServer, listen,
         };
 
         command.SetAction(async (parseResult, cancellationToken) =>
@@ -58,7 +59,7 @@ internal static class PerfCommand
                 if (parseResult.GetValue(baselineServer))
                 {
                     var endpoint = await ResolveAsync(parseResult.GetValue(listen)!, cancellationToken, allowAnyPort: true);
-                    await TcpBaseline.ServeAsync(endpoint, bound => stdout.WriteLine($"CSINVME-BASELINE-READY {bound}"), cancellationToken);
+                    await TcpBaseline.ServeAsync(endpoint, bound => stdout.WriteLine($"CSINVME-BASELINE-READY {bound}"), cancellationToken, TimeSpan.FromMicroseconds(parseResult.GetValue(poll)));
                     return ExitCodes.Success;
                 }
 
@@ -86,6 +87,7 @@ internal static class PerfCommand
                     HeaderDigest = parseResult.GetValue(headerDigest),
                     DataDigest = parseResult.GetValue(dataDigest),
                     DisableSqFlowControl = parseResult.GetValue(disableSqFlow),
+                    ReceivePollTime = TimeSpan.FromMicroseconds(parseResult.GetValue(poll)),
                     Verify = parseResult.GetValue(verify),
                     RegionBytes = parseResult.GetValue(region) is { Length: > 0 } r ? ParseSize(r) : 0,
                 };

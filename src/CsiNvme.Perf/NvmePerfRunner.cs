@@ -24,6 +24,7 @@ public static class NvmePerfRunner
             HeaderDigest = options.HeaderDigest,
             DataDigest = options.DataDigest,
             DisableSqFlowControl = options.DisableSqFlowControl,
+            ReceivePollTime = options.ReceivePollTime,
             MaxTransferSize = Math.Max(options.IoSize, 128 * 1024),
             // A benchmark reports errors instead of hiding them behind a reconnect.
             Reconnect = false,

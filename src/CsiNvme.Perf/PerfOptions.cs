@@ -58,6 +58,9 @@ public sealed record PerfOptions
     /// <summary>Write blocks with embedded checksums and check every block read.</summary>
     public bool Verify { get; init; }
 
+    /// <summary>How long each queue's receive thread (and the baseline's) polls for responses before it sleeps.</summary>
+    public TimeSpan ReceivePollTime { get; init; } = TimeSpan.FromMicroseconds(50);
+
     /// <summary>Limit the I/O to the first bytes of the namespace (0 = all of it).</summary>
     public long RegionBytes { get; init; }
 

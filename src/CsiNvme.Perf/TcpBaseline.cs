@@ -2,12 +2,14 @@ using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using CsiNvme.Protocol.Tcp;
 
 namespace CsiNvme.Perf;
 
 /// <summary>
 /// The limit mode: a raw TCP request/response protocol with the NVMe/TCP message sizes and the same structure as our
-/// target and host (one receive loop per connection, run to completion, one send per batch), minus everything NVMe.
+/// target and host (one receive loop per connection on a thread of its own that polls before it sleeps, run to
+/// completion, one send per batch), minus everything NVMe.
 /// A read is a 72-byte request (a command capsule) answered by 24 bytes plus the data (C2HData header plus data, the
 /// CapsuleResp folded in); a write is a 72-byte request plus the data answered by 24 bytes. The server copies data
 /// from or into memory, as the in-memory backend does. Whatever NVMe costs on top shows as the ratio of the two runs.
@@ -22,32 +24,57 @@ public static class TcpBaseline
 
     // ---- server ----
 
-    /// <summary>Serves baseline clients until <paramref name="cancellationToken"/> fires; returns after binding via <paramref name="bound"/>.</summary>
-    public static async Task ServeAsync(IPEndPoint listen, Action<IPEndPoint>? bound, CancellationToken cancellationToken)
+    /// <summary>
+    /// Serves baseline clients until <paramref name="cancellationToken"/> fires; returns after binding via
+    /// <paramref name="bound"/>. Each connection gets a thread of its own that polls its socket for
+    /// <paramref name="pollTime"/> before sleeping, as the target's connections do.
+    /// </summary>
+    public static async Task ServeAsync(IPEndPoint listen, Action<IPEndPoint>? bound, CancellationToken cancellationToken, TimeSpan pollTime = default)
     {
         using var listener = new Socket(listen.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
         listener.Bind(listen);
         listener.Listen(64);
         bound?.Invoke((IPEndPoint)listener.LocalEndPoint!);
-        var connections = new List<Task>();
+        var connections = new List<(Socket Socket, Task Ended)>();
         try
         {
             while (!cancellationToken.IsCancellationRequested)
             {
                 var socket = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
                 socket.NoDelay = true;
-                connections.Add(Task.Run(() => ServeConnectionAsync(socket, cancellationToken), CancellationToken.None));
+                var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                new Thread(() =>
+                {
+                    try
+                    {
+                        ServeConnection(socket, SocketCalls.ToTicks(pollTime));
+                    }
+                    finally
+                    {
+                        ended.SetResult();
+                    }
+                })
+                {
+                    IsBackground = true,
+                    Name = "tcp-baseline-server",
+                }.Start();
+                connections.Add((socket, ended.Task));
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
         }
 
-        await Task.WhenAll(connections).ConfigureAwait(false);
+        foreach (var (socket, _) in connections)
+        {
+            socket.Dispose();
+        }
+
+        await Task.WhenAll(connections.Select(c => c.Ended)).ConfigureAwait(false);
     }
 
-    private static async Task ServeConnectionAsync(Socket socket, CancellationToken cancellationToken)
+    private static void ServeConnection(Socket socket, long pollTicks)
     {
         const int MaxIo = 1 << 20;
         var receive = GC.AllocateUninitializedArray<byte>(4 * (MaxIo + RequestHeader), pinned: true);
@@ -56,6 +83,7 @@ public static class TcpBaseline
         int start = 0, end = 0;
         try
         {
+            var handle = socket.SafeHandle;
             while (true)
             {
                 if (start == end)
@@ -69,7 +97,7 @@ public static class TcpBaseline
                     start = 0;
                 }
 
-                var received = await socket.ReceiveAsync(receive.AsMemory(end), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                var received = SocketCalls.ReceivePolling(socket, handle, receive.AsSpan(end), pollTicks);
                 if (received == 0)
                 {
                     return;
@@ -97,7 +125,7 @@ public static class TcpBaseline
                     var responseLength = ResponseHeader + (op == OpRead ? length : 0);
                     if (send.Length - sendLength < responseLength)
                     {
-                        await SendAllAsync(socket, send.AsMemory(0, sendLength), cancellationToken).ConfigureAwait(false);
+                        SendAll(socket, send.AsSpan(0, sendLength));
                         sendLength = 0;
                     }
 
@@ -123,11 +151,11 @@ public static class TcpBaseline
 
                 if (sendLength > 0)
                 {
-                    await SendAllAsync(socket, send.AsMemory(0, sendLength), cancellationToken).ConfigureAwait(false);
+                    SendAll(socket, send.AsSpan(0, sendLength));
                 }
             }
         }
-        catch (Exception ex) when (ex is SocketException or OperationCanceledException or ObjectDisposedException or InvalidDataException)
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or InvalidDataException)
         {
         }
         finally
@@ -153,10 +181,11 @@ public static class TcpBaseline
             {
                 var socket = new Socket(options.Target.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
                 clients.Add(new Client(socket, options, run, i));
-                await socket.ConnectAsync(options.Target, cancellationToken).ConfigureAwait(false);
+                // Synchronous, so the socket never enters the socket engine's emulated-blocking mode.
+                socket.Connect(options.Target);
             }
 
-            var loops = clients.Select(c => Task.Run(c.RunAsync, CancellationToken.None)).ToArray();
+            var loops = clients.Select(c => c.Start()).ToArray();
             var measured = await run.MeasureAsync(loops, options.Ramp, options.Duration, "baseline requests", cancellationToken).ConfigureAwait(false);
             var histogram = new LatencyHistogram();
             long reads = 0, writes = 0;
@@ -199,11 +228,11 @@ public static class TcpBaseline
         }
     }
 
-    private static async ValueTask SendAllAsync(Socket socket, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    private static void SendAll(Socket socket, ReadOnlySpan<byte> data)
     {
         while (!data.IsEmpty)
         {
-            data = data[await socket.SendAsync(data, SocketFlags.None, cancellationToken).ConfigureAwait(false)..];
+            data = data[socket.Send(data, SocketFlags.None)..];
         }
     }
 
@@ -239,15 +268,40 @@ public static class TcpBaseline
 
         public long Writes { get; private set; }
 
-        public async Task RunAsync()
+        /// <summary>Runs the loop on a thread of its own (as the host runs an I/O queue); the task ends with it.</summary>
+        public Task Start()
         {
+            var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            new Thread(() =>
+            {
+                try
+                {
+                    Run();
+                    ended.SetResult();
+                }
+                catch (Exception ex)
+                {
+                    ended.SetException(ex);
+                }
+            })
+            {
+                IsBackground = true,
+                Name = "tcp-baseline-client",
+            }.Start();
+            return ended.Task;
+        }
+
+        private void Run()
+        {
+            var handle = Socket.SafeHandle;
+            var pollTicks = SocketCalls.ToTicks(_options.ReceivePollTime);
             var sendLength = 0;
             for (var tag = 0; tag < _options.QueueDepth; tag++)
             {
                 sendLength += AppendRequest(sendLength, (ushort)tag);
             }
 
-            await SendAllAsync(Socket, _send.AsMemory(0, sendLength), CancellationToken.None).ConfigureAwait(false);
+            SendAll(Socket, _send.AsSpan(0, sendLength));
             var outstanding = _options.QueueDepth;
             int start = 0, end = 0;
             while (outstanding > 0)
@@ -263,7 +317,7 @@ public static class TcpBaseline
                     start = 0;
                 }
 
-                var received = await Socket.ReceiveAsync(_receive.AsMemory(end), SocketFlags.None).ConfigureAwait(false);
+                var received = SocketCalls.ReceivePolling(Socket, handle, _receive.AsSpan(end), pollTicks);
                 if (received == 0)
                 {
                     throw new IOException("the baseline server closed the connection");
@@ -316,7 +370,7 @@ public static class TcpBaseline
 
                 if (sendLength > 0)
                 {
-                    await SendAllAsync(Socket, _send.AsMemory(0, sendLength), CancellationToken.None).ConfigureAwait(false);
+                    SendAll(Socket, _send.AsSpan(0, sendLength));
                 }
             }
         }
