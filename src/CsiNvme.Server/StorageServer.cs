@@ -174,7 +174,7 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
 
             metrics.ObservePools(backend.GetPools);
 
-            var targetOptions = new NvmeTargetOptions();
+            var targetOptions = new NvmeTargetOptions { ReceivePollTime = options.NvmePollTime };
             options.ConfigureTarget?.Invoke(targetOptions);
             targetOptions.Listen.Clear();
             targetOptions.Listen.AddRange(options.NvmeListen);

@@ -53,6 +53,11 @@ public sealed class StorageServerOptions
     /// <summary>Pools of the thin backend; when empty it uses DataDirectory/pools/default.pool.</summary>
     public List<PoolDefinition> Pools { get; set; } = [];
 
+    /// <summary>How long each NVMe/TCP connection polls for the next command before it sleeps (see NvmeTargetOptions.ReceivePollTime).</summary>
+    public TimeSpan NvmePollTime { get; set; } = DefaultNvmePollTime;
+
+    public static TimeSpan DefaultNvmePollTime { get; } = TimeSpan.FromMicroseconds(50);
+
     public LogLevel LogLevel { get; set; } = LogLevel.Information;
 
     /// <summary>Replaces the default console logging (all on stderr); used by embedders such as tests.</summary>

@@ -23,6 +23,7 @@ public sealed class CommandLineTests
             Assert.That(options.MetricsListen, Is.EqualTo(new IPEndPoint(IPAddress.Loopback, 9501)));
             Assert.That(options.Backend, Is.EqualTo(StorageBackend.Thin));
             Assert.That(options.Pools, Is.Empty, "the thin backend then makes its default pool");
+            Assert.That(options.NvmePollTime, Is.EqualTo(TimeSpan.FromMicroseconds(50)));
             Assert.That(options.LogLevel, Is.EqualTo(LogLevel.Information));
         });
     }
@@ -41,6 +42,7 @@ public sealed class CommandLineTests
             "--pool", "/srv/fast.img,10GiB",
             "--pool", "/dev/nvme1n1",
             "--pool", "relative/slow.pool,500G",
+            "--nvme-poll-us", "12.5",
             "--log-level", "debug",
         ]);
 
@@ -59,6 +61,7 @@ public sealed class CommandLineTests
                 new PoolDefinition("/dev/nvme1n1", null),
                 new PoolDefinition("relative/slow.pool", 500L << 30),
             }));
+            Assert.That(options.NvmePollTime, Is.EqualTo(TimeSpan.FromMicroseconds(12.5)));
             Assert.That(options.LogLevel, Is.EqualTo(LogLevel.Debug));
         });
     }
@@ -79,6 +82,8 @@ public sealed class CommandLineTests
     [TestCase(new[] { "--pool", "/srv/bad name.img" }, "pool name")]
     [TestCase(new[] { "--pool", "/a/p.img,1G", "--pool", "/b/p.pool,1G" }, "both be pool 'p'")]
     [TestCase(new[] { "--backend", "file", "--pool", "/srv/p.img,1G" }, "--pool needs --backend thin")]
+    [TestCase(new[] { "--nvme-poll-us", "-1" }, "--nvme-poll-us")]
+    [TestCase(new[] { "--nvme-poll-us", "fast" }, "--nvme-poll-us")]
     [TestCase(new[] { "--log-level", "loud" }, "trace")]
     [TestCase(new[] { "--data-dir" }, "--data-dir")]
     [TestCase(new[] { "--no-such-flag" }, "--no-such-flag")]
