@@ -680,6 +680,7 @@ internal sealed partial class QueuePair
                         if (_pendingLength == 0 || connection.Closed)
                         {
                             _flushing = false;
+                            Volatile.Write(ref connection.SendWorkerActive, false);
                             break;
                         }
 
@@ -699,6 +700,7 @@ internal sealed partial class QueuePair
                 _flushing = false;
             }
 
+            Volatile.Write(ref connection.SendWorkerActive, false);
             Shutdown(connection, $"send failed: {ex.Message}");
         }
     }
@@ -725,7 +727,7 @@ internal sealed partial class QueuePair
             {
                 CompactReceiveBuffer();
                 var received = blocking
-                    ? SocketCalls.ReceivePolling(socket, connection.Handle, _receive.AsSpan(_receiveEnd), _pollTicks)
+                    ? SocketCalls.ReceivePolling(socket, connection.Handle, _receive.AsSpan(_receiveEnd), Volatile.Read(ref connection.SendWorkerActive) ? 0 : _pollTicks)
                     : await socket.ReceiveAsync(_receive.AsMemory(_receiveEnd), SocketFlags.None).ConfigureAwait(false);
                 if (received == 0)
                 {
@@ -1041,8 +1043,15 @@ internal sealed partial class QueuePair
 
         public Task Finished { get; set; } = Task.CompletedTask;
 
+        /// <summary>
+        /// Set while the send worker owns the pending sends. The receive loop then sleeps instead of polling: on a
+        /// dedicated thread its spinning would take the CPU from the send worker whose requests it is waiting for.
+        /// </summary>
+        public bool SendWorkerActive;
+
         public void HandOff(byte[] buffer, int offset, int length)
         {
+            Volatile.Write(ref SendWorkerActive, true);
             lock (_handOffGate)
             {
                 _handOffBuffer = buffer;
