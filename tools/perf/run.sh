@@ -4,6 +4,9 @@
 #   tools/perf/run.sh              # 5 s per point, results in docs/perf-results/
 #   PERF_TIME=10 tools/perf/run.sh
 #   PERF_BASELINE_ONLY=1 tools/perf/run.sh   # only the raw TCP limit points
+#
+# Each point of the memory backend is followed at once by the raw TCP limit point of the same size, direction and
+# depth, so every NVMe / TCP-limit ratio comes from two measurements a few seconds apart.
 #   PERF_BACKENDS=memory PERF_NO_BASELINE=1 PERF_SERVER_DLL=/other/CsiNvme.Server.dll PERF_OUT=/tmp/x tools/perf/run.sh
 #                                            # another build of the server (e.g. an older commit) against this client
 #
@@ -13,7 +16,9 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TIME=${PERF_TIME:-5}
-RAMP=${PERF_RAMP:-1}
+# The ramp must cover tiered JIT compilation: with every core busy polling, the background compiler thread only gets
+# a share of a core, and a 1 s ramp measured partly unoptimized code.
+RAMP=${PERF_RAMP:-3}
 SERVER_CORE=${SERVER_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
 OUT=${PERF_OUT:-$ROOT/docs/perf-results}
@@ -28,12 +33,16 @@ CLI_DLL=$ROOT/src/CsiNvme.Cli/bin/Release/net10.0/csinvme.dll
 mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/csinvme-perf.XXXXXX)
 SERVER_PID=""
+BASELINE_PID=""
+BASELINE=""
 
 cleanup() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
+    for pid in "$SERVER_PID" "$BASELINE_PID"; do
+        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -92,20 +101,47 @@ print("   %12.0f IOPS %9.1f MiB/s  p50 %.1f us  p99 %.1f us  errors %d" % (r["io
 PY
 }
 
+# limit NAME PATTERN SIZE QD: the raw TCP limit point (only next to the memory backend's points).
+limit() {
+    [[ -n "$BASELINE" && "${CURRENT_BACKEND:-}" == memory ]] || return 0
+    perf "baseline-$1" --tcp-baseline --target "$BASELINE" --pattern "$2" --io-size "$3" --qd "$4"
+}
+
 nvme_matrix() {
     local backend=$1
+    CURRENT_BACKEND=$backend
     # Write the whole volume first so reads return data rather than holes.
     POINT_TIME=3 POINT_RAMP=0 perf "$backend-precondition" --target "$NVME" --nqn "$NQN" --pattern write --io-size 128k --qd 8
     for qd in 1 8 32; do
         perf "$backend-randread-4k-qd$qd" --target "$NVME" --nqn "$NQN" --pattern randread --io-size 4096 --qd "$qd"
+        limit "randread-4k-qd$qd" randread 4096 "$qd"
     done
     # Reads completed by C2HData SUCCESS instead of a CapsuleResp, right after the same point with flow control on.
     perf "$backend-randread-4k-qd32-nosqflow" --target "$NVME" --nqn "$NQN" --pattern randread --io-size 4096 --qd 32 --disable-sqflow
     for qd in 1 8 32; do
         perf "$backend-randwrite-4k-qd$qd" --target "$NVME" --nqn "$NQN" --pattern randwrite --io-size 4096 --qd "$qd"
+        limit "randwrite-4k-qd$qd" randwrite 4096 "$qd"
     done
     perf "$backend-read-128k-qd8" --target "$NVME" --nqn "$NQN" --pattern read --io-size 128k --qd 8
+    limit "read-128k-qd8" read 128k 8
 }
+
+# The raw TCP limit server, pinned like the storage server; idle (asleep) between its points.
+if [[ -z "${PERF_NO_BASELINE:-}" ]]; then
+    mkdir -p "$WORK/baseline"
+    taskset -c "$SERVER_CORE" dotnet "$CLI_DLL" perf --tcp-baseline-server --listen 127.0.0.1:0 >"$WORK/baseline/stdout" 2>&1 &
+    BASELINE_PID=$!
+    BASELINE=$(wait_for_line "$WORK/baseline/stdout" "CSINVME-BASELINE-READY" | awk '{print $2}')
+fi
+
+if [[ -n "${PERF_BASELINE_ONLY:-}" ]]; then
+    CURRENT_BACKEND=memory
+    for qd in 1 8 32; do
+        limit "randread-4k-qd$qd" randread 4096 "$qd"
+        limit "randwrite-4k-qd$qd" randwrite 4096 "$qd"
+    done
+    limit "read-128k-qd8" read 128k 8
+fi
 
 if [[ -z "${PERF_BASELINE_ONLY:-}" ]]; then
 for backend in $BACKENDS; do
@@ -118,6 +154,7 @@ done
 for backend in $BACKENDS; do
     [[ "$backend" == memory ]] && continue
     start_server "$backend"
+    CURRENT_BACKEND=$backend
     POINT_TIME=3 POINT_RAMP=0 perf "$backend-precondition" --target "$NVME" --nqn "$NQN" --pattern write --io-size 128k --qd 8
     perf "$backend-randwrite-4k-qd32" --target "$NVME" --nqn "$NQN" --pattern randwrite --io-size 4096 --qd 32
     perf "$backend-randread-4k-qd32" --target "$NVME" --nqn "$NQN" --pattern randread --io-size 4096 --qd 32
@@ -130,22 +167,6 @@ for backend in $BACKENDS; do
     fi
     stop_server
 done
-fi
-
-# The raw TCP limit mode with the same message sizes and depths.
-if [[ -z "${PERF_NO_BASELINE:-}" ]]; then
-mkdir -p "$WORK/baseline"
-taskset -c "$SERVER_CORE" dotnet "$CLI_DLL" perf --tcp-baseline-server --listen 127.0.0.1:0 >"$WORK/baseline/stdout" 2>&1 &
-SERVER_PID=$!
-BASELINE=$(wait_for_line "$WORK/baseline/stdout" "CSINVME-BASELINE-READY" | awk '{print $2}')
-for qd in 1 8 32; do
-    perf "baseline-randread-4k-qd$qd" --tcp-baseline --target "$BASELINE" --pattern randread --io-size 4096 --qd "$qd"
-done
-for qd in 1 8 32; do
-    perf "baseline-randwrite-4k-qd$qd" --tcp-baseline --target "$BASELINE" --pattern randwrite --io-size 4096 --qd "$qd"
-done
-perf "baseline-read-128k-qd8" --tcp-baseline --target "$BASELINE" --pattern read --io-size 128k --qd 8
-stop_server
 fi
 
 rm -f "$OUT"/*-precondition.json
