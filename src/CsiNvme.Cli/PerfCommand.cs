@@ -34,7 +34,7 @@ internal static class PerfCommand
         var disableSqFlow = new Option<bool>("--disable-sqflow") { Description = "Disable SQ flow control on the I/O queues (reads may complete in their last data PDU)." };
         var poll = new Option<double>("--poll-us") { Description = "Microseconds a queue's receive thread polls for responses before it sleeps (0: sleep at once).", DefaultValueFactory = _ => 50 };
         var verify = new Option<bool>("--verify") { Description = "Write self-checking blocks and check every block read." };
-        var region = new Option<string>("--region") { Description = "Only use the first BYTES of the namespace.", HelpName = "BYTES" };
+        var region = new Option<string>("--region") { Description = "Only use the first BYTES of the namespace (TCP limit mode: the server's memory, default 256 MiB, and the client's offsets within it).", HelpName = "BYTES" };
         var baseline = new Option<bool>("--tcp-baseline") { Description = "Raw TCP limit mode against a --tcp-baseline-server." };
         var baselineServer = new Option<bool>("--tcp-baseline-server") { Description = "Serve the raw TCP limit mode on --listen until interrupted." };
         var listen = new Option<string>("--listen") { Description = "Listen address of --tcp-baseline-server.", DefaultValueFactory = _ => "127.0.0.1:4421", HelpName = "ADDR:PORT" };
@@ -59,7 +59,9 @@ internal static class PerfCommand
                 if (parseResult.GetValue(baselineServer))
                 {
                     var endpoint = await ResolveAsync(parseResult.GetValue(listen)!, cancellationToken, allowAnyPort: true);
-                    await TcpBaseline.ServeAsync(endpoint, bound => stdout.WriteLine($"CSINVME-BASELINE-READY {bound}"), cancellationToken, TimeSpan.FromMicroseconds(parseResult.GetValue(poll)));
+                    var storage = parseResult.GetValue(region) is { Length: > 0 } size ? ParseSize(size) : TcpBaseline.DefaultStorageBytes;
+                    await TcpBaseline.ServeAsync(
+                        endpoint, bound => stdout.WriteLine($"CSINVME-BASELINE-READY {bound}"), cancellationToken, TimeSpan.FromMicroseconds(parseResult.GetValue(poll)), storage);
                     return ExitCodes.Success;
                 }
 

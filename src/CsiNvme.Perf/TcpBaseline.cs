@@ -17,6 +17,9 @@ namespace CsiNvme.Perf;
 public static class TcpBaseline
 {
     public const int RequestHeader = 72;
+
+    /// <summary>Default size of the memory the limit server reads and writes: the benchmark volume's size.</summary>
+    public const long DefaultStorageBytes = 256L << 20;
     public const int ResponseHeader = 24;
     private const uint Magic = 0x4C425343; // "CSBL"
     private const byte OpRead = 1;
@@ -29,8 +32,21 @@ public static class TcpBaseline
     /// <paramref name="bound"/>. Each connection gets a thread of its own that polls its socket for
     /// <paramref name="pollTime"/> before sleeping, as the target's connections do.
     /// </summary>
-    public static async Task ServeAsync(IPEndPoint listen, Action<IPEndPoint>? bound, CancellationToken cancellationToken, TimeSpan pollTime = default)
+    /// <param name="storageBytes">
+    /// Memory the requests read and write at their offsets, like a memory-backend volume of that size: random 4 KiB
+    /// blocks of a 256 MiB volume miss the CPU caches, and a limit that copied from one cached buffer would count
+    /// that memory traffic against the target.
+    /// </param>
+    public static async Task ServeAsync(IPEndPoint listen, Action<IPEndPoint>? bound, CancellationToken cancellationToken, TimeSpan pollTime = default, long storageBytes = DefaultStorageBytes)
     {
+        if (storageBytes is < MaxIo or > int.MaxValue)
+        {
+            throw new ArgumentException($"the TCP limit server's storage must be between 1 MiB and 2 GiB, not {storageBytes} bytes");
+        }
+
+        // Written once, so every page is resident as in a preconditioned volume.
+        var storage = GC.AllocateArray<byte>((int)storageBytes, pinned: true);
+        storage.AsSpan().Fill(0x5A);
         using var listener = new Socket(listen.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
         listener.Bind(listen);
@@ -48,7 +64,7 @@ public static class TcpBaseline
                 {
                     try
                     {
-                        ServeConnection(socket, SocketCalls.ToTicks(pollTime));
+                        ServeConnection(socket, storage, SocketCalls.ToTicks(pollTime));
                     }
                     finally
                     {
@@ -74,12 +90,12 @@ public static class TcpBaseline
         await Task.WhenAll(connections.Select(c => c.Ended)).ConfigureAwait(false);
     }
 
-    private static void ServeConnection(Socket socket, long pollTicks)
+    private const int MaxIo = 1 << 20;
+
+    private static void ServeConnection(Socket socket, byte[] storage, long pollTicks)
     {
-        const int MaxIo = 1 << 20;
         var receive = GC.AllocateUninitializedArray<byte>(4 * (MaxIo + RequestHeader), pinned: true);
         var send = GC.AllocateUninitializedArray<byte>(2 * (MaxIo + ResponseHeader) + 64 * 1024, pinned: true);
-        var storage = GC.AllocateArray<byte>(MaxIo, pinned: true);
         int start = 0, end = 0;
         try
         {
@@ -129,6 +145,8 @@ public static class TcpBaseline
                         sendLength = 0;
                     }
 
+                    // Requests carry a byte offset, as commands carry an LBA; kept inside the storage.
+                    var at = (int)(BinaryPrimitives.ReadUInt64LittleEndian(header[12..]) % (ulong)(storage.Length - length + 1));
                     var response = send.AsSpan(sendLength, responseLength);
                     BinaryPrimitives.WriteUInt32LittleEndian(response, Magic);
                     response[4] = op;
@@ -138,11 +156,11 @@ public static class TcpBaseline
                     response[12..ResponseHeader].Clear();
                     if (op == OpRead)
                     {
-                        storage.AsSpan(0, length).CopyTo(response[ResponseHeader..]);
+                        storage.AsSpan(at, length).CopyTo(response[ResponseHeader..]);
                     }
                     else
                     {
-                        receive.AsSpan(start + RequestHeader, length).CopyTo(storage);
+                        receive.AsSpan(start + RequestHeader, length).CopyTo(storage.AsSpan(at));
                     }
 
                     sendLength += responseLength;
@@ -246,6 +264,8 @@ public static class TcpBaseline
         private readonly byte[] _send;
         private readonly byte[] _payload;
         private readonly double _nanosecondsPerTick = 1e9 / Stopwatch.Frequency;
+        private readonly long _slots;
+        private long _cursor;
         private XorShiftRandom _random;
 
         public Client(Socket socket, PerfOptions options, NvmePerfRunner.RunState run, int index)
@@ -258,6 +278,9 @@ public static class TcpBaseline
             _send = GC.AllocateUninitializedArray<byte>(options.QueueDepth * (RequestHeader + options.IoSize), pinned: true);
             _payload = GC.AllocateArray<byte>(options.IoSize, pinned: true);
             _random = new XorShiftRandom(0x9E3779B97F4A7C15UL * (ulong)(index + 1));
+            var region = options.RegionBytes > 0 ? options.RegionBytes : DefaultStorageBytes;
+            _slots = Math.Max(1, region / options.IoSize);
+            _cursor = index * (_slots / Math.Max(1, options.Connections));
         }
 
         public Socket Socket { get; }
@@ -386,8 +409,9 @@ public static class TcpBaseline
             request[5] = 0;
             BinaryPrimitives.WriteUInt16LittleEndian(request[6..], tag);
             BinaryPrimitives.WriteInt32LittleEndian(request[8..], _options.IoSize);
-            // Offset field, as a command would carry an LBA.
-            BinaryPrimitives.WriteUInt64LittleEndian(request[12..], Next() % 1_000_000);
+            // A byte offset, as a command carries an LBA: random or sequential I/O-size slots of the region.
+            var slot = _options.IsRandom ? (long)(Next() % (ulong)_slots) : _cursor++ % _slots;
+            BinaryPrimitives.WriteUInt64LittleEndian(request[12..], (ulong)(slot * _options.IoSize));
             request[20..RequestHeader].Clear();
             if (!isRead)
             {

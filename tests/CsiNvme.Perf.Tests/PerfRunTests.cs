@@ -100,7 +100,7 @@ public sealed class PerfRunTests
     {
         using var stop = new CancellationTokenSource();
         var bound = new TaskCompletionSource<IPEndPoint>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var server = TcpBaseline.ServeAsync(new IPEndPoint(IPAddress.Loopback, 0), bound.SetResult, stop.Token);
+        var server = TcpBaseline.ServeAsync(new IPEndPoint(IPAddress.Loopback, 0), bound.SetResult, stop.Token, TimeSpan.FromMicroseconds(50), 16L << 20);
         var endpoint = await bound.Task.WaitAsync(TimeSpan.FromSeconds(10));
 
         var result = await TcpBaseline.RunAsync(new PerfOptions
@@ -118,6 +118,56 @@ public sealed class PerfRunTests
         TestContext.Out.WriteLine(result.ToText());
         AssertSane(result, 4096);
         Assert.That(result.Mode, Is.EqualTo("tcp-baseline"));
+    }
+
+    [Test]
+    public async Task TcpBaselineServerReadsAndWritesItsMemoryAtTheRequestedOffsets()
+    {
+        using var stop = new CancellationTokenSource();
+        var bound = new TaskCompletionSource<IPEndPoint>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var server = TcpBaseline.ServeAsync(new IPEndPoint(IPAddress.Loopback, 0), bound.SetResult, stop.Token, TimeSpan.Zero, 4L << 20);
+        var endpoint = await bound.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        using (var socket = new System.Net.Sockets.Socket(endpoint.AddressFamily, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp))
+        {
+            socket.Connect(endpoint);
+            socket.ReceiveTimeout = 10_000;
+            var first = Enumerable.Range(0, 4096).Select(i => (byte)i).ToArray();
+            var second = Enumerable.Range(0, 4096).Select(i => (byte)(255 - i)).ToArray();
+            Exchange(socket, write: true, tag: 1, offset: 8192, first);
+            Exchange(socket, write: true, tag: 2, offset: 12288, second);
+            Assert.Multiple(() =>
+            {
+                Assert.That(Exchange(socket, write: false, tag: 3, offset: 8192, null), Is.EqualTo(first));
+                Assert.That(Exchange(socket, write: false, tag: 4, offset: 12288, null), Is.EqualTo(second));
+                // An offset past the end is folded into the memory rather than failing.
+                Assert.That(Exchange(socket, write: false, tag: 5, offset: 1L << 40, null), Has.Length.EqualTo(4096));
+            });
+        }
+
+        stop.Cancel();
+        await server;
+    }
+
+    /// <summary>One request of the limit protocol (72-byte header, data for writes) and its answer's data.</summary>
+    private static byte[] Exchange(System.Net.Sockets.Socket socket, bool write, ushort tag, long offset, byte[]? data)
+    {
+        var request = new byte[TcpBaseline.RequestHeader + (write ? data!.Length : 0)];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(request, 0x4C425343);
+        request[4] = write ? (byte)2 : (byte)1;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(request.AsSpan(6), tag);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(request.AsSpan(8), 4096);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(request.AsSpan(12), (ulong)offset);
+        data?.CopyTo(request, TcpBaseline.RequestHeader);
+        socket.Send(request);
+        var response = new byte[TcpBaseline.ResponseHeader + (write ? 0 : 4096)];
+        for (var got = 0; got < response.Length;)
+        {
+            var n = socket.Receive(response, got, response.Length - got, System.Net.Sockets.SocketFlags.None);
+            got += n > 0 ? n : throw new EndOfStreamException();
+        }
+
+        Assert.That(System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(response.AsSpan(6)), Is.EqualTo(tag));
+        return response[TcpBaseline.ResponseHeader..];
     }
 
     [Test]
