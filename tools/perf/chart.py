@@ -35,7 +35,8 @@ def series(results, prefix, pattern):
         # Variants (e.g. -nosqflow) are drawn separately, not as another point of the curve.
         start = prefix + "-" + pattern + "-4k-qd"
         if name.startswith(start) and name[len(start):].isdigit():
-            points.append((r["queueDepth"], r["iops"], r["latency"]["p99Us"]))
+            every = run_iops(name) or [r["iops"]]
+            points.append((r["queueDepth"], r["iops"], r["latency"]["p99Us"], every[0], every[-1]))
     return sorted(points)
 
 
@@ -53,6 +54,10 @@ def chart(results):
             continue
         qd = [p[0] for p in points]
         ax_iops.plot(qd, [p[1] / 1000 for p in points], style, color=color, label=label)
+        # The bar spans every run of the point; the marker is the median run.
+        ax_iops.errorbar(qd, [p[1] / 1000 for p in points],
+                         yerr=[[(p[1] - p[3]) / 1000 for p in points], [(p[4] - p[1]) / 1000 for p in points]],
+                         fmt="none", ecolor=color, capsize=4, alpha=0.7)
         ax_p99.plot(qd, [p[2] for p in points], style, color=color, label=label)
     nosqflow = results.get("memory-randread-4k-qd32-nosqflow")
     if nosqflow:
@@ -66,7 +71,7 @@ def chart(results):
         ax.set_xlabel("queue depth")
         ax.grid(True, alpha=0.3)
     ax_iops.set_ylabel("kIOPS (4 KiB)")
-    ax_iops.set_title("IOPS against queue depth")
+    ax_iops.set_title("IOPS against queue depth (median run, bars: all runs)")
     ax_p99.set_ylabel("p99 latency (us)")
     ax_p99.set_title("p99 latency against queue depth")
     ax_iops.legend(fontsize=8)
@@ -75,22 +80,38 @@ def chart(results):
     fig.savefig(PNG, dpi=110)
 
 
+def run_iops(name):
+    """IOPS of every run of a point (tools/perf/run.sh keeps them in runs/), lowest first."""
+    values = []
+    for path in glob.glob(os.path.join(RESULTS, "runs", name + ".*.json")):
+        with open(path) as f:
+            values.append(json.load(f)["iops"])
+    return sorted(values)
+
+
+def runs(name):
+    return "/".join(f"{v / 1000:.0f}" for v in run_iops(name)) or "-"
+
+
 def table(results):
     rows = [
-        "| point | backend | IOPS | MiB/s | p50 us | p99 us | TCP limit IOPS | NVMe / TCP limit |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| point | backend | IOPS (median run) | MiB/s | p50 us | p99 us | kIOPS of all runs | TCP limit IOPS | TCP limit runs | NVMe / TCP limit, medians | best / best |",
+        "|---|---|---:|---:|---:|---:|---|---:|---|---:|---:|",
     ]
     for name, r in results.items():
         if name.startswith("baseline-"):
             continue
         backend, point = name.split("-", 1)
-        base = results.get("baseline-" + point.removesuffix("-nosqflow"))
+        base_name = "baseline-" + point.removesuffix("-nosqflow")
+        base = results.get(base_name)
         point = point.replace("-nosqflow", " --disable-sqflow")
         ratio = f"{r['iops'] / base['iops']:.2f}" if base else "-"
+        mine, theirs = run_iops(name), run_iops(base_name)
+        best = f"{mine[-1] / theirs[-1]:.2f}" if base and mine and theirs else "-"
         base_iops = f"{base['iops']:,.0f}" if base else "-"
         rows.append(
             f"| {point} | {backend} | {r['iops']:,.0f} | {r['miBps']:,.1f} | {r['latency']['p50Us']:.1f} | "
-            f"{r['latency']['p99Us']:.1f} | {base_iops} | {ratio} |")
+            f"{r['latency']['p99Us']:.1f} | {runs(name)} | {base_iops} | {runs(base_name) if base else '-'} | {ratio} | {best} |")
     for point in ("randwrite-4k-qd32", "randread-4k-qd32"):
         memory = results.get("memory-" + point)
         for backend in ("file", "thin"):
