@@ -5,21 +5,24 @@ using CsiNvme.TestSupport;
 namespace CsiNvme.Host.Tests;
 
 /// <summary>
-/// The host's I/O path allocates nothing per command once warm: slots, buffers and completions are all reused. The
-/// target runs as a separate storage server process so the process-wide allocation counter sees the host alone.
+/// The host's I/O path allocates nothing per command once warm: slots, buffers and completions are all reused, with
+/// I/O queues on dedicated polling threads and on the thread pool. The target runs as a separate storage server
+/// process so the process-wide allocation counter sees the host alone.
 /// </summary>
 [NonParallelizable]
 public sealed class AllocationTests
 {
-    [TestCase(1)]
-    [TestCase(16)]
-    public async Task SteadyStateIoAllocatesNothingPerCommand(int depth)
+    [TestCase(1, true)]
+    [TestCase(16, true)]
+    [TestCase(1, false)]
+    [TestCase(16, false)]
+    public async Task SteadyStateIoAllocatesNothingPerCommand(int depth, bool dedicatedQueueThreads)
     {
         using var data = new TempDirectory("csinvme-host-alloc");
         await using var server = await ServerProcess.StartAsync(data.Path, ["--backend", "memory"]);
         var host = NvmeHostIdentity.Create();
         var volume = await server.Volumes.CreateVolumeAsync(new CreateVolumeRequest { Name = "alloc", SizeBytes = 64 << 20, AllowedHosts = { host.Nqn } });
-        var options = new NvmeTcpHostOptions { HostNqn = host.Nqn, HostId = host.Id, KeepAliveTimeout = TimeSpan.Zero };
+        var options = new NvmeTcpHostOptions { HostNqn = host.Nqn, HostId = host.Id, KeepAliveTimeout = TimeSpan.Zero, DedicatedQueueThreads = dedicatedQueueThreads };
         await using var controller = await new NvmeTcpHost(options).ConnectAsync(server.NvmeEndpoint, volume.SubsystemNqn);
         var queue = controller.IoQueues[0];
         var ns = controller.Namespaces[0];
