@@ -85,6 +85,8 @@ public sealed partial class ChartTests
     [TestCase("metrics:\n  serviceMonitor:\n    enabled: \"true\"\n", "$.metrics.serviceMonitor.enabled")]
     [TestCase("metrics:\n  grafanaDashboard:\n    labels:\n      grafana_dashboard: 1\n", "$.metrics.grafanaDashboard.labels.grafana_dashboard")]
     [TestCase("server:\n  backend: disk\n", "$.server.backend")]
+    [TestCase("server:\n  nvmePollMicroseconds: -1\n", "$.server.nvmePollMicroseconds")]
+    [TestCase("server:\n  nvmePollMicroseconds: fast\n", "$.server.nvmePollMicroseconds")]
     [TestCase("server:\n  nvmeAddress: node-1\n", "$.server.nvmeAddress")]
     [TestCase("server:\n  pools:\n    - name: Fast\n      size: 10Gi\n", "$.server.pools[0].name")]
     [TestCase("server:\n  pools:\n    - name: fast\n      size: 10GB\n", "$.server.pools[0].size")]
