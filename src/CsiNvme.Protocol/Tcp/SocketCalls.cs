@@ -26,22 +26,7 @@ public static unsafe partial class SocketCalls
     {
         fixed (byte* pointer = data)
         {
-            while (true)
-            {
-                var sent = Send(socket, pointer, (nuint)data.Length, MsgDontWait | MsgNoSignal);
-                if (sent >= 0)
-                {
-                    error = SocketError.Success;
-                    return (int)sent;
-                }
-
-                var errno = Marshal.GetLastPInvokeError();
-                if (errno != EIntr)
-                {
-                    error = ToSocketError(errno);
-                    return 0;
-                }
-            }
+            return Transfer(socket, pointer, data.Length, MsgDontWait | MsgNoSignal, send: true, out error);
         }
     }
 
@@ -50,21 +35,26 @@ public static unsafe partial class SocketCalls
     {
         fixed (byte* pointer = buffer)
         {
-            while (true)
-            {
-                var received = Receive(socket, pointer, (nuint)buffer.Length, MsgDontWait);
-                if (received >= 0)
-                {
-                    error = SocketError.Success;
-                    return (int)received;
-                }
+            return Transfer(socket, pointer, buffer.Length, MsgDontWait, send: false, out error);
+        }
+    }
 
-                var errno = Marshal.GetLastPInvokeError();
-                if (errno != EIntr)
-                {
-                    error = ToSocketError(errno);
-                    return 0;
-                }
+    private static int Transfer(SafeHandle socket, byte* pointer, int length, int flags, bool send, out SocketError error)
+    {
+        while (true)
+        {
+            var done = send ? Send(socket, pointer, (nuint)length, flags) : Receive(socket, pointer, (nuint)length, flags);
+            if (done >= 0)
+            {
+                error = SocketError.Success;
+                return (int)done;
+            }
+
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno != EIntr)
+            {
+                error = ToSocketError(errno);
+                return 0;
             }
         }
     }
