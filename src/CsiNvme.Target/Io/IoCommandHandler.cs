@@ -19,7 +19,7 @@ internal static class IoCommandHandler
 
     public static void Execute(NvmeTcpConnection connection, Controller controller, in SubmissionQueueEntry sqe, ReadOnlySpan<byte> inCapsuleData)
     {
-        var start = Stopwatch.GetTimestamp();
+        var start = connection.BatchStartTimestamp;
         switch ((IoOpcode)sqe.Opcode)
         {
             case IoOpcode.Read:

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
@@ -70,6 +71,13 @@ internal sealed partial class NvmeTcpConnection
     }
 
     public IPEndPoint? RemoteEndPoint { get; }
+
+    /// <summary>
+    /// When the batch of PDUs being processed was received: the start of every command in it. A command's latency then
+    /// includes its wait behind the earlier commands of its batch, as its host sees it, and the clock is read once per
+    /// batch instead of once per command.
+    /// </summary>
+    public long BatchStartTimestamp { get; private set; }
 
     public IPEndPoint? LocalEndPoint { get; }
 
@@ -198,6 +206,7 @@ internal sealed partial class NvmeTcpConnection
     private void ProcessReceivedBlocking()
     {
         _sendLock.Wait();
+        BatchStartTimestamp = Stopwatch.GetTimestamp();
         try
         {
             while (!_terminated)
@@ -460,6 +469,7 @@ internal sealed partial class NvmeTcpConnection
     private async ValueTask ProcessReceivedAsync()
     {
         await _sendLock.WaitAsync().ConfigureAwait(false);
+        BatchStartTimestamp = Stopwatch.GetTimestamp();
         try
         {
             while (!_terminated)
