@@ -38,9 +38,9 @@ public sealed class MetricsTests
     {
         var volume = await _server.Volumes.CreateVolumeAsync(new CreateVolumeRequest { Name = "m1", SizeBytes = 1 << 20 });
         var metrics = _server.Server.Target.FindSubsystem(volume.SubsystemNqn)!.Namespaces[0].Metrics!;
-        metrics.Record(IoKind.Read, 4096, Stopwatch.Frequency / 1000, success: true);
-        metrics.Record(IoKind.Read, 8192, Stopwatch.Frequency / 1000, success: true);
-        metrics.Record(IoKind.Write, 512, Stopwatch.Frequency / 100, success: false);
+        // Two reads completed in one batch (one call, the same latency each), then a failed write.
+        metrics.Record(IoKind.Read, commands: 2, failed: 0, bytes: 12288, Stopwatch.Frequency / 1000);
+        metrics.Record(IoKind.Write, commands: 1, failed: 1, bytes: 0, Stopwatch.Frequency / 100);
 
         var text = await ScrapeAsync();
 
@@ -130,13 +130,13 @@ public sealed class MetricsTests
         var kinds = Enum.GetValues<IoKind>();
         for (var i = 0; i < 1000; i++)
         {
-            metrics.Record(kinds[i % kinds.Length], 4096, 1234, i % 7 != 0);
+            metrics.Record(kinds[i % kinds.Length], 1 + (i % 4), i % 7 == 0 ? 1 : 0, 4096, 1234);
         }
 
         var before = GC.GetAllocatedBytesForCurrentThread();
         for (var i = 0; i < 100_000; i++)
         {
-            metrics.Record(kinds[i % kinds.Length], 4096, 1234 + i, i % 7 != 0);
+            metrics.Record(kinds[i % kinds.Length], 1 + (i % 4), i % 7 == 0 ? 1 : 0, 4096, 1234 + i);
         }
 
         var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
@@ -147,8 +147,8 @@ public sealed class MetricsTests
     public void UnknownIoKindsAreIgnored()
     {
         var metrics = new ServerMetrics().ForVolume("odd", 4096);
-        Assert.DoesNotThrow(() => metrics.Record((IoKind)99, 1, 1, true));
-        Assert.DoesNotThrow(() => metrics.Record((IoKind)(-1), 1, 1, true));
+        Assert.DoesNotThrow(() => metrics.Record((IoKind)99, 1, 0, 1, 1));
+        Assert.DoesNotThrow(() => metrics.Record((IoKind)(-1), 1, 0, 1, 1));
     }
 
     private static async Task WaitForAsync(Func<bool> condition)

@@ -5,8 +5,8 @@ using Prometheus;
 namespace CsiNvme.Server.Metrics;
 
 /// <summary>
-/// The metric series of one volume, indexed by <see cref="IoKind"/>. <see cref="Record"/> runs once per
-/// I/O command on the connection's thread, so it only touches pre-resolved children.
+/// The metric series of one volume, indexed by <see cref="IoKind"/>. <see cref="Record"/> runs on a connection's
+/// thread once per receive batch and kind, so it only touches pre-resolved children.
 /// </summary>
 public sealed class VolumeIoMetrics : INamespaceMetrics
 {
@@ -27,26 +27,24 @@ public sealed class VolumeIoMetrics : INamespaceMetrics
         _size = size;
     }
 
-    public void Record(IoKind kind, int bytes, long elapsedTimestampTicks, bool success)
+    public void Record(IoKind kind, int commands, int failed, long bytes, long elapsedTimestampTicks)
     {
         var i = (int)kind;
-        if ((uint)i >= (uint)_operations.Length)
+        if ((uint)i >= (uint)_operations.Length || commands <= 0)
         {
             return;
         }
 
-        _operations[i].Inc();
-        _latency[i].Observe(elapsedTimestampTicks * _secondsPerTick);
-        if (success)
+        _operations[i].Inc(commands);
+        _latency[i].Observe(elapsedTimestampTicks * _secondsPerTick, commands);
+        if (bytes > 0)
         {
-            if (bytes > 0)
-            {
-                _bytes[i].Inc(bytes);
-            }
+            _bytes[i].Inc(bytes);
         }
-        else
+
+        if (failed > 0)
         {
-            _errors[i].Inc();
+            _errors[i].Inc(failed);
         }
     }
 

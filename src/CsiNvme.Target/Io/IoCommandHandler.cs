@@ -97,7 +97,6 @@ internal static class IoCommandHandler
                 if (status.IsSuccess)
                 {
                     connection.CompleteWithReservedData(sqe.CommandId, length);
-                    ns.Counters.CountRead(length);
                 }
             }
         }
@@ -107,7 +106,7 @@ internal static class IoCommandHandler
             connection.Complete(sqe.CommandId, status);
         }
 
-        ns?.Metrics?.Record(IoKind.Read, length, Stopwatch.GetTimestamp() - start, status.IsSuccess);
+        connection.CountIo(ns, IoKind.Read, length, status.IsSuccess, start);
     }
 
     private static void Write(NvmeTcpConnection connection, Controller controller, in SubmissionQueueEntry sqe, ReadOnlySpan<byte> inCapsuleData, long start)
@@ -130,10 +129,6 @@ internal static class IoCommandHandler
                 else
                 {
                     status = ToNvme(ns!.Volume.Write(offset, inCapsuleData.Slice((int)sgl.Address, length), fua), isWrite: true);
-                    if (status.IsSuccess)
-                    {
-                        ns.Counters.CountWrite(length);
-                    }
                 }
             }
             else if (sgl.Identifier == SglDescriptor.TransportDataBlock && inCapsuleData.IsEmpty)
@@ -148,7 +143,7 @@ internal static class IoCommandHandler
         }
 
         connection.Complete(sqe.CommandId, status);
-        ns?.Metrics?.Record(IoKind.Write, length, Stopwatch.GetTimestamp() - start, status.IsSuccess);
+        connection.CountIo(ns, IoKind.Write, length, status.IsSuccess, start);
     }
 
     /// <summary>Writes one H2CData chunk of an R2T transfer straight to the volume.</summary>
@@ -168,13 +163,8 @@ internal static class IoCommandHandler
                 status = ToNvme(ns!.Volume.Flush(), isWrite: true);
             }
 
-            if (status.IsSuccess)
-            {
-                ns!.Counters.CountWrite(transfer.Length);
-            }
-
             connection.Complete(transfer.CommandId, status);
-            ns?.Metrics?.Record(IoKind.Write, transfer.Length, Stopwatch.GetTimestamp() - transfer.StartTimestamp, status.IsSuccess);
+            connection.CountIo(ns, IoKind.Write, transfer.Length, status.IsSuccess, transfer.StartTimestamp);
             return;
         }
 
@@ -205,7 +195,7 @@ internal static class IoCommandHandler
         var ns = controller.Subsystem.FindNamespace(sqe.NamespaceId);
         status = ns is null ? NvmeStatus.InvalidNamespaceOrFormat : ToNvme(ns.Volume.Flush(), isWrite: true);
         connection.Complete(sqe.CommandId, status);
-        ns?.Metrics?.Record(IoKind.Flush, 0, Stopwatch.GetTimestamp() - start, status.IsSuccess);
+        connection.CountIo(ns, IoKind.Flush, 0, status.IsSuccess, start);
     }
 
     private static void WriteZeroes(NvmeTcpConnection connection, Controller controller, in SubmissionQueueEntry sqe, long start)
@@ -237,7 +227,7 @@ internal static class IoCommandHandler
         }
 
         connection.Complete(sqe.CommandId, status);
-        ns?.Metrics?.Record(IoKind.WriteZeroes, (int)Math.Min(length, int.MaxValue), Stopwatch.GetTimestamp() - start, status.IsSuccess);
+        connection.CountIo(ns, IoKind.WriteZeroes, length, status.IsSuccess, start);
     }
 
     private static void DatasetManagement(NvmeTcpConnection connection, Controller controller, in SubmissionQueueEntry sqe, ReadOnlySpan<byte> inCapsuleData, long start)
@@ -315,7 +305,7 @@ internal static class IoCommandHandler
         }
 
         connection.Complete(sqe.CommandId, status);
-        ns.Metrics?.Record(IoKind.Deallocate, (int)Math.Min(total, int.MaxValue), Stopwatch.GetTimestamp() - start, status.IsSuccess);
+        connection.CountIo(ns, IoKind.Deallocate, total, status.IsSuccess, start);
     }
 
     /// <summary>True when blocks [lba, lba + count) lie inside the volume (written to never overflow).</summary>

@@ -55,15 +55,15 @@ public sealed class NamespaceCounters
 
     public long BytesWritten => Volatile.Read(ref _bytesWritten);
 
-    public void CountRead(int bytes)
+    public void CountReads(int commands, long bytes)
     {
-        Interlocked.Increment(ref _readCommands);
+        Interlocked.Add(ref _readCommands, commands);
         Interlocked.Add(ref _bytesRead, bytes);
     }
 
-    public void CountWrite(int bytes)
+    public void CountWrites(int commands, long bytes)
     {
-        Interlocked.Increment(ref _writeCommands);
+        Interlocked.Add(ref _writeCommands, commands);
         Interlocked.Add(ref _bytesWritten, bytes);
     }
 }

@@ -8,6 +8,7 @@ using CsiNvme.Protocol.Tcp;
 using CsiNvme.Target.Controllers;
 using CsiNvme.Target.Io;
 using CsiNvme.Target.Fabrics;
+using CsiNvme.Target.Subsystems;
 using Microsoft.Extensions.Logging;
 
 namespace CsiNvme.Target.Transport;
@@ -49,6 +50,7 @@ internal sealed partial class NvmeTcpConnection
     private int _queueEntries;
     private ushort _submissionHead;
     private PendingTransfer[] _transfers = [];
+    private BatchIoTally _ioTally;
     private int[] _freeTags = [];
     private int _freeTagCount;
 
@@ -257,6 +259,7 @@ internal sealed partial class NvmeTcpConnection
 
     private void FlushBlocking()
     {
+        CommitIoTally();
         var offset = 0;
         while (offset < _sendLength)
         {
@@ -526,6 +529,7 @@ internal sealed partial class NvmeTcpConnection
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask FlushAsync()
     {
+        CommitIoTally();
         var offset = 0;
         while (offset < _sendLength)
         {
@@ -692,7 +696,7 @@ internal sealed partial class NvmeTcpConnection
             return;
         }
 
-        controller.TouchKeepAlive();
+        controller.TouchKeepAlive(BatchStartTimestamp);
         if (_queueId == 0)
         {
             controller.ExecuteAdmin(this, command, data);
@@ -700,6 +704,42 @@ internal sealed partial class NvmeTcpConnection
         else
         {
             IoCommandHandler.Execute(this, controller, command, data);
+        }
+    }
+
+    /// <summary>
+    /// Counts a completed I/O command for its namespace's SMART counters and metrics. Commands that arrived in the
+    /// batch being processed are tallied and reported when the batch is sent (<see cref="BatchIoTally"/>); one that
+    /// arrived earlier (its data came by R2T) is reported at once with its own latency.
+    /// </summary>
+    public void CountIo(TargetNamespace? ns, IoKind kind, long bytes, bool success, long startTimestamp)
+    {
+        if (ns is null)
+        {
+            return;
+        }
+
+        if (startTimestamp != BatchStartTimestamp)
+        {
+            var single = default(BatchIoTally);
+            single.TryAdd(ns, kind, bytes, success);
+            single.Commit(Stopwatch.GetTimestamp() - startTimestamp);
+            return;
+        }
+
+        if (!_ioTally.TryAdd(ns, kind, bytes, success))
+        {
+            CommitIoTally();
+            _ioTally.TryAdd(ns, kind, bytes, success);
+        }
+    }
+
+    /// <summary>Reports the batch's tallied commands; called just before their responses are sent.</summary>
+    private void CommitIoTally()
+    {
+        if (!_ioTally.IsEmpty)
+        {
+            _ioTally.Commit(Stopwatch.GetTimestamp() - BatchStartTimestamp);
         }
     }
 
