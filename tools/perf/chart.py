@@ -89,14 +89,27 @@ def run_iops(name):
     return sorted(values)
 
 
+def run_pairs(name, base_name):
+    """NVMe / limit of each pair of runs made back to back (run.sh alternates them), lowest first."""
+    def by_run(point):
+        values = {}
+        for path in glob.glob(os.path.join(RESULTS, "runs", point + ".*.json")):
+            index = path.rsplit(".", 2)[-2]
+            with open(path) as f:
+                values[index] = json.load(f)["iops"]
+        return values
+    mine, theirs = by_run(name), by_run(base_name)
+    return sorted(mine[i] / theirs[i] for i in mine if i in theirs and theirs[i] > 0)
+
+
 def runs(name):
     return "/".join(f"{v / 1000:.0f}" for v in run_iops(name)) or "-"
 
 
 def table(results):
     rows = [
-        "| point | backend | IOPS (median run) | MiB/s | p50 us | p99 us | kIOPS of all runs | TCP limit IOPS | TCP limit runs | NVMe / TCP limit, medians | best / best |",
-        "|---|---|---:|---:|---:|---:|---|---:|---|---:|---:|",
+        "| point | backend | IOPS (median run) | MiB/s | p50 us | p99 us | kIOPS of all runs | TCP limit IOPS | TCP limit runs | NVMe / TCP limit, medians | median of paired runs | best / best |",
+        "|---|---|---:|---:|---:|---:|---|---:|---|---:|---:|---:|",
     ]
     for name, r in results.items():
         if name.startswith("baseline-"):
@@ -108,10 +121,12 @@ def table(results):
         ratio = f"{r['iops'] / base['iops']:.2f}" if base else "-"
         mine, theirs = run_iops(name), run_iops(base_name)
         best = f"{mine[-1] / theirs[-1]:.2f}" if base and mine and theirs else "-"
+        pairs = run_pairs(name, base_name) if base and not name.endswith("-nosqflow") else []
+        paired = f"{pairs[len(pairs) // 2]:.2f}" if pairs else "-"
         base_iops = f"{base['iops']:,.0f}" if base else "-"
         rows.append(
             f"| {point} | {backend} | {r['iops']:,.0f} | {r['miBps']:,.1f} | {r['latency']['p50Us']:.1f} | "
-            f"{r['latency']['p99Us']:.1f} | {runs(name)} | {base_iops} | {runs(base_name) if base else '-'} | {ratio} | {best} |")
+            f"{r['latency']['p99Us']:.1f} | {runs(name)} | {base_iops} | {runs(base_name) if base else '-'} | {ratio} | {paired} | {best} |")
     for point in ("randwrite-4k-qd32", "randread-4k-qd32"):
         memory = results.get("memory-" + point)
         for backend in ("file", "thin"):

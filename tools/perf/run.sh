@@ -5,8 +5,8 @@
 #   PERF_TIME=10 tools/perf/run.sh
 #   PERF_BASELINE_ONLY=1 tools/perf/run.sh   # only the raw TCP limit points
 #
-# Each point of the memory backend is followed at once by the raw TCP limit point of the same size, direction and
-# depth, so every NVMe / TCP-limit ratio comes from two measurements a few seconds apart.
+# The runs of each memory-backend point alternate with the runs of the raw TCP limit point of the same size, direction
+# and depth, so every NVMe / TCP-limit ratio comes from measurements a few seconds apart.
 #   PERF_BACKENDS=memory PERF_NO_BASELINE=1 PERF_SERVER_DLL=/other/CsiNvme.Server.dll PERF_OUT=/tmp/x tools/perf/run.sh
 #                                            # another build of the server (e.g. an older commit) against this client
 #
@@ -21,7 +21,7 @@ TIME=${PERF_TIME:-5}
 RAMP=${PERF_RAMP:-3}
 # Runs per point; the median is reported. Two modes show up on this VM for the same point (one with about half the
 # IOPS, in the raw TCP limit mode too), so a single run is not enough.
-REPEAT=${PERF_REPEAT:-3}
+REPEAT=${PERF_REPEAT:-5}
 SERVER_CORE=${SERVER_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
 OUT=${PERF_OUT:-$ROOT/docs/perf-results}
@@ -90,7 +90,28 @@ start_server() {
     echo "server ($backend) nvme=$NVME mgmt=$MGMT nqn=$NQN" >&2
 }
 
-# perf NAME ARGS...: one measured point, pinned to CLIENT_CORE (POINT_TIME / POINT_RAMP override the defaults).
+# summarize NAME: copies the run with the median IOPS to NAME.json (every run stays in runs/) and prints it.
+summarize() {
+    python3 - "$OUT/$1.json" "$OUT/runs/$1".*.json >&2 <<'PY'
+import json, shutil, sys
+runs = sorted(((json.load(open(p)), p) for p in sys.argv[2:]), key=lambda rp: rp[0]["iops"])
+r, path = runs[len(runs) // 2]
+shutil.copyfile(path, sys.argv[1])
+lat = r["latency"]
+print("   %-38s %9.0f IOPS %9.1f MiB/s  p50 %.1f us  p99 %.1f us  errors %d   (runs: %s)" % (
+    sys.argv[1].rsplit("/", 1)[-1][:-5], r["iops"], r["miBps"], lat["p50Us"], lat["p99Us"], r["errors"],
+    " ".join("%.0f" % x["iops"] for x, _ in runs)))
+PY
+}
+
+# run_once NAME RUN ARGS...: one `csinvme perf` run pinned to CLIENT_CORE (POINT_TIME / POINT_RAMP override the defaults).
+run_once() {
+    local name=$1 run=$2
+    shift 2
+    taskset -c "$CLIENT_CORE" dotnet "$CLI_DLL" --json perf --time "${POINT_TIME:-$TIME}" --ramp "${POINT_RAMP:-$RAMP}" "$@" >"$OUT/runs/$name.$run.json"
+}
+
+# perf NAME ARGS...: one measured point, REPEAT runs (POINT_REPEAT overrides).
 perf() {
     local name=$1 runs=${POINT_REPEAT:-$REPEAT}
     shift
@@ -98,24 +119,29 @@ perf() {
     mkdir -p "$OUT/runs"
     rm -f "$OUT/runs/$name".*.json
     for run in $(seq 1 "$runs"); do
-        taskset -c "$CLIENT_CORE" dotnet "$CLI_DLL" --json perf --time "${POINT_TIME:-$TIME}" --ramp "${POINT_RAMP:-$RAMP}" "$@" >"$OUT/runs/$name.$run.json"
+        run_once "$name" "$run" "$@"
     done
-    # The point's result is the run with the median IOPS; every run stays in runs/.
-    python3 - "$OUT/$name.json" "$OUT/runs/$name".*.json >&2 <<'PY'
-import json, shutil, sys
-runs = sorted(((json.load(open(p)), p) for p in sys.argv[2:]), key=lambda rp: rp[0]["iops"])
-r, path = runs[len(runs) // 2]
-shutil.copyfile(path, sys.argv[1])
-lat = r["latency"]
-print("   %12.0f IOPS %9.1f MiB/s  p50 %.1f us  p99 %.1f us  errors %d   (runs: %s)" % (
-    r["iops"], r["miBps"], lat["p50Us"], lat["p99Us"], r["errors"], " ".join("%.0f" % x["iops"] for x, _ in runs)))
-PY
+    summarize "$name"
 }
 
-# limit NAME PATTERN SIZE QD: the raw TCP limit point (only next to the memory backend's points).
-limit() {
-    [[ -n "$BASELINE" && "${CURRENT_BACKEND:-}" == memory ]] || return 0
-    perf "baseline-$1" --tcp-baseline --target "$BASELINE" --pattern "$2" --io-size "$3" --qd "$4"
+# with_limit NAME PATTERN SIZE QD ARGS...: a memory-backend point and its raw TCP limit point, their runs alternating
+# (NVMe, limit, NVMe, limit, ...) so that drift of the machine between runs falls on both alike.
+with_limit() {
+    local name=$1 pattern=$2 size=$3 qd=$4 runs=${POINT_REPEAT:-$REPEAT}
+    shift 4
+    if [[ -z "$BASELINE" || "${CURRENT_BACKEND:-}" != memory ]]; then
+        perf "$CURRENT_BACKEND-$name" --target "$NVME" --nqn "$NQN" --pattern "$pattern" --io-size "$size" --qd "$qd" "$@"
+        return
+    fi
+    echo "== $CURRENT_BACKEND-$name with its TCP limit" >&2
+    mkdir -p "$OUT/runs"
+    rm -f "$OUT/runs/$CURRENT_BACKEND-$name".*.json "$OUT/runs/baseline-$name".*.json
+    for run in $(seq 1 "$runs"); do
+        run_once "$CURRENT_BACKEND-$name" "$run" --target "$NVME" --nqn "$NQN" --pattern "$pattern" --io-size "$size" --qd "$qd" "$@"
+        run_once "baseline-$name" "$run" --tcp-baseline --target "$BASELINE" --pattern "$pattern" --io-size "$size" --qd "$qd"
+    done
+    summarize "$CURRENT_BACKEND-$name"
+    summarize "baseline-$name"
 }
 
 nvme_matrix() {
@@ -124,17 +150,14 @@ nvme_matrix() {
     # Write the whole volume first so reads return data rather than holes.
     POINT_TIME=3 POINT_RAMP=0 POINT_REPEAT=1 perf "$backend-precondition" --target "$NVME" --nqn "$NQN" --pattern write --io-size 128k --qd 8
     for qd in 1 8 32; do
-        perf "$backend-randread-4k-qd$qd" --target "$NVME" --nqn "$NQN" --pattern randread --io-size 4096 --qd "$qd"
-        limit "randread-4k-qd$qd" randread 4096 "$qd"
+        with_limit "randread-4k-qd$qd" randread 4096 "$qd"
     done
     # Reads completed by C2HData SUCCESS instead of a CapsuleResp, right after the same point with flow control on.
     perf "$backend-randread-4k-qd32-nosqflow" --target "$NVME" --nqn "$NQN" --pattern randread --io-size 4096 --qd 32 --disable-sqflow
     for qd in 1 8 32; do
-        perf "$backend-randwrite-4k-qd$qd" --target "$NVME" --nqn "$NQN" --pattern randwrite --io-size 4096 --qd "$qd"
-        limit "randwrite-4k-qd$qd" randwrite 4096 "$qd"
+        with_limit "randwrite-4k-qd$qd" randwrite 4096 "$qd"
     done
-    perf "$backend-read-128k-qd8" --target "$NVME" --nqn "$NQN" --pattern read --io-size 128k --qd 8
-    limit "read-128k-qd8" read 128k 8
+    with_limit "read-128k-qd8" read 128k 8
 }
 
 # The raw TCP limit server, pinned like the storage server; idle (asleep) between its points.
@@ -146,12 +169,12 @@ if [[ -z "${PERF_NO_BASELINE:-}" ]]; then
 fi
 
 if [[ -n "${PERF_BASELINE_ONLY:-}" ]]; then
-    CURRENT_BACKEND=memory
-    for qd in 1 8 32; do
-        limit "randread-4k-qd$qd" randread 4096 "$qd"
-        limit "randwrite-4k-qd$qd" randwrite 4096 "$qd"
+    for point in "randread 4096 1" "randwrite 4096 1" "randread 4096 8" "randwrite 4096 8" "randread 4096 32" \
+        "randwrite 4096 32" "read 128k 8"; do
+        read -r pattern size qd <<<"$point"
+        label=$([[ $size == 4096 ]] && echo 4k || echo "$size")
+        perf "baseline-$pattern-$label-qd$qd" --tcp-baseline --target "$BASELINE" --pattern "$pattern" --io-size "$size" --qd "$qd"
     done
-    limit "read-128k-qd8" read 128k 8
 fi
 
 if [[ -z "${PERF_BASELINE_ONLY:-}" ]]; then
