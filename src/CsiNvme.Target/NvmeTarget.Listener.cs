@@ -177,6 +177,9 @@ public sealed partial class NvmeTarget
     internal void LogControllerCreated(ushort controllerId, string hostNqn, string subsystemNqn, uint keepAliveMs) =>
         LogControllerCreatedCore(_logger, controllerId, hostNqn, subsystemNqn, keepAliveMs);
 
+    internal void LogIoQueueConnected(ushort controllerId, ushort queueId, int entries, bool sqFlowControlDisabled) =>
+        LogIoQueueConnectedCore(_logger, controllerId, queueId, entries, sqFlowControlDisabled ? "off" : "on");
+
     internal void LogControllerRemoved(ushort controllerId, string hostNqn, string subsystemNqn, string reason) =>
         LogControllerRemovedCore(_logger, controllerId, hostNqn, subsystemNqn, reason);
 
@@ -191,6 +194,9 @@ public sealed partial class NvmeTarget
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Controller {ControllerId} created for host {HostNqn} on {SubsystemNqn} (KATO {KeepAliveMs} ms)")]
     private static partial void LogControllerCreatedCore(ILogger logger, ushort controllerId, string hostNqn, string subsystemNqn, uint keepAliveMs);
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Controller {ControllerId} I/O queue {QueueId} connected: {Entries} entries, SQ flow control {SqFlowControl}")]
+    private static partial void LogIoQueueConnectedCore(ILogger logger, ushort controllerId, ushort queueId, int entries, string sqFlowControl);
 
     [LoggerMessage(Level = LogLevel.Information, Message = "Controller {ControllerId} of host {HostNqn} on {SubsystemNqn} removed: {Reason}")]
     private static partial void LogControllerRemovedCore(ILogger logger, ushort controllerId, string hostNqn, string subsystemNqn, string reason);

@@ -12,6 +12,7 @@ namespace CsiNvme.Csi.Controller;
 /// <item>keepAliveTmo: NVMe keep-alive timeout in seconds, 1..65535 (default 5)</item>
 /// <item>nrIoQueues: I/O queues per controller, 0 = kernel default</item>
 /// <item>headerDigest, dataDigest: "true" or "false" (default false)</item>
+/// <item>disableSqFlow: "true" or "false" (default true): connect I/O queues without SQ flow control</item>
 /// </list>
 /// Keys the controller uses: blockSize (512 or 4096, the logical block size hosts see; default 512) and
 /// pool (the storage pool; default: the pool with the most free space). Keys starting with
@@ -32,7 +33,7 @@ public sealed class VolumeParameters
         ("nrIoQueues", 0, 1024),
     ];
 
-    private static readonly string[] _nodeBooleans = ["headerDigest", "dataDigest"];
+    private static readonly string[] _nodeBooleans = ["headerDigest", "dataDigest", "disableSqFlow"];
 
     private VolumeParameters(uint blockSize, string pool, Dictionary<string, string> nodeContext)
     {

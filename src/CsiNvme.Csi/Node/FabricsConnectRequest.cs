@@ -65,6 +65,14 @@ public sealed record FabricsConnectSettings
 
     public bool DataDigest { get; init; }
 
+    /// <summary>
+    /// Connect I/O queues with SQ flow control disabled (CATTR bit 2; the kernel's disable_sqflow). The host then
+    /// needs no SQ head pointer, so our target completes a successful read in its C2HData PDU (SUCCESS flag) instead
+    /// of sending a CapsuleResp too. On by default: one PDU less per read, and every kernel with NVMe/TCP since
+    /// 5.2 supports it.
+    /// </summary>
+    public bool DisableSqFlow { get; init; } = true;
+
     /// <summary>Reads the settings from volume_context keys; throws <see cref="FormatException"/> naming the bad key.</summary>
     public static FabricsConnectSettings FromVolumeContext(IReadOnlyDictionary<string, string> context) => new()
     {
@@ -75,6 +83,7 @@ public sealed record FabricsConnectSettings
         NrIoQueues = Int(context, "nrIoQueues", 0, min: 0, max: 1024),
         HeaderDigest = Bool(context, "headerDigest"),
         DataDigest = Bool(context, "dataDigest"),
+        DisableSqFlow = Bool(context, "disableSqFlow", fallback: true),
     };
 
     /// <summary>The option string written to /dev/nvme-fabrics for one target.</summary>
@@ -106,6 +115,11 @@ public sealed record FabricsConnectSettings
             text.Append(",data_digest");
         }
 
+        if (DisableSqFlow)
+        {
+            text.Append(",disable_sqflow");
+        }
+
         return text.ToString();
     }
 
@@ -124,11 +138,11 @@ public sealed record FabricsConnectSettings
         return value;
     }
 
-    private static bool Bool(IReadOnlyDictionary<string, string> context, string key)
+    private static bool Bool(IReadOnlyDictionary<string, string> context, string key, bool fallback = false)
     {
         if (!context.TryGetValue(key, out var text) || string.IsNullOrWhiteSpace(text))
         {
-            return false;
+            return fallback;
         }
 
         return text.Trim().ToLowerInvariant() switch

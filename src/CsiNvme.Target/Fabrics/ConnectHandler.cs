@@ -102,6 +102,7 @@ internal static class ConnectHandler
         }
 
         connection.BindQueue(owner, connect.QueueId, connect.SubmissionQueueSize + 1, connect.SqFlowControlDisabled);
+        target.LogIoQueueConnected(owner.ControllerId, connect.QueueId, connect.SubmissionQueueSize + 1, connect.SqFlowControlDisabled);
         connection.Complete(sqe.CommandId, NvmeStatus.Success, owner.ControllerId);
     }
 

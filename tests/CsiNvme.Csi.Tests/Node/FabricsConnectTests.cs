@@ -12,14 +12,14 @@ public sealed class FabricsConnectTests
     private static readonly Guid _hostId = Guid.Parse("285b432b-9a56-8d9e-aa2f-4650f9f46ad7");
 
     [Test]
-    public void Defaults_are_the_documented_ones_and_leave_queues_to_the_kernel()
+    public void Defaults_are_the_documented_ones_leave_queues_to_the_kernel_and_disable_sq_flow_control()
     {
         var settings = FabricsConnectSettings.FromVolumeContext(new Dictionary<string, string> { ["nqn"] = Nqn, ["uuid"] = "x" });
 
         Assert.That(settings.BuildConnectString(new FabricsTarget("10.0.2.2", 4420), Nqn, Host, _hostId), Is.EqualTo(
             "transport=tcp,traddr=10.0.2.2,trsvcid=4420,nqn=nqn.2026-11.io.csinvme:volume:1," +
             "hostnqn=nqn.2026-11.io.csinvme:node:n1,hostid=285b432b-9a56-8d9e-aa2f-4650f9f46ad7," +
-            "ctrl_loss_tmo=600,reconnect_delay=10,fast_io_fail_tmo=15,keep_alive_tmo=5"));
+            "ctrl_loss_tmo=600,reconnect_delay=10,fast_io_fail_tmo=15,keep_alive_tmo=5,disable_sqflow"));
     }
 
     [Test]
@@ -34,6 +34,7 @@ public sealed class FabricsConnectTests
             ["nrIoQueues"] = "4",
             ["headerDigest"] = "TRUE",
             ["dataDigest"] = "true",
+            ["disableSqFlow"] = "false",
         });
 
         Assert.That(settings.BuildConnectString(new FabricsTarget("fd00::2", 4421), Nqn, Host, _hostId), Is.EqualTo(
@@ -47,6 +48,7 @@ public sealed class FabricsConnectTests
     [TestCase("keepAliveTmo", "65536")]
     [TestCase("nrIoQueues", "four")]
     [TestCase("headerDigest", "yes")]
+    [TestCase("disableSqFlow", "1")]
     public void Bad_parameters_are_refused_naming_the_key(string key, string value) =>
         Assert.That(() => FabricsConnectSettings.FromVolumeContext(new Dictionary<string, string> { [key] = value }),
             Throws.InstanceOf<FormatException>().With.Message.Contains(key));

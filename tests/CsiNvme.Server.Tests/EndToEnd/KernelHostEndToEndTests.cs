@@ -25,14 +25,16 @@ public sealed class KernelHostEndToEndTests
     public async Task RequireGuest() => await LinuxGuest.RequireAsync();
 
     [TestCase(false, TestName = "Kernel host: discover, connect, identify, fio verify, ext4, discard, flush, restart")]
-    [TestCase(true, TestName = "Kernel host with header and data digests: the same checks")]
+    [TestCase(true, TestName = "Kernel host with header and data digests and SQ flow control disabled: the same checks")]
     public async Task Full_host_workflow_survives_a_server_restart(bool digests)
     {
         // Debug logging makes the target report the digests it negotiated with each connection.
         await using var server = digests ? await ServerUnderTest.StartAsync("--log-level", "debug") : await ServerUnderTest.StartAsync();
         var host = NvmeHostIdentity.Create();
         var volume = await server.CreateVolumeAsync("e2e-main", VolumeSize, allowAnyHost: false, host);
-        var connectOptions = digests ? "-g -G" : string.Empty;
+        // The digest run also disables SQ flow control, so reads complete in their data PDU (C2HData SUCCESS), whose
+        // data digest the kernel checks before it completes the request.
+        var connectOptions = digests ? "-g -G --disable-sqflow" : string.Empty;
 
         var first = await LinuxGuest.RunAsync(
             FirstBootScript(volume, server.NvmePort, host, connectOptions),
@@ -46,6 +48,8 @@ public sealed class KernelHostEndToEndTests
         {
             Assert.That(server.Server.Output, Does.Contain("header digest True, data digest True"),
                 "the target did not report digests on for the host's connections\n" + server.Server.OutputTail());
+            Assert.That(server.Server.Output, Does.Contain("SQ flow control off"),
+                "the target did not see SQ flow control disabled on the host's I/O queues\n" + server.Server.OutputTail());
         }
 
         AssertDiscoveryListsVolume(first.RequireSection("discover"), volume, server.NvmePort);
