@@ -68,8 +68,8 @@ public sealed record FabricsConnectSettings
     /// <summary>
     /// Connect I/O queues with SQ flow control disabled (CATTR bit 2; the kernel's disable_sqflow). The host then
     /// needs no SQ head pointer, so our target completes a successful read in its C2HData PDU (SUCCESS flag) instead
-    /// of sending a CapsuleResp too. On by default: one PDU less per read, and every kernel with NVMe/TCP since
-    /// 5.2 supports it.
+    /// of sending a CapsuleResp too. On by default: one PDU less per read, and the option came with the kernel's
+    /// NVMe/TCP host, so every kernel that can connect at all accepts it.
     /// </summary>
     public bool DisableSqFlow { get; init; } = true;
 
