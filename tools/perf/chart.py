@@ -80,25 +80,23 @@ def chart(results):
     fig.savefig(PNG, dpi=110)
 
 
-def run_iops(name):
-    """IOPS of every run of a point (tools/perf/run.sh keeps them in runs/), lowest first."""
-    values = []
+def iops_by_run(name):
+    """IOPS of every run of a point, by run number (tools/perf/run.sh keeps them in runs/NAME.N.json)."""
+    values = {}
     for path in glob.glob(os.path.join(RESULTS, "runs", name + ".*.json")):
         with open(path) as f:
-            values.append(json.load(f)["iops"])
-    return sorted(values)
+            values[path.rsplit(".", 2)[-2]] = json.load(f)["iops"]
+    return values
+
+
+def run_iops(name):
+    """IOPS of every run of a point, lowest first."""
+    return sorted(iops_by_run(name).values())
 
 
 def run_pairs(name, base_name):
     """NVMe / limit of each pair of runs made back to back (run.sh alternates them), lowest first."""
-    def by_run(point):
-        values = {}
-        for path in glob.glob(os.path.join(RESULTS, "runs", point + ".*.json")):
-            index = path.rsplit(".", 2)[-2]
-            with open(path) as f:
-                values[index] = json.load(f)["iops"]
-        return values
-    mine, theirs = by_run(name), by_run(base_name)
+    mine, theirs = iops_by_run(name), iops_by_run(base_name)
     return sorted(mine[i] / theirs[i] for i in mine if i in theirs and theirs[i] > 0)
 
 

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Diagnostics;
 using CsiNvme.Protocol.Commands;
 using CsiNvme.Storage;
 using CsiNvme.Target.Controllers;
