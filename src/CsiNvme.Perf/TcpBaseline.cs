@@ -262,7 +262,9 @@ public static class TcpBaseline
         private readonly long[] _started;
         private readonly byte[] _receive;
         private readonly byte[] _send;
-        private readonly byte[] _payload;
+        // A buffer per request in flight, as the NVMe load has a buffer per worker: every read lands in (and every write
+        // leaves from) memory of its own, not one buffer that stays in the L1 cache.
+        private readonly byte[] _payloads;
         private readonly double _nanosecondsPerTick = 1e9 / Stopwatch.Frequency;
         private readonly long _slots;
         private long _cursor;
@@ -276,7 +278,7 @@ public static class TcpBaseline
             _started = new long[options.QueueDepth];
             _receive = GC.AllocateUninitializedArray<byte>(4 * (options.IoSize + ResponseHeader) + 64 * 1024, pinned: true);
             _send = GC.AllocateUninitializedArray<byte>(options.QueueDepth * (RequestHeader + options.IoSize), pinned: true);
-            _payload = GC.AllocateArray<byte>(options.IoSize, pinned: true);
+            _payloads = GC.AllocateArray<byte>(options.QueueDepth * options.IoSize, pinned: true);
             _random = new XorShiftRandom(0x9E3779B97F4A7C15UL * (ulong)(index + 1));
             var region = options.RegionBytes > 0 ? options.RegionBytes : DefaultStorageBytes;
             _slots = Math.Max(1, region / options.IoSize);
@@ -364,7 +366,7 @@ public static class TcpBaseline
                     if (op == OpRead)
                     {
                         // Consume the data as a host would: copy it to the caller's buffer.
-                        _receive.AsSpan(start + ResponseHeader, length - ResponseHeader).CopyTo(_payload);
+                        _receive.AsSpan(start + ResponseHeader, length - ResponseHeader).CopyTo(Payload(tag));
                     }
 
                     start += length;
@@ -415,12 +417,14 @@ public static class TcpBaseline
             request[20..RequestHeader].Clear();
             if (!isRead)
             {
-                _payload.AsSpan().CopyTo(request[RequestHeader..]);
+                Payload(tag).CopyTo(request[RequestHeader..]);
             }
 
             _started[tag] = Stopwatch.GetTimestamp();
             return length;
         }
+
+        private Span<byte> Payload(ushort tag) => _payloads.AsSpan(tag * _options.IoSize, _options.IoSize);
 
         private ulong Next() => _random.Next();
     }
