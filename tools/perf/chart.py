@@ -32,7 +32,7 @@ def load():
 def series(results, prefix, pattern):
     points = []
     for name, r in results.items():
-        # Variants (e.g. -nosqflow) are drawn separately, not as another point of the curve.
+        # Variants (e.g. -sqflow) are drawn separately, not as another point of the curve.
         start = prefix + "-" + pattern + "-4k-qd"
         if name.startswith(start) and name[len(start):].isdigit():
             every = run_iops(name) or [r["iops"]]
@@ -59,11 +59,11 @@ def chart(results):
                          yerr=[[(p[1] - p[3]) / 1000 for p in points], [(p[4] - p[1]) / 1000 for p in points]],
                          fmt="none", ecolor=color, capsize=4, alpha=0.7)
         ax_p99.plot(qd, [p[2] for p in points], style, color=color, label=label)
-    nosqflow = results.get("memory-randread-4k-qd32-nosqflow")
-    if nosqflow:
-        label = "randread, SQ flow control off (memory)"
-        ax_iops.plot([32], [nosqflow["iops"] / 1000], "*", color="tab:green", markersize=11, label=label)
-        ax_p99.plot([32], [nosqflow["latency"]["p99Us"]], "*", color="tab:green", markersize=11, label=label)
+    sqflow = results.get("memory-randread-4k-qd32-sqflow")
+    if sqflow:
+        label = "randread, SQ flow control on (memory)"
+        ax_iops.plot([32], [sqflow["iops"] / 1000], "*", color="tab:green", markersize=11, label=label)
+        ax_p99.plot([32], [sqflow["latency"]["p99Us"]], "*", color="tab:green", markersize=11, label=label)
     for ax in (ax_iops, ax_p99):
         ax.set_xscale("log", base=2)
         ax.set_xticks([1, 8, 32])
@@ -113,13 +113,13 @@ def table(results):
         if name.startswith("baseline-"):
             continue
         backend, point = name.split("-", 1)
-        base_name = "baseline-" + point.removesuffix("-nosqflow")
+        base_name = "baseline-" + point.removesuffix("-sqflow")
         base = results.get(base_name)
-        point = point.replace("-nosqflow", " --disable-sqflow")
+        point = point.replace("-sqflow", ", SQ flow control on")
         ratio = f"{r['iops'] / base['iops']:.2f}" if base else "-"
         mine, theirs = run_iops(name), run_iops(base_name)
         best = f"{mine[-1] / theirs[-1]:.2f}" if base and mine and theirs else "-"
-        pairs = run_pairs(name, base_name) if base and not name.endswith("-nosqflow") else []
+        pairs = run_pairs(name, base_name) if base and not name.endswith("-sqflow") else []
         paired = f"{pairs[len(pairs) // 2]:.2f}" if pairs else "-"
         base_iops = f"{base['iops']:,.0f}" if base else "-"
         rows.append(
@@ -131,7 +131,7 @@ def table(results):
             other = results.get(f"{backend}-{point}")
             if memory and other:
                 rows.append(f"\n{backend} / memory, {point}: {other['iops'] / memory['iops']:.2f} of the IOPS")
-    on, off = results.get("memory-randread-4k-qd32"), results.get("memory-randread-4k-qd32-nosqflow")
+    on, off = results.get("memory-randread-4k-qd32-sqflow"), results.get("memory-randread-4k-qd32")
     if on and off:
         rows.append(f"\nrandread-4k-qd32, SQ flow control off / on: {off['iops'] / on['iops']:.2f} of the IOPS")
     return "\n".join(rows)

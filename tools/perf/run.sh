@@ -149,15 +149,17 @@ nvme_matrix() {
     CURRENT_BACKEND=$backend
     # Write the whole volume first so reads return data rather than holes.
     POINT_TIME=3 POINT_RAMP=0 POINT_REPEAT=1 perf "$backend-precondition" --target "$NVME" --nqn "$NQN" --pattern write --io-size 128k --qd 8
+    # Reads connect as the CSI node connects Linux hosts, without SQ flow control, so each read is answered by its
+    # data PDU alone (SUCCESS flag): the message sizes the limit mode sends. The -sqflow point keeps flow control on
+    # and pays a CapsuleResp per read on top.
     for qd in 1 8 32; do
-        with_limit "randread-4k-qd$qd" randread 4096 "$qd"
+        with_limit "randread-4k-qd$qd" randread 4096 "$qd" --disable-sqflow
     done
-    # Reads completed by C2HData SUCCESS instead of a CapsuleResp, right after the same point with flow control on.
-    perf "$backend-randread-4k-qd32-nosqflow" --target "$NVME" --nqn "$NQN" --pattern randread --io-size 4096 --qd 32 --disable-sqflow
+    perf "$backend-randread-4k-qd32-sqflow" --target "$NVME" --nqn "$NQN" --pattern randread --io-size 4096 --qd 32
     for qd in 1 8 32; do
         with_limit "randwrite-4k-qd$qd" randwrite 4096 "$qd"
     done
-    with_limit "read-128k-qd8" read 128k 8
+    with_limit "read-128k-qd8" read 128k 8 --disable-sqflow
 }
 
 # The raw TCP limit server, pinned like the storage server; idle (asleep) between its points.
@@ -191,7 +193,7 @@ for backend in $BACKENDS; do
     CURRENT_BACKEND=$backend
     POINT_TIME=3 POINT_RAMP=0 POINT_REPEAT=1 perf "$backend-precondition" --target "$NVME" --nqn "$NQN" --pattern write --io-size 128k --qd 8
     perf "$backend-randwrite-4k-qd32" --target "$NVME" --nqn "$NQN" --pattern randwrite --io-size 4096 --qd 32
-    perf "$backend-randread-4k-qd32" --target "$NVME" --nqn "$NQN" --pattern randread --io-size 4096 --qd 32
+    perf "$backend-randread-4k-qd32" --target "$NVME" --nqn "$NQN" --pattern randread --io-size 4096 --qd 32 --disable-sqflow
     if [[ "$backend" == thin ]]; then
         # The same writes with a live snapshot: the first write to each 64 KiB cluster copies it (copy-on-write), so
         # the first point (no ramp) is mostly the copy phase of the whole volume, the second the steady state after.
