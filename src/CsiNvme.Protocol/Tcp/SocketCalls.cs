@@ -72,15 +72,9 @@ public static unsafe partial class SocketCalls
     {
         if (pollTicks > 0)
         {
-            var received = ReceiveNonBlocking(handle, buffer, out var error);
-            if (error == SocketError.Success)
+            if (TryReceiveNow(handle, buffer, out var received))
             {
                 return received;
-            }
-
-            if (error != SocketError.WouldBlock)
-            {
-                throw new SocketException((int)error);
             }
 
             // Wait for readability with poll(2), which reads the socket state without the socket lock that recv(2)
@@ -97,20 +91,34 @@ public static unsafe partial class SocketCalls
 
                 // Take what arrived with the same direct recv(2): Socket.Receive would add its own bookkeeping
                 // (about a quarter of a microsecond here) to every request of a connection at low depth.
-                received = ReceiveNonBlocking(handle, buffer, out error);
-                if (error == SocketError.Success)
+                if (TryReceiveNow(handle, buffer, out received))
                 {
                     return received;
-                }
-
-                if (error != SocketError.WouldBlock)
-                {
-                    throw new SocketException((int)error);
                 }
             }
         }
 
         return socket.Receive(buffer, SocketFlags.None);
+    }
+
+    /// <summary>
+    /// Takes what the socket holds now: true with the bytes (zero bytes: the peer's FIN), false when it holds nothing;
+    /// any other error is thrown.
+    /// </summary>
+    private static bool TryReceiveNow(SafeHandle handle, Span<byte> buffer, out int received)
+    {
+        received = ReceiveNonBlocking(handle, buffer, out var error);
+        if (error == SocketError.Success)
+        {
+            return true;
+        }
+
+        if (error != SocketError.WouldBlock)
+        {
+            throw new SocketException((int)error);
+        }
+
+        return false;
     }
 
     /// <summary>poll(2) with a zero timeout: data (or a FIN or an error) is waiting.</summary>
