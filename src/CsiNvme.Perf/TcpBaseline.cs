@@ -92,9 +92,6 @@ public static class TcpBaseline
 
     private const int MaxIo = 1 << 20;
 
-    // As the host's queue pair: completions of a whole-depth batch after which the requests they produced are sent.
-    private const int EarlyFlushAfter = 4;
-
     private static void ServeConnection(Socket socket, byte[] storage, long pollTicks)
     {
         var receive = GC.AllocateUninitializedArray<byte>(4 * (MaxIo + RequestHeader), pinned: true);
@@ -331,7 +328,8 @@ public static class TcpBaseline
 
             SendAll(Socket, _send.AsSpan(0, sendLength));
             var outstanding = _options.QueueDepth;
-            var wholeDepthBatches = false;
+            // The host's rule (QueuePair.ProcessReceived), as the limit follows the host's I/O model.
+            var earlySend = default(EarlySendRule);
             int start = 0, end = 0;
             while (outstanding > 0)
             {
@@ -355,7 +353,7 @@ public static class TcpBaseline
                 end += received;
                 sendLength = 0;
                 var responses = 0;
-                var sendEarly = wholeDepthBatches;
+                earlySend.BeginBatch(outstanding);
                 var stop = Volatile.Read(ref _run.Stop);
                 while (end - start >= ResponseHeader)
                 {
@@ -398,18 +396,15 @@ public static class TcpBaseline
                         sendLength += AppendRequest(sendLength, tag);
                     }
 
-                    // The host's rule (QueuePair.ProcessReceived): when batches carry the whole depth, the requests of
-                    // the first responses leave before the rest of the batch is handled.
                     responses++;
-                    if (sendEarly && responses == EarlyFlushAfter && end > start && sendLength > 0)
+                    if (sendLength > 0 && earlySend.SendNow(responses, end > start))
                     {
-                        sendEarly = false;
                         SendAll(Socket, _send.AsSpan(0, sendLength));
                         sendLength = 0;
                     }
                 }
 
-                wholeDepthBatches = outstanding > EarlyFlushAfter && responses >= outstanding;
+                earlySend.EndBatch(responses);
 
                 if (sendLength > 0)
                 {

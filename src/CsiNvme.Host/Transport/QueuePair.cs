@@ -98,14 +98,9 @@ internal sealed partial class QueuePair
 
     private readonly int _maxPduIn;
 
-    // Completions of one received batch after which, when batches carry the whole depth, the commands they submitted
-    // are sent before the rest of the batch is handled (measured at QD8: 4 gained, 2 lost to the extra sends).
-    private const int EarlyFlushAfter = 4;
-
-    // Receive-loop state: completions in the current batch, and whether the last batch completed all that was
-    // outstanding.
+    // Receive-loop state: completions in the current batch, and when to send what they submitted.
     private int _batchCompletions;
-    private bool _wholeDepthBatches;
+    private EarlySendRule _earlySend;
 
     public ushort QueueId { get; }
 
@@ -766,19 +761,15 @@ internal sealed partial class QueuePair
     private void ProcessReceived(Connection connection)
     {
         // Outstanding commands when the batch arrived (a racy read is good enough for a scheduling hint).
-        var outstanding = _slots.Length - Volatile.Read(ref _freeCount);
-        var sendEarly = _wholeDepthBatches;
+        _earlySend.BeginBatch(_slots.Length - Volatile.Read(ref _freeCount));
         _batchCompletions = 0;
         t_receiving = this;
         try
         {
             while (TryProcessOnePdu())
             {
-                if (sendEarly && _batchCompletions == EarlyFlushAfter && _receiveEnd > _receiveStart)
+                if (_earlySend.SendNow(_batchCompletions, _receiveEnd > _receiveStart))
                 {
-                    // Send what the first completions submitted before handling the rest, so the controller works on
-                    // those commands meanwhile and the depth splits into two groups in flight.
-                    sendEarly = false;
                     t_receiving = null;
                     FlushDeferred(connection);
                     t_receiving = this;
@@ -790,10 +781,7 @@ internal sealed partial class QueuePair
             t_receiving = null;
         }
 
-        // A batch that completed everything outstanding means the whole depth travels between the two ends as one
-        // batch, each end idle while the other works (seen at QD8). At higher depth the batches already alternate
-        // between two groups, and an extra send per batch only costs.
-        _wholeDepthBatches = outstanding > EarlyFlushAfter && _batchCompletions >= outstanding;
+        _earlySend.EndBatch(_batchCompletions);
         FlushDeferred(connection);
     }
 
