@@ -22,6 +22,9 @@ RAMP=${PERF_RAMP:-3}
 # Runs per point; the median is reported. Two modes show up on this VM for the same point (one with about half the
 # IOPS, in the raw TCP limit mode too), so a single run is not enough.
 REPEAT=${PERF_REPEAT:-5}
+# Pairs of alternating runs for each memory-backend point and its TCP limit point. Paired ratios of single runs spread
+# from about 0.8 to 1.3 on this VM at the same commit, so their median needs more runs than a point alone.
+PAIRS=${PERF_PAIRS:-9}
 SERVER_CORE=${SERVER_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
 OUT=${PERF_OUT:-$ROOT/docs/perf-results}
@@ -127,7 +130,7 @@ perf() {
 # with_limit NAME PATTERN SIZE QD ARGS...: a memory-backend point and its raw TCP limit point, their runs alternating
 # (NVMe, limit, NVMe, limit, ...) so that drift of the machine between runs falls on both alike.
 with_limit() {
-    local name=$1 pattern=$2 size=$3 qd=$4 runs=${POINT_REPEAT:-$REPEAT}
+    local name=$1 pattern=$2 size=$3 qd=$4 runs=${POINT_REPEAT:-$PAIRS}
     shift 4
     if [[ -z "$BASELINE" || "${CURRENT_BACKEND:-}" != memory ]]; then
         perf "$CURRENT_BACKEND-$name" --target "$NVME" --nqn "$NQN" --pattern "$pattern" --io-size "$size" --qd "$qd" "$@"
@@ -142,6 +145,13 @@ with_limit() {
     done
     summarize "$CURRENT_BACKEND-$name"
     summarize "baseline-$name"
+    python3 - "$OUT/runs/$CURRENT_BACKEND-$name" "$OUT/runs/baseline-$name" "$runs" >&2 <<'PY'
+import json, statistics, sys
+nvme, limit, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ratios = sorted(json.load(open(f"{nvme}.{i}.json"))["iops"] / json.load(open(f"{limit}.{i}.json"))["iops"]
+                for i in range(1, runs + 1))
+print("   NVMe / TCP limit, paired runs: median %.2f (%s)" % (statistics.median(ratios), " ".join("%.2f" % r for r in ratios)))
+PY
 }
 
 nvme_matrix() {
