@@ -9,7 +9,8 @@ namespace CsiNvme.Cli;
 
 /// <summary>
 /// <c>csinvme perf</c>: NVMe/TCP load from our own host against any target, in the spirit of spdk_nvme_perf and fio;
-/// <c>--tcp-baseline</c> runs the same message sizes over plain TCP against <c>--tcp-baseline-server</c>.
+/// <c>--tcp-baseline</c> runs the same message sizes over plain TCP against <c>--tcp-baseline-server</c>;
+/// <c>--compare-tcp-limit</c> runs both in alternating windows and reports their ratio.
 /// </summary>
 internal static class PerfCommand
 {
@@ -37,12 +38,14 @@ internal static class PerfCommand
         var region = new Option<string>("--region") { Description = "Only use the first BYTES of the namespace (TCP limit mode: the server's memory, default 256 MiB, and the client's offsets within it).", HelpName = "BYTES" };
         var baseline = new Option<bool>("--tcp-baseline") { Description = "Raw TCP limit mode against a --tcp-baseline-server." };
         var baselineServer = new Option<bool>("--tcp-baseline-server") { Description = "Serve the raw TCP limit mode on --listen until interrupted." };
+        var compare = new Option<string>("--compare-tcp-limit") { Description = "Alternate the NVMe load with the raw TCP limit load against this --tcp-baseline-server in short windows, from one process, and report the ratio of each pair.", HelpName = "ADDR:PORT" };
+        var windows = new Option<int>("--windows") { Description = "Window pairs of --compare-tcp-limit; --time is each side's measured time over all of them.", DefaultValueFactory = _ => 10 };
         var listen = new Option<string>("--listen") { Description = "Listen address of --tcp-baseline-server.", DefaultValueFactory = _ => "127.0.0.1:4421", HelpName = "ADDR:PORT" };
 
         var command = new Command("perf", "Measure IOPS, bandwidth and latency of an NVMe/TCP target with the built-in host (like spdk_nvme_perf).")
         {
             target, nqn, hostNqn, hostId, nsid, qd, ioSize, pattern, mix, time, ramp, queues, connections, core,
-            headerDigest, dataDigest, disableSqFlow, poll, verify, region, baseline, baselineServer, listen,
+            headerDigest, dataDigest, disableSqFlow, poll, verify, region, baseline, baselineServer, compare, windows, listen,
         };
 
         command.SetAction(async (parseResult, cancellationToken) =>
@@ -93,6 +96,25 @@ internal static class PerfCommand
                     Verify = parseResult.GetValue(verify),
                     RegionBytes = parseResult.GetValue(region) is { Length: > 0 } r ? ParseSize(r) : 0,
                 };
+
+                if (parseResult.GetValue(compare) is { Length: > 0 } limitText)
+                {
+                    if (parseResult.GetValue(baseline))
+                    {
+                        throw new ArgumentException("--compare-tcp-limit runs both loads; leave out --tcp-baseline");
+                    }
+
+                    var comparison = await PerfComparison.RunAsync(
+                        options, await ResolveAsync(limitText, cancellationToken), parseResult.GetValue(windows), cancellationToken: cancellationToken);
+                    var cpus = OperatingSystem.IsLinux() ? CpuAffinity.CurrentThreadCpus().ToArray() : null;
+                    comparison = comparison with
+                    {
+                        Nvme = comparison.Nvme with { Cpus = cpus, Host = Environment.MachineName },
+                        Limit = comparison.Limit with { Cpus = cpus, Host = Environment.MachineName },
+                    };
+                    await stdout.WriteLineAsync(parseResult.GetValue(globals.Json) ? comparison.ToJson() : comparison.ToText());
+                    return comparison.Nvme.Errors > 0 || comparison.Nvme.VerifyFailures > 0 ? ExitCodes.ServerRefused : ExitCodes.Success;
+                }
 
                 var result = parseResult.GetValue(baseline)
                     ? await TcpBaseline.RunAsync(options, cancellationToken)

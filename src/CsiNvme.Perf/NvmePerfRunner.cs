@@ -12,7 +12,10 @@ namespace CsiNvme.Perf;
 /// </summary>
 public static class NvmePerfRunner
 {
-    public static async Task<PerfResult> RunAsync(PerfOptions options, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default)
+    public static Task<PerfResult> RunAsync(PerfOptions options, ILoggerFactory? loggerFactory = null, CancellationToken cancellationToken = default) =>
+        RunAsync(options, new RunState(), loggerFactory, cancellationToken);
+
+    internal static async Task<PerfResult> RunAsync(PerfOptions options, RunState run, ILoggerFactory? loggerFactory, CancellationToken cancellationToken)
     {
         Validate(options);
         var hostOptions = new NvmeTcpHostOptions
@@ -70,7 +73,6 @@ public static class NvmePerfRunner
                 throw new ArgumentException($"the namespace ({ns.SizeBytes} bytes) is smaller than one I/O");
             }
 
-            var run = new RunState();
             var totalWorkers = options.Connections * options.Queues * options.QueueDepth;
             var workers = new List<Worker>();
             var tasks = new List<Task>();
@@ -87,6 +89,8 @@ public static class NvmePerfRunner
                 }
             }
 
+            run.Loops = workers.Count;
+            run.CountMeasured = () => workers.Sum(w => w.Reads + w.Writes);
             foreach (var worker in workers)
             {
                 tasks.Add(Task.Run(worker.RunAsync, CancellationToken.None));
@@ -170,44 +174,6 @@ public static class NvmePerfRunner
         };
     }
 
-    internal sealed class RunState
-    {
-        public bool Measuring;
-        public bool Stop;
-        public long MeasureFrom;
-        public long MeasureUntil;
-
-        /// <summary>
-        /// The timeline every load shares: the loops run through the ramp unmeasured, are measured for the duration,
-        /// are told to stop, and must drain within 30 s. Returns the measured time.
-        /// </summary>
-        public async Task<TimeSpan> MeasureAsync(IEnumerable<Task> loops, TimeSpan ramp, TimeSpan duration, string what, CancellationToken cancellationToken)
-        {
-            await Task.Delay(ramp, cancellationToken).ConfigureAwait(false);
-            var started = Stopwatch.GetTimestamp();
-            MeasureFrom = started;
-            Volatile.Write(ref Measuring, true);
-            try
-            {
-                await Task.Delay(duration, cancellationToken).ConfigureAwait(false);
-            }
-            finally
-            {
-                MeasureUntil = Stopwatch.GetTimestamp();
-                Volatile.Write(ref Stop, true);
-            }
-
-            var all = Task.WhenAll(loops);
-            if (await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(30), CancellationToken.None)).ConfigureAwait(false) != all)
-            {
-                throw new TimeoutException($"{what} did not drain within 30 s after the run");
-            }
-
-            await all.ConfigureAwait(false);
-            return Stopwatch.GetElapsedTime(started, MeasureUntil);
-        }
-    }
-
     internal sealed class SequentialCursor
     {
         public long Next;
@@ -270,6 +236,12 @@ public static class NvmePerfRunner
             var blockSize = _ns.BlockSize;
             while (!Volatile.Read(ref _run.Stop))
             {
+                if (Volatile.Read(ref _run.Held))
+                {
+                    await _run.ParkAsync().ConfigureAwait(false);
+                    continue;
+                }
+
                 var isRead = readPercent == 100 || (readPercent != 0 && (int)(Next() % 100) < readPercent);
                 var slot = NextSlot();
                 var byteOffset = slot * _options.IoSize;

@@ -184,14 +184,16 @@ public static class TcpBaseline
 
     // ---- client ----
 
-    public static async Task<PerfResult> RunAsync(PerfOptions options, CancellationToken cancellationToken = default)
+    public static Task<PerfResult> RunAsync(PerfOptions options, CancellationToken cancellationToken = default) =>
+        RunAsync(options, new RunState(), cancellationToken);
+
+    internal static async Task<PerfResult> RunAsync(PerfOptions options, RunState run, CancellationToken cancellationToken)
     {
         if (options.QueueDepth is < 1 or > 4096 || options.IoSize is < 1 or > 1 << 20 || options.Connections < 1)
         {
             throw new ArgumentException("--qd 1..4096, --io-size 1..1 MiB and --connections ≥ 1 in TCP baseline mode");
         }
 
-        var run = new NvmePerfRunner.RunState();
         var clients = new List<Client>();
         try
         {
@@ -203,6 +205,8 @@ public static class TcpBaseline
                 socket.Connect(options.Target);
             }
 
+            run.Loops = clients.Count;
+            run.CountMeasured = () => clients.Sum(c => c.Reads + c.Writes);
             var loops = clients.Select(c => c.Start()).ToArray();
             var measured = await run.MeasureAsync(loops, options.Ramp, options.Duration, "baseline requests", cancellationToken).ConfigureAwait(false);
             var histogram = new LatencyHistogram();
@@ -258,7 +262,7 @@ public static class TcpBaseline
     private sealed class Client
     {
         private readonly PerfOptions _options;
-        private readonly NvmePerfRunner.RunState _run;
+        private readonly RunState _run;
         private readonly long[] _started;
         private readonly byte[] _receive;
         private readonly byte[] _send;
@@ -270,7 +274,7 @@ public static class TcpBaseline
         private long _cursor;
         private XorShiftRandom _random;
 
-        public Client(Socket socket, PerfOptions options, NvmePerfRunner.RunState run, int index)
+        public Client(Socket socket, PerfOptions options, RunState run, int index)
         {
             Socket = socket;
             _options = options;
@@ -320,19 +324,37 @@ public static class TcpBaseline
         {
             var handle = Socket.SafeHandle;
             var pollTicks = SocketCalls.ToTicks(_options.ReceivePollTime);
-            var sendLength = 0;
-            for (var tag = 0; tag < _options.QueueDepth; tag++)
-            {
-                sendLength += AppendRequest(sendLength, (ushort)tag);
-            }
-
-            SendAll(Socket, _send.AsSpan(0, sendLength));
-            var outstanding = _options.QueueDepth;
+            var outstanding = 0;
             // The host's rule (QueuePair.ProcessReceived), as the limit follows the host's I/O model.
             var earlySend = default(EarlySendRule);
             int start = 0, end = 0;
-            while (outstanding > 0)
+            while (true)
             {
+                if (outstanding == 0)
+                {
+                    // Nothing in flight: park while a comparison holds this load, end once the run stops, else
+                    // put the whole depth in flight.
+                    if (Volatile.Read(ref _run.Held))
+                    {
+                        _run.Park();
+                        continue;
+                    }
+
+                    if (Volatile.Read(ref _run.Stop))
+                    {
+                        return;
+                    }
+
+                    var primed = 0;
+                    for (var tag = 0; tag < _options.QueueDepth; tag++)
+                    {
+                        primed += AppendRequest(primed, (ushort)tag);
+                    }
+
+                    SendAll(Socket, _send.AsSpan(0, primed));
+                    outstanding = _options.QueueDepth;
+                }
+
                 if (start == end)
                 {
                     start = end = 0;
@@ -351,10 +373,11 @@ public static class TcpBaseline
                 }
 
                 end += received;
-                sendLength = 0;
+                var sendLength = 0;
                 var responses = 0;
                 earlySend.BeginBatch(outstanding);
-                var stop = Volatile.Read(ref _run.Stop);
+                // Held (by a comparison) drains the load like a stop does, then parks it.
+                var stop = Volatile.Read(ref _run.Stop) || Volatile.Read(ref _run.Held);
                 while (end - start >= ResponseHeader)
                 {
                     var header = _receive.AsSpan(start, ResponseHeader);

@@ -170,6 +170,86 @@ public sealed class PerfRunTests
         return response[TcpBaseline.ResponseHeader..];
     }
 
+    [TestCase("randread", 8)]
+    [TestCase("randwrite", 4)]
+    public async Task ComparisonAlternatesTheLoadsInWindowsAndReportsTheirRatios(string pattern, int depth)
+    {
+        await using var target = await StartTargetAsync();
+        using var stop = new CancellationTokenSource();
+        var bound = new TaskCompletionSource<IPEndPoint>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var server = TcpBaseline.ServeAsync(new IPEndPoint(IPAddress.Loopback, 0), bound.SetResult, stop.Token, TimeSpan.FromMicroseconds(50), 16L << 20);
+        var limit = await bound.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        var options = Options(target, pattern, 4096, depth) with { Duration = TimeSpan.FromSeconds(1.2), Ramp = TimeSpan.FromMilliseconds(200) };
+        var result = await PerfComparison.RunAsync(options, limit, windows: 4).WaitAsync(TimeSpan.FromSeconds(60));
+        stop.Cancel();
+        await server;
+
+        TestContext.Out.WriteLine(result.ToText());
+        AssertSane(result.Nvme, 4096);
+        AssertSane(result.Limit, 4096);
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.Nvme.Mode, Is.EqualTo("nvme"));
+            Assert.That(result.Limit.Mode, Is.EqualTo("tcp-baseline"));
+            Assert.That(result.Nvme.Seconds, Is.EqualTo(1.2).Within(0.2), "each side is measured for --time over all windows");
+            Assert.That(result.Limit.Seconds, Is.EqualTo(1.2).Within(0.2));
+            Assert.That(result.Windows, Has.Count.EqualTo(4));
+            foreach (var window in result.Windows)
+            {
+                Assert.That(window.NvmeIops, Is.GreaterThan(0));
+                Assert.That(window.LimitIops, Is.GreaterThan(0));
+                Assert.That(window.Ratio, Is.EqualTo(window.NvmeIops / window.LimitIops).Within(0.5).Percent);
+            }
+
+            Assert.That(result.LowerQuartileRatio, Is.LessThanOrEqualTo(result.MedianRatio));
+            Assert.That(result.MedianRatio, Is.LessThanOrEqualTo(result.UpperQuartileRatio));
+            Assert.That(result.RatioOfTotals, Is.EqualTo(result.Nvme.Iops / result.Limit.Iops).Within(0.5).Percent);
+            Assert.That(ComparisonResult.FromJson(result.ToJson()).Windows, Is.EqualTo(result.Windows));
+        });
+    }
+
+    [Test]
+    public async Task ComparisonFailsCleanlyWhenTheLimitServerIsNotThere()
+    {
+        await using var target = await StartTargetAsync();
+        using var listener = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var closedPort = (IPEndPoint)listener.LocalEndPoint!;
+        listener.Close();
+
+        var options = Options(target, "randread", 4096, 4) with { Duration = TimeSpan.FromSeconds(1), Ramp = TimeSpan.Zero };
+        Assert.That(
+            async () => await PerfComparison.RunAsync(options, closedPort, windows: 2).WaitAsync(TimeSpan.FromSeconds(60)),
+            Throws.InstanceOf<System.Net.Sockets.SocketException>());
+
+        // The NVMe side was torn down: the target takes a new run as usual.
+        AssertSane(await NvmePerfRunner.RunAsync(Options(target, "randread", 4096, 4)), 4096);
+    }
+
+    [TestCase(0, 1.0)]
+    [TestCase(40, 1.0)]
+    public void ComparisonRefusesWindowsItCannotMeasure(int windows, double seconds)
+    {
+        var options = new PerfOptions { Target = new IPEndPoint(IPAddress.Loopback, 1), SubsystemNqn = Nqn, Duration = TimeSpan.FromSeconds(seconds) };
+        Assert.That(
+            async () => await PerfComparison.RunAsync(options, new IPEndPoint(IPAddress.Loopback, 2), windows),
+            Throws.ArgumentException);
+    }
+
+    [Test]
+    public void QuantilesInterpolateBetweenNeighbours()
+    {
+        Assert.Multiple(() =>
+        {
+            Assert.That(ComparisonResult.Quantile([], 0.5), Is.Zero);
+            Assert.That(ComparisonResult.Quantile([0.9], 0.25), Is.EqualTo(0.9));
+            Assert.That(ComparisonResult.Quantile([1, 2, 3, 4], 0.5), Is.EqualTo(2.5));
+            Assert.That(ComparisonResult.Quantile([1, 2, 3, 4], 0.25), Is.EqualTo(1.75));
+            Assert.That(ComparisonResult.Quantile([1, 2, 3, 4, 5], 0.75), Is.EqualTo(4));
+        });
+    }
+
     [Test]
     public void JsonRoundTrips()
     {
