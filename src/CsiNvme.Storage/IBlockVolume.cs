@@ -44,4 +44,13 @@ public interface IBlockVolume : IDisposable
 
     /// <summary>Grows the volume. Shrinking is refused with <see cref="ArgumentOutOfRangeException"/>.</summary>
     void Resize(long newSizeBytes);
+
+    /// <summary>
+    /// A hint that a <see cref="Read"/> or <see cref="Write"/> of the range comes soon, so the volume can start
+    /// loading it (the memory volume brings the block into the CPU cache); it changes nothing else and ignores
+    /// ranges it cannot serve.
+    /// </summary>
+    void Prefetch(long offset, int length)
+    {
+    }
 }

@@ -47,4 +47,27 @@ public sealed class MemoryBlockVolumeTests
             }
         }
     }
+
+    [Test]
+    public void PrefetchIsOnlyAHintForAnyRange()
+    {
+        using var volume = new MemoryBlockVolume(4L * MemoryBlockVolume.ChunkSize, 512);
+        byte[] data = VolumeFactory.Pattern(8192, 5);
+        Assert.That(volume.Write(MemoryBlockVolume.ChunkSize - 4096, data, forceUnitAccess: false), Is.EqualTo(StorageStatus.Success));
+        long allocated = volume.AllocatedBytes;
+
+        // Written, spanning two chunks, a hole, past the end, negative, empty: none fails, allocates or changes data.
+        volume.Prefetch(MemoryBlockVolume.ChunkSize - 4096, 8192);
+        volume.Prefetch(3L * MemoryBlockVolume.ChunkSize, 4096);
+        volume.Prefetch(4L * MemoryBlockVolume.ChunkSize - 512, 4096);
+        volume.Prefetch(-512, 4096);
+        volume.Prefetch(0, 0);
+        Assert.That(volume.AllocatedBytes, Is.EqualTo(allocated));
+        var back = new byte[8192];
+        Assert.That(volume.Read(MemoryBlockVolume.ChunkSize - 4096, back), Is.EqualTo(StorageStatus.Success));
+        Assert.That(back, Is.EqualTo(data));
+
+        volume.Dispose();
+        volume.Prefetch(0, 4096);
+    }
 }

@@ -1,10 +1,12 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using CsiNvme.Protocol.Commands;
 using CsiNvme.Protocol.Tcp;
+using CsiNvme.Storage;
 using CsiNvme.Target.Controllers;
 using CsiNvme.Target.Io;
 using CsiNvme.Target.Fabrics;
@@ -211,6 +213,7 @@ internal sealed partial class NvmeTcpConnection
         BatchStartTimestamp = Stopwatch.GetTimestamp();
         try
         {
+            PrefetchBatchData();
             while (!_terminated)
             {
                 if (_sendBuffer.Length - _sendLength < _maxResponseBytes)
@@ -554,6 +557,49 @@ internal sealed partial class NvmeTcpConnection
             Buffer.BlockCopy(_receiveBuffer, _receiveStart, _receiveBuffer, 0, pending);
             _receiveStart = 0;
             _receiveEnd = pending;
+        }
+    }
+
+    /// <summary>
+    /// Walks the complete command capsules received and hints each Read's and Write's range to its volume before
+    /// they run, so the volume can load the blocks of the whole batch at once (see <see cref="IBlockVolume.Prefetch"/>).
+    /// Nothing is validated or executed here; <see cref="ProcessOnePdu"/> does that as usual.
+    /// </summary>
+    private void PrefetchBatchData()
+    {
+        const int CapsuleCommandLength = PduHeader.Size + SubmissionQueueEntry.Size;
+        var controller = _controller;
+        if (controller is null || _queueId == 0 || _headerDigest)
+        {
+            return;
+        }
+
+        var at = _receiveStart;
+        while (_receiveEnd - at >= CapsuleCommandLength)
+        {
+            // NVMe/TCP 3.6.2.1 common header: type at 0, PDU length at 4; the SQE follows it (NVMe base 4.2).
+            var pdu = _receiveBuffer.AsSpan(at, _receiveEnd - at);
+            var length = BinaryPrimitives.ReadUInt32LittleEndian(pdu[4..]);
+            if (length < PduHeader.Size || length > (uint)pdu.Length)
+            {
+                return;
+            }
+
+            // The first command runs right away, so a hint for it would overlap with nothing (a lone read at QD1
+            // measured 3 % slower with it).
+            if (at != _receiveStart && pdu[0] == (byte)PduType.CapsuleCmd && pdu[8] is (byte)IoOpcode.Read or (byte)IoOpcode.Write &&
+                controller.Subsystem.FindNamespace(BinaryPrimitives.ReadUInt32LittleEndian(pdu[12..])) is { } ns)
+            {
+                var volume = ns.Volume;
+                var lba = BinaryPrimitives.ReadUInt64LittleEndian(pdu[48..]);
+                var blocks = BinaryPrimitives.ReadUInt16LittleEndian(pdu[56..]) + 1;
+                if (lba < (ulong)(volume.SizeBytes / volume.BlockSize))
+                {
+                    volume.Prefetch((long)lba * volume.BlockSize, blocks * volume.BlockSize);
+                }
+            }
+
+            at += (int)length;
         }
     }
 
