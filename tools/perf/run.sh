@@ -4,6 +4,7 @@
 #   tools/perf/run.sh              # 5 s per point, results in docs/perf-results/
 #   PERF_TIME=10 tools/perf/run.sh
 #   PERF_BASELINE_ONLY=1 tools/perf/run.sh   # only the raw TCP limit points
+#   PERF_COMPARE=12 PERF_REPEAT=3 tools/perf/run.sh   # NVMe and limit in one process, 12 alternating windows each
 #
 # The runs of each memory-backend point alternate with the runs of the raw TCP limit point of the same size, direction
 # and depth, so every NVMe / TCP-limit ratio comes from measurements a few seconds apart.
@@ -25,6 +26,10 @@ REPEAT=${PERF_REPEAT:-5}
 # Pairs of alternating runs for each memory-backend point and its TCP limit point. Paired ratios of single runs spread
 # from about 0.8 to 1.3 on this VM at the same commit, so their median needs more runs than a point alone.
 PAIRS=${PERF_PAIRS:-9}
+# PERF_COMPARE=N: instead of alternating separate runs, each memory-backend point and its limit point run in one
+# process, alternating in N window pairs (csinvme perf --compare-tcp-limit), PERF_REPEAT times; PERF_TIME is then each
+# side's measured time per comparison. Windows a fraction of a second apart measure the ratio far more tightly.
+COMPARE=${PERF_COMPARE:-}
 SERVER_CORE=${SERVER_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
 OUT=${PERF_OUT:-$ROOT/docs/perf-results}
@@ -139,6 +144,10 @@ with_limit() {
     echo "== $CURRENT_BACKEND-$name with its TCP limit" >&2
     mkdir -p "$OUT/runs"
     rm -f "$OUT/runs/$CURRENT_BACKEND-$name".*.json "$OUT/runs/baseline-$name".*.json
+    if [[ -n "$COMPARE" ]]; then
+        compare_with_limit "$name" "$pattern" "$size" "$qd" "$@"
+        return
+    fi
     for run in $(seq 1 "$runs"); do
         run_once "$CURRENT_BACKEND-$name" "$run" --target "$NVME" --nqn "$NQN" --pattern "$pattern" --io-size "$size" --qd "$qd" "$@"
         run_once "baseline-$name" "$run" --tcp-baseline --target "$BASELINE" --pattern "$pattern" --io-size "$size" --qd "$qd"
@@ -151,6 +160,37 @@ nvme, limit, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ratios = sorted(json.load(open(f"{nvme}.{i}.json"))["iops"] / json.load(open(f"{limit}.{i}.json"))["iops"]
                 for i in range(1, runs + 1))
 print("   NVMe / TCP limit, paired runs: median %.2f (%s)" % (statistics.median(ratios), " ".join("%.2f" % r for r in ratios)))
+PY
+}
+
+# compare_with_limit NAME PATTERN SIZE QD ARGS...: PERF_COMPARE's form of with_limit. Each run is one process that
+# alternates the NVMe load and the limit load in short windows (csinvme perf --compare-tcp-limit); its two results go
+# to runs/ like separate runs' would, the whole comparison to compare/.
+compare_with_limit() {
+    local name=$1 pattern=$2 size=$3 qd=$4 runs=${POINT_REPEAT:-$REPEAT}
+    shift 4
+    mkdir -p "$OUT/compare"
+    rm -f "$OUT/compare/$CURRENT_BACKEND-$name".*.json
+    for run in $(seq 1 "$runs"); do
+        local file="$OUT/compare/$CURRENT_BACKEND-$name.$run.json"
+        taskset -c "$CLIENT_CORE" dotnet "$CLI_DLL" --json perf --time "${POINT_TIME:-$TIME}" --ramp "${POINT_RAMP:-$RAMP}" \
+            --windows "$COMPARE" --compare-tcp-limit "$BASELINE" --target "$NVME" --nqn "$NQN" --pattern "$pattern" \
+            --io-size "$size" --qd "$qd" "$@" >"$file"
+        python3 - "$file" "$OUT/runs/$CURRENT_BACKEND-$name.$run.json" "$OUT/runs/baseline-$name.$run.json" <<'PY'
+import json, sys
+comparison = json.load(open(sys.argv[1]))
+for key, path in (("nvme", sys.argv[2]), ("limit", sys.argv[3])):
+    json.dump(comparison[key], open(path, "w"), indent=2)
+PY
+    done
+    summarize "$CURRENT_BACKEND-$name"
+    summarize "baseline-$name"
+    python3 - "$OUT/compare/$CURRENT_BACKEND-$name" "$runs" >&2 <<'PY'
+import json, statistics, sys
+runs = [json.load(open(f"{sys.argv[1]}.{i}.json")) for i in range(1, int(sys.argv[2]) + 1)]
+print("   NVMe / TCP limit, window pairs: median of the comparisons' medians %.3f (%s)" % (
+    statistics.median(r["medianRatio"] for r in runs),
+    "; ".join("%.3f [%.3f..%.3f]" % (r["medianRatio"], r["lowerQuartileRatio"], r["upperQuartileRatio"]) for r in runs)))
 PY
 }
 
