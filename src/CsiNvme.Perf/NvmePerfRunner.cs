@@ -232,6 +232,18 @@ public static class NvmePerfRunner
 
         public async Task RunAsync()
         {
+            try
+            {
+                await RunLoopAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                _run.LoopEnded();
+            }
+        }
+
+        private async Task RunLoopAsync()
+        {
             var readPercent = _options.EffectiveReadPercent;
             var blockSize = _ns.BlockSize;
             while (!Volatile.Read(ref _run.Stop))

@@ -133,6 +133,13 @@ public static class PerfComparison
         /// <summary>Releases the load, measures one window after the settle time, holds it again; returns its IOPS.</summary>
         public async Task<double> MeasureWindowAsync(TimeSpan window, TimeSpan settle, CancellationToken cancellationToken)
         {
+            if (Load!.IsCompleted)
+            {
+                // The load failed (its loops all ended, so it is not waiting for the comparison): report why.
+                await Load.ConfigureAwait(false);
+                throw new InvalidOperationException($"the {Name} ended before the comparison did");
+            }
+
             Run.Release();
             await Task.Delay(settle, cancellationToken).ConfigureAwait(false);
             var before = Run.CountMeasured!();

@@ -21,6 +21,7 @@ internal sealed class RunState
     private TaskCompletionSource<TimeSpan>? _external;
     private int _loops;
     private int _parked;
+    private int _ended;
 
     /// <summary>A run timed by a comparison: it starts held and ends when the comparison says so.</summary>
     public static RunState Driven() => new() { Held = true, _external = new TaskCompletionSource<TimeSpan>(TaskCreationOptions.RunContinuationsAsynchronously) };
@@ -35,8 +36,26 @@ internal sealed class RunState
     /// <summary>How the comparison counts I/Os measured so far; set by the load.</summary>
     public Func<long>? CountMeasured { get; set; }
 
-    /// <summary>True when every loop of the load is parked (nothing of it is in flight).</summary>
-    public bool AllParked => Loops > 0 && Volatile.Read(ref _parked) == Loops;
+    /// <summary>True when every loop of the load is parked or has ended (nothing of it is in flight).</summary>
+    public bool AllParked
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return Loops > 0 && _parked + _ended >= Loops;
+            }
+        }
+    }
+
+    /// <summary>Called by each loop when it ends, also when it failed (a dropped connection ends only its loops).</summary>
+    public void LoopEnded()
+    {
+        lock (_gate)
+        {
+            _ended++;
+        }
+    }
 
     /// <summary>
     /// Called by an asynchronous loop that saw <see cref="Held"/> with nothing of its own in flight: the returned task

@@ -312,6 +312,10 @@ public static class TcpBaseline
                 {
                     ended.SetException(ex);
                 }
+                finally
+                {
+                    _run.LoopEnded();
+                }
             })
             {
                 IsBackground = true,

@@ -227,6 +227,46 @@ public sealed class PerfRunTests
         AssertSane(await NvmePerfRunner.RunAsync(Options(target, "randread", 4096, 4)), 4096);
     }
 
+    [Test]
+    public async Task ComparisonFailsWhenTheLimitServerGoesAwayMidway()
+    {
+        await using var target = await StartTargetAsync();
+        using var stop = new CancellationTokenSource();
+        var bound = new TaskCompletionSource<IPEndPoint>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var server = TcpBaseline.ServeAsync(new IPEndPoint(IPAddress.Loopback, 0), bound.SetResult, stop.Token, TimeSpan.FromMicroseconds(50), 16L << 20);
+        var limit = await bound.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        var options = Options(target, "randread", 4096, 4) with { Duration = TimeSpan.FromSeconds(4), Ramp = TimeSpan.FromMilliseconds(100) };
+        var comparison = PerfComparison.RunAsync(options, limit, windows: 20);
+        await Task.Delay(TimeSpan.FromSeconds(1.5));
+        stop.Cancel();
+        await server;
+
+        Assert.That(
+            async () => await comparison.WaitAsync(TimeSpan.FromSeconds(60)),
+            Throws.InstanceOf<IOException>().Or.InstanceOf<System.Net.Sockets.SocketException>());
+        AssertSane(await NvmePerfRunner.RunAsync(Options(target, "randread", 4096, 4)), 4096);
+    }
+
+    [Test]
+    public async Task ComparisonFailsWhenTheTargetGoesAwayMidway()
+    {
+        var target = await StartTargetAsync();
+        using var stop = new CancellationTokenSource();
+        var bound = new TaskCompletionSource<IPEndPoint>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var server = TcpBaseline.ServeAsync(new IPEndPoint(IPAddress.Loopback, 0), bound.SetResult, stop.Token, TimeSpan.FromMicroseconds(50), 16L << 20);
+        var limit = await bound.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        var options = Options(target, "randwrite", 4096, 4) with { Duration = TimeSpan.FromSeconds(4), Ramp = TimeSpan.FromMilliseconds(100) };
+        var comparison = PerfComparison.RunAsync(options, limit, windows: 20);
+        await Task.Delay(TimeSpan.FromSeconds(1.5));
+        await target.DisposeAsync();
+
+        Assert.That(async () => await comparison.WaitAsync(TimeSpan.FromSeconds(60)), Throws.Exception.Not.InstanceOf<TimeoutException>());
+        stop.Cancel();
+        await server;
+    }
+
     [TestCase(0, 1.0)]
     [TestCase(40, 1.0)]
     public void ComparisonRefusesWindowsItCannotMeasure(int windows, double seconds)
