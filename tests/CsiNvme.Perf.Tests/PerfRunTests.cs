@@ -98,22 +98,16 @@ public sealed class PerfRunTests
     [TestCase("randwrite")]
     public async Task TcpBaselineReportsSaneNumbers(string pattern)
     {
-        using var stop = new CancellationTokenSource();
-        var bound = new TaskCompletionSource<IPEndPoint>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var server = TcpBaseline.ServeAsync(new IPEndPoint(IPAddress.Loopback, 0), bound.SetResult, stop.Token, TimeSpan.FromMicroseconds(50), 16L << 20);
-        var endpoint = await bound.Task.WaitAsync(TimeSpan.FromSeconds(10));
-
+        await using var server = await LimitServer.StartAsync();
         var result = await TcpBaseline.RunAsync(new PerfOptions
         {
-            Target = endpoint,
+            Target = server.Endpoint,
             Pattern = PerfOptions.ParsePattern(pattern),
             QueueDepth = 8,
             IoSize = 4096,
             Duration = TimeSpan.FromSeconds(1.5),
             Ramp = TimeSpan.FromMilliseconds(200),
         });
-        stop.Cancel();
-        await server;
 
         TestContext.Out.WriteLine(result.ToText());
         AssertSane(result, 4096);
@@ -123,10 +117,8 @@ public sealed class PerfRunTests
     [Test]
     public async Task TcpBaselineServerReadsAndWritesItsMemoryAtTheRequestedOffsets()
     {
-        using var stop = new CancellationTokenSource();
-        var bound = new TaskCompletionSource<IPEndPoint>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var server = TcpBaseline.ServeAsync(new IPEndPoint(IPAddress.Loopback, 0), bound.SetResult, stop.Token, TimeSpan.Zero, 4L << 20);
-        var endpoint = await bound.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await using var server = await LimitServer.StartAsync(TimeSpan.Zero, 4L << 20);
+        var endpoint = server.Endpoint;
         using (var socket = new System.Net.Sockets.Socket(endpoint.AddressFamily, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp))
         {
             socket.Connect(endpoint);
@@ -143,9 +135,6 @@ public sealed class PerfRunTests
                 Assert.That(Exchange(socket, write: false, tag: 5, offset: 1L << 40, null), Has.Length.EqualTo(4096));
             });
         }
-
-        stop.Cancel();
-        await server;
     }
 
     /// <summary>One request of the limit protocol (72-byte header, data for writes) and its answer's data.</summary>
@@ -175,15 +164,10 @@ public sealed class PerfRunTests
     public async Task ComparisonAlternatesTheLoadsInWindowsAndReportsTheirRatios(string pattern, int depth)
     {
         await using var target = await StartTargetAsync();
-        using var stop = new CancellationTokenSource();
-        var bound = new TaskCompletionSource<IPEndPoint>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var server = TcpBaseline.ServeAsync(new IPEndPoint(IPAddress.Loopback, 0), bound.SetResult, stop.Token, TimeSpan.FromMicroseconds(50), 16L << 20);
-        var limit = await bound.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await using var limit = await LimitServer.StartAsync();
 
         var options = Options(target, pattern, 4096, depth) with { Duration = TimeSpan.FromSeconds(1.2), Ramp = TimeSpan.FromMilliseconds(200) };
-        var result = await PerfComparison.RunAsync(options, limit, windows: 4).WaitAsync(TimeSpan.FromSeconds(60));
-        stop.Cancel();
-        await server;
+        var result = await PerfComparison.RunAsync(options, limit.Endpoint, windows: 4).WaitAsync(TimeSpan.FromSeconds(60));
 
         TestContext.Out.WriteLine(result.ToText());
         AssertSane(result.Nvme, 4096);
@@ -231,16 +215,12 @@ public sealed class PerfRunTests
     public async Task ComparisonFailsWhenTheLimitServerGoesAwayMidway()
     {
         await using var target = await StartTargetAsync();
-        using var stop = new CancellationTokenSource();
-        var bound = new TaskCompletionSource<IPEndPoint>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var server = TcpBaseline.ServeAsync(new IPEndPoint(IPAddress.Loopback, 0), bound.SetResult, stop.Token, TimeSpan.FromMicroseconds(50), 16L << 20);
-        var limit = await bound.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await using var limit = await LimitServer.StartAsync();
 
         var options = Options(target, "randread", 4096, 4) with { Duration = TimeSpan.FromSeconds(4), Ramp = TimeSpan.FromMilliseconds(100) };
-        var comparison = PerfComparison.RunAsync(options, limit, windows: 20);
+        var comparison = PerfComparison.RunAsync(options, limit.Endpoint, windows: 20);
         await Task.Delay(TimeSpan.FromSeconds(1.5));
-        stop.Cancel();
-        await server;
+        await limit.DisposeAsync();
 
         Assert.That(
             async () => await comparison.WaitAsync(TimeSpan.FromSeconds(60)),
@@ -252,19 +232,14 @@ public sealed class PerfRunTests
     public async Task ComparisonFailsWhenTheTargetGoesAwayMidway()
     {
         var target = await StartTargetAsync();
-        using var stop = new CancellationTokenSource();
-        var bound = new TaskCompletionSource<IPEndPoint>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var server = TcpBaseline.ServeAsync(new IPEndPoint(IPAddress.Loopback, 0), bound.SetResult, stop.Token, TimeSpan.FromMicroseconds(50), 16L << 20);
-        var limit = await bound.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await using var limit = await LimitServer.StartAsync();
 
         var options = Options(target, "randwrite", 4096, 4) with { Duration = TimeSpan.FromSeconds(4), Ramp = TimeSpan.FromMilliseconds(100) };
-        var comparison = PerfComparison.RunAsync(options, limit, windows: 20);
+        var comparison = PerfComparison.RunAsync(options, limit.Endpoint, windows: 20);
         await Task.Delay(TimeSpan.FromSeconds(1.5));
         await target.DisposeAsync();
 
         Assert.That(async () => await comparison.WaitAsync(TimeSpan.FromSeconds(60)), Throws.Exception.Not.InstanceOf<TimeoutException>());
-        stop.Cancel();
-        await server;
     }
 
     [TestCase(0, 1.0)]
@@ -354,6 +329,36 @@ public sealed class PerfRunTests
         subsystem.AddNamespace(new TargetNamespace(1, volume, Guid.NewGuid()));
         var endpoint = target.Start()[0];
         return Task.FromResult(new InProcessTarget(target, volume, endpoint, host));
+    }
+
+    /// <summary>A TCP limit server on a loopback port of its own, stopped (its connections closed) on dispose.</summary>
+    private sealed class LimitServer : IAsyncDisposable
+    {
+        private readonly CancellationTokenSource _stop = new();
+        private Task _serving = Task.CompletedTask;
+
+        public IPEndPoint Endpoint { get; private set; } = null!;
+
+        public static async Task<LimitServer> StartAsync(TimeSpan? pollTime = null, long storageBytes = 16L << 20)
+        {
+            var server = new LimitServer();
+            var bound = new TaskCompletionSource<IPEndPoint>(TaskCreationOptions.RunContinuationsAsynchronously);
+            server._serving = TcpBaseline.ServeAsync(
+                new IPEndPoint(IPAddress.Loopback, 0), bound.SetResult, server._stop.Token, pollTime ?? TimeSpan.FromMicroseconds(50), storageBytes);
+            server.Endpoint = await bound.Task.WaitAsync(TimeSpan.FromSeconds(10));
+            return server;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (!_stop.IsCancellationRequested)
+            {
+                _stop.Cancel();
+                await _serving;
+            }
+
+            _stop.Dispose();
+        }
     }
 
     private sealed record InProcessTarget(NvmeTarget Target, MemoryBlockVolume Volume, IPEndPoint Endpoint, NvmeHostIdentity Host) : IAsyncDisposable
