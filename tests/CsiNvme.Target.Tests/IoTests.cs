@@ -275,6 +275,48 @@ public sealed class IoTests
     }
 
     [Test]
+    public async Task ABatchOfCommandsAtAndPastTheEdgesCompletesAsEachWouldAlone()
+    {
+        // The target hints a batch's reads and writes to the volume before validating them; whatever they address,
+        // each command must still complete exactly as it would on its own.
+        await using var harness = TargetHarness.Start();
+        using var admin = harness.ConnectAdmin();
+        using var io = harness.ConnectIo(admin, 1);
+        const ulong lastLba = TargetHarness.VolumeSize / Bs - 1;
+        var first = Pattern(4096, 1);
+        var last = Pattern(Bs, 2);
+        var batch = new MemoryStream();
+        void Add(byte opcode, ushort id, uint nsid, ulong lba, int bytes, bool inCapsule, byte[]? data = null) =>
+            batch.Write(io.BuildCapsule(
+                TestHost.Command(opcode, id, nsid, inCapsule ? TestHost.InCapsule(bytes) : TestHost.Transport(bytes), (uint)lba, (uint)(lba >> 32), TestHost.BlockCountField(bytes, Bs)),
+                data));
+
+        Add((byte)IoOpcode.Write, 0x2001, 1, 0, 4096, inCapsule: true, first);
+        Add((byte)IoOpcode.Write, 0x2002, 1, lastLba, Bs, inCapsule: true, last);
+        Add((byte)IoOpcode.Read, 0x2003, 1, 0, 4096, inCapsule: false);
+        Add((byte)IoOpcode.Read, 0x2004, 1, lastLba, Bs, inCapsule: false);
+        Add((byte)IoOpcode.Read, 0x2005, 1, lastLba, 2 * Bs, inCapsule: false);
+        Add((byte)IoOpcode.Read, 0x2006, 1, ulong.MaxValue - 3, 4096, inCapsule: false);
+        Add((byte)IoOpcode.Write, 0x2007, 1, lastLba, 2 * Bs, inCapsule: true, Pattern(2 * Bs, 3));
+        Add((byte)IoOpcode.Read, 0x2008, 99, 0, 4096, inCapsule: false);
+        Add((byte)IoOpcode.Read, 0x2009, 1, 0, 4096, inCapsule: false);
+        io.Send(batch.ToArray());
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(io.ReceiveCompletion(0x2001).Status, Is.EqualTo(NvmeStatus.Success));
+            Assert.That(io.ReceiveCompletion(0x2002).Status, Is.EqualTo(NvmeStatus.Success));
+            Assert.That(io.ReceiveCompletion(0x2003).Data, Is.EqualTo(first), "a read after a write in the same batch sees it");
+            Assert.That(io.ReceiveCompletion(0x2004).Data, Is.EqualTo(last));
+            Assert.That(io.ReceiveCompletion(0x2005).Status, Is.EqualTo(NvmeStatus.LbaOutOfRange));
+            Assert.That(io.ReceiveCompletion(0x2006).Status, Is.EqualTo(NvmeStatus.LbaOutOfRange));
+            Assert.That(io.ReceiveCompletion(0x2007).Status, Is.EqualTo(NvmeStatus.LbaOutOfRange));
+            Assert.That(io.ReceiveCompletion(0x2008).Status, Is.EqualTo(NvmeStatus.InvalidNamespaceOrFormat));
+            Assert.That(io.ReceiveCompletion(0x2009).Data, Is.EqualTo(first));
+        });
+    }
+
+    [Test]
     public async Task TwoControllersWithSeveralQueuesShareTheNamespace()
     {
         await using var harness = TargetHarness.Start();

@@ -478,6 +478,7 @@ internal sealed partial class NvmeTcpConnection
         BatchStartTimestamp = Stopwatch.GetTimestamp();
         try
         {
+            PrefetchBatchData();
             while (!_terminated)
             {
                 if (_sendBuffer.Length - _sendLength < _maxResponseBytes)
