@@ -46,6 +46,26 @@ internal static class IoCommandHandler
         }
     }
 
+    /// <summary>
+    /// Hints the range of a Read or Write that is about to run to its volume (<see cref="IBlockVolume.Prefetch"/>), so
+    /// the target can start loading a batch's blocks before running its first command. Anything else, and a command
+    /// that will fail, is left alone.
+    /// </summary>
+    public static void Prefetch(Controller controller, in SubmissionQueueEntry sqe)
+    {
+        if (sqe.Opcode is not ((byte)IoOpcode.Read or (byte)IoOpcode.Write) || controller.Subsystem.FindNamespace(sqe.NamespaceId) is not { } ns)
+        {
+            return;
+        }
+
+        var volume = ns.Volume;
+        if (InRange(volume, sqe.StartingLba, sqe.BlockCount))
+        {
+            // At most 65536 blocks of at most 4 KiB: the length fits an int.
+            volume.Prefetch((long)sqe.StartingLba * volume.BlockSize, (int)(sqe.BlockCount * (uint)volume.BlockSize));
+        }
+    }
+
     /// <summary>Resolves the namespace and the byte range of an LBA-addressed command, or says why not.</summary>
     private static NvmeStatus Resolve(NvmeTcpConnection connection, Controller controller, in SubmissionQueueEntry sqe, out TargetNamespace? ns, out long offset, out int length)
     {

@@ -1,12 +1,10 @@
 using System.Buffers;
-using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using CsiNvme.Protocol.Commands;
 using CsiNvme.Protocol.Tcp;
-using CsiNvme.Storage;
 using CsiNvme.Target.Controllers;
 using CsiNvme.Target.Io;
 using CsiNvme.Target.Fabrics;
@@ -562,8 +560,8 @@ internal sealed partial class NvmeTcpConnection
     }
 
     /// <summary>
-    /// Walks the complete command capsules received and hints each Read's and Write's range to its volume before
-    /// they run, so the volume can load the blocks of the whole batch at once (see <see cref="IBlockVolume.Prefetch"/>).
+    /// Walks the complete command capsules received and lets each command but the first hint its data to the volume
+    /// before any runs (<see cref="IoCommandHandler.Prefetch"/>), so the blocks of the whole batch load at once.
     /// Nothing is validated or executed here; <see cref="ProcessOnePdu"/> does that as usual.
     /// </summary>
     private void PrefetchBatchData()
@@ -578,29 +576,20 @@ internal sealed partial class NvmeTcpConnection
         var at = _receiveStart;
         while (_receiveEnd - at >= CapsuleCommandLength)
         {
-            // NVMe/TCP 3.6.2.1 common header: type at 0, PDU length at 4; the SQE follows it (NVMe base 4.2).
-            var pdu = _receiveBuffer.AsSpan(at, _receiveEnd - at);
-            var length = BinaryPrimitives.ReadUInt32LittleEndian(pdu[4..]);
-            if (length < PduHeader.Size || length > (uint)pdu.Length)
+            var header = PduHeader.Read(_receiveBuffer.AsSpan(at));
+            if (header.PduLength < PduHeader.Size || header.PduLength > (uint)(_receiveEnd - at))
             {
                 return;
             }
 
             // The first command runs right away, so a hint for it would overlap with nothing (a lone read at QD1
             // measured 3 % slower with it).
-            if (at != _receiveStart && pdu[0] == (byte)PduType.CapsuleCmd && pdu[8] is (byte)IoOpcode.Read or (byte)IoOpcode.Write &&
-                controller.Subsystem.FindNamespace(BinaryPrimitives.ReadUInt32LittleEndian(pdu[12..])) is { } ns)
+            if (at != _receiveStart && header.Type == PduType.CapsuleCmd)
             {
-                var volume = ns.Volume;
-                var lba = BinaryPrimitives.ReadUInt64LittleEndian(pdu[48..]);
-                var blocks = BinaryPrimitives.ReadUInt16LittleEndian(pdu[56..]) + 1;
-                if (lba < (ulong)(volume.SizeBytes / volume.BlockSize))
-                {
-                    volume.Prefetch((long)lba * volume.BlockSize, blocks * volume.BlockSize);
-                }
+                IoCommandHandler.Prefetch(controller, SubmissionQueueEntry.Read(_receiveBuffer.AsSpan(at + PduHeader.Size, SubmissionQueueEntry.Size)));
             }
 
-            at += (int)length;
+            at += (int)header.PduLength;
         }
     }
 
