@@ -53,8 +53,7 @@ public static class PerfComparison
             {
                 side.Run.Release();
                 await Task.Delay(nvme.Ramp, cancellationToken).ConfigureAwait(false);
-                side.Run.Hold();
-                await side.Run.WaitParkedAsync(side.Name, cancellationToken).ConfigureAwait(false);
+                await side.HoldAsync(cancellationToken).ConfigureAwait(false);
             }
 
             for (var w = 0; w < windows; w++)
@@ -110,36 +109,48 @@ public static class PerfComparison
         public TimeSpan Measured { get; private set; }
 
         /// <summary>Waits until the load is connected and every loop parked, or fails as the load failed.</summary>
-        public async Task WaitReadyAsync(CancellationToken cancellationToken)
+        public Task WaitReadyAsync(CancellationToken cancellationToken) =>
+            WaitAtRestAsync(TimeSpan.FromSeconds(60), "did not connect within 60 s", cancellationToken);
+
+        /// <summary>Holds the load and waits until nothing of it is in flight.</summary>
+        public Task HoldAsync(CancellationToken cancellationToken)
         {
-            var deadline = Stopwatch.GetTimestamp() + Stopwatch.Frequency * 60;
-            while (!Run.AllParked)
+            Run.Hold();
+            return WaitAtRestAsync(TimeSpan.FromSeconds(30), "did not come to rest within 30 s", cancellationToken);
+        }
+
+        /// <summary>
+        /// Polls (bounded) until every loop of the load is parked or ended; fails as the load failed if it ended
+        /// altogether, since then it no longer waits for the comparison.
+        /// </summary>
+        private async Task WaitAtRestAsync(TimeSpan limit, string timedOut, CancellationToken cancellationToken)
+        {
+            var deadline = Stopwatch.GetTimestamp() + (long)(limit.TotalSeconds * Stopwatch.Frequency);
+            while (true)
             {
                 if (Load!.IsCompleted)
                 {
                     await Load.ConfigureAwait(false);
-                    throw new InvalidOperationException($"the {Name} ended before it started");
+                    throw new InvalidOperationException($"the {Name} ended before the comparison did");
+                }
+
+                if (Run.AllParked)
+                {
+                    return;
                 }
 
                 if (Stopwatch.GetTimestamp() > deadline)
                 {
-                    throw new TimeoutException($"the {Name} did not connect within 60 s");
+                    throw new TimeoutException($"the {Name} {timedOut}");
                 }
 
-                await Task.Delay(5, cancellationToken).ConfigureAwait(false);
+                await Task.Delay(1, cancellationToken).ConfigureAwait(false);
             }
         }
 
         /// <summary>Releases the load, measures one window after the settle time, holds it again; returns its IOPS.</summary>
         public async Task<double> MeasureWindowAsync(TimeSpan window, TimeSpan settle, CancellationToken cancellationToken)
         {
-            if (Load!.IsCompleted)
-            {
-                // The load failed (its loops all ended, so it is not waiting for the comparison): report why.
-                await Load.ConfigureAwait(false);
-                throw new InvalidOperationException($"the {Name} ended before the comparison did");
-            }
-
             Run.Release();
             await Task.Delay(settle, cancellationToken).ConfigureAwait(false);
             var before = Run.CountMeasured!();
@@ -149,8 +160,7 @@ public static class PerfComparison
             await Task.Delay(window, cancellationToken).ConfigureAwait(false);
             Volatile.Write(ref Run.Measuring, false);
             var until = Stopwatch.GetTimestamp();
-            Run.Hold();
-            await Run.WaitParkedAsync(Name, cancellationToken).ConfigureAwait(false);
+            await HoldAsync(cancellationToken).ConfigureAwait(false);
             var elapsed = Stopwatch.GetElapsedTime(from, until);
             Measured += elapsed;
             return (Run.CountMeasured!() - before) / elapsed.TotalSeconds;

@@ -104,21 +104,6 @@ internal sealed class RunState
         released.TrySetResult();
     }
 
-    /// <summary>Waits (bounded) until every loop has parked after <see cref="Hold"/>.</summary>
-    public async Task WaitParkedAsync(string what, CancellationToken cancellationToken)
-    {
-        var deadline = Stopwatch.GetTimestamp() + Stopwatch.Frequency * 30;
-        while (!AllParked)
-        {
-            if (Stopwatch.GetTimestamp() > deadline)
-            {
-                throw new TimeoutException($"{what} did not come to rest within 30 s");
-            }
-
-            await Task.Delay(1, cancellationToken).ConfigureAwait(false);
-        }
-    }
-
     /// <summary>Ends a driven run: the loops stop and <see cref="MeasureAsync"/> returns <paramref name="measured"/>.</summary>
     public void Finish(TimeSpan measured)
     {
