@@ -106,12 +106,7 @@ internal static class PerfCommand
 
                     var comparison = await PerfComparison.RunAsync(
                         options, await ResolveAsync(limitText, cancellationToken), parseResult.GetValue(windows), cancellationToken: cancellationToken);
-                    var cpus = OperatingSystem.IsLinux() ? CpuAffinity.CurrentThreadCpus().ToArray() : null;
-                    comparison = comparison with
-                    {
-                        Nvme = comparison.Nvme with { Cpus = cpus, Host = Environment.MachineName },
-                        Limit = comparison.Limit with { Cpus = cpus, Host = Environment.MachineName },
-                    };
+                    comparison = comparison with { Nvme = WhereItRan(comparison.Nvme), Limit = WhereItRan(comparison.Limit) };
                     await stdout.WriteLineAsync(parseResult.GetValue(globals.Json) ? comparison.ToJson() : comparison.ToText());
                     return comparison.Nvme.Errors > 0 || comparison.Nvme.VerifyFailures > 0 ? ExitCodes.ServerRefused : ExitCodes.Success;
                 }
@@ -119,7 +114,7 @@ internal static class PerfCommand
                 var result = parseResult.GetValue(baseline)
                     ? await TcpBaseline.RunAsync(options, cancellationToken)
                     : await NvmePerfRunner.RunAsync(options, cancellationToken: cancellationToken);
-                result = result with { Cpus = OperatingSystem.IsLinux() ? CpuAffinity.CurrentThreadCpus().ToArray() : null, Host = Environment.MachineName };
+                result = WhereItRan(result);
                 await stdout.WriteLineAsync(parseResult.GetValue(globals.Json) ? result.ToJson() : result.ToText());
                 return result.Errors > 0 || result.VerifyFailures > 0 ? ExitCodes.ServerRefused : ExitCodes.Success;
             }
@@ -145,6 +140,10 @@ internal static class PerfCommand
         });
         return command;
     }
+
+    /// <summary>Adds the CPUs and the machine the load ran on to its result.</summary>
+    private static PerfResult WhereItRan(PerfResult result) =>
+        result with { Cpus = OperatingSystem.IsLinux() ? CpuAffinity.CurrentThreadCpus().ToArray() : null, Host = Environment.MachineName };
 
     private static async Task<IPEndPoint> ResolveAsync(string text, CancellationToken cancellationToken, bool allowAnyPort = false)
     {
