@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics.X86;
@@ -26,7 +27,7 @@ public sealed class MemoryBlockVolume : IBlockVolume
     private const int CacheLine = 64;
 
     private readonly Lock _resizeLock = new();
-    private byte[]?[][] _segments;
+    private ChunkSlot[][] _segments;
     private long _sizeBytes;
     private volatile bool _disposed;
 
@@ -48,11 +49,11 @@ public sealed class MemoryBlockVolume : IBlockVolume
         get
         {
             long total = 0;
-            foreach (byte[]?[] segment in Volatile.Read(ref _segments))
+            foreach (ChunkSlot[] segment in Volatile.Read(ref _segments))
             {
-                foreach (byte[]? chunk in segment)
+                foreach (ChunkSlot slot in segment)
                 {
-                    total += chunk?.Length ?? 0;
+                    total += slot.Chunk?.Length ?? 0;
                 }
             }
 
@@ -69,7 +70,7 @@ public sealed class MemoryBlockVolume : IBlockVolume
 
         // Segments are published before the size, so this snapshot covers every in-range chunk.
         long size = SizeBytes;
-        byte[]?[][] segments = Volatile.Read(ref _segments);
+        ChunkSlot[][] segments = Volatile.Read(ref _segments);
         if (!VolumeGeometry.InRange(offset, destination.Length, size))
         {
             return StorageStatus.OutOfRange;
@@ -86,7 +87,7 @@ public sealed class MemoryBlockVolume : IBlockVolume
             }
             else
             {
-                chunk.AsSpan(within, count).CopyTo(destination);
+                Bytes(chunk, within, count).CopyTo(destination);
             }
 
             destination = destination[count..];
@@ -119,7 +120,6 @@ public sealed class MemoryBlockVolume : IBlockVolume
         int count = Math.Min(Math.Min(length, ChunkSize - within), PrefetchBytes);
         // A prefetch never faults, so an address the GC has just made stale by moving the chunk costs nothing.
         byte* start = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(chunk)) + within;
-        Sse.Prefetch1(start - within - sizeof(nint));
         for (int at = 0; at < count; at += CacheLine)
         {
             Sse.Prefetch1(start + at);
@@ -134,7 +134,7 @@ public sealed class MemoryBlockVolume : IBlockVolume
         }
 
         long size = SizeBytes;
-        byte[]?[][] segments = Volatile.Read(ref _segments);
+        ChunkSlot[][] segments = Volatile.Read(ref _segments);
         if (!VolumeGeometry.InRange(offset, source.Length, size))
         {
             return StorageStatus.OutOfRange;
@@ -144,8 +144,18 @@ public sealed class MemoryBlockVolume : IBlockVolume
         {
             int within = (int)(offset & ChunkMask);
             int count = Math.Min(source.Length, ChunkSize - within);
-            byte[] chunk = GetOrAllocate(ref Slot(segments, offset));
-            source[..count].CopyTo(chunk.AsSpan(within, count));
+            ref byte[]? slot = ref Slot(segments, offset);
+            byte[]? chunk = Volatile.Read(ref slot);
+            if (chunk is null)
+            {
+                // Taken again from the slot rather than returned: the copy below then runs only where the JIT knows
+                // the chunk is not null, so it needs no null check, which would read the chunk's header (a cache
+                // line of its own that a random block's write misses as often as its data).
+                Allocate(ref slot);
+                continue;
+            }
+
+            source[..count].CopyTo(Bytes(chunk, within, count));
             source = source[count..];
             offset += count;
         }
@@ -165,7 +175,7 @@ public sealed class MemoryBlockVolume : IBlockVolume
         }
 
         long size = SizeBytes;
-        byte[]?[][] segments = Volatile.Read(ref _segments);
+        ChunkSlot[][] segments = Volatile.Read(ref _segments);
         if (!VolumeGeometry.InRange(offset, length, size))
         {
             return StorageStatus.OutOfRange;
@@ -210,25 +220,27 @@ public sealed class MemoryBlockVolume : IBlockVolume
         _disposed = true;
     }
 
-    private static ref byte[]? Slot(byte[]?[][] segments, long offset)
+    private static ref byte[]? Slot(ChunkSlot[][] segments, long offset)
     {
         long chunkIndex = offset >> ChunkShift;
-        return ref segments[chunkIndex >> SegmentShift][chunkIndex & SegmentMask];
+        return ref segments[chunkIndex >> SegmentShift][chunkIndex & SegmentMask].Chunk;
     }
 
-    private static byte[] GetOrAllocate(ref byte[]? slot)
+    /// <summary>
+    /// <paramref name="count"/> bytes of a chunk at <paramref name="within"/>, which callers keep inside the chunk.
+    /// Unchecked: a bounds check reads the array's length from its header, a cache line of its own that misses as
+    /// often as the random block does, before the copy may start.
+    /// </summary>
+    private static Span<byte> Bytes(byte[] chunk, int within, int count)
     {
-        byte[]? chunk = Volatile.Read(ref slot);
-        if (chunk is not null)
-        {
-            return chunk;
-        }
-
-        byte[] fresh = new byte[ChunkSize];
-        return Interlocked.CompareExchange(ref slot, fresh, null) ?? fresh;
+        Debug.Assert(chunk.Length == ChunkSize && within >= 0 && count >= 0 && within + count <= ChunkSize);
+        return MemoryMarshal.CreateSpan(ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(chunk), within), count);
     }
 
-    private static byte[]?[][] GrowDirectory(byte[]?[][] existing, long sizeBytes)
+    /// <summary>Publishes a zeroed chunk in an empty slot, unless another writer got there first.</summary>
+    private static void Allocate(ref byte[]? slot) => Interlocked.CompareExchange(ref slot, new byte[ChunkSize], null);
+
+    private static ChunkSlot[][] GrowDirectory(ChunkSlot[][] existing, long sizeBytes)
     {
         long chunks = (sizeBytes + ChunkSize - 1) >> ChunkShift;
         long needed = (chunks + SegmentLength - 1) >> SegmentShift;
@@ -237,13 +249,22 @@ public sealed class MemoryBlockVolume : IBlockVolume
             return existing;
         }
 
-        var grown = new byte[]?[needed][];
+        var grown = new ChunkSlot[needed][];
         Array.Copy(existing, grown, existing.Length);
         for (long i = existing.Length; i < needed; i++)
         {
-            grown[i] = new byte[]?[SegmentLength];
+            grown[i] = new ChunkSlot[SegmentLength];
         }
 
         return grown;
+    }
+
+    /// <summary>
+    /// A chunk reference in a struct, so a slot is addressed without the type check that taking a reference into an
+    /// array of arrays costs (arrays of references are covariant).
+    /// </summary>
+    private struct ChunkSlot
+    {
+        public byte[]? Chunk;
     }
 }

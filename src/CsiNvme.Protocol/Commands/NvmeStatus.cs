@@ -13,8 +13,24 @@ public enum StatusCodeType : byte
 /// An NVMe completion status as a value (SCT, SC, DNR), so the I/O path reports errors without exceptions.
 /// Encodes into CQE DW3 bits 31:17 (NVMe base 2.0, 4.6.1, Figure 92): SC at bit 1, SCT at bit 9, DNR at bit 15.
 /// </summary>
-public readonly record struct NvmeStatus(StatusCodeType Type, byte Code, bool DoNotRetry)
+/// <remarks>
+/// Held as one 32-bit value (SC in bits 7:0, SCT in 15:8, DNR at bit 16), not as three byte fields: the JIT spilled the
+/// three-byte struct with a 16-bit and an 8-bit store and read it back with one 32-bit load, which the CPU cannot
+/// forward from its store buffer, so that load waited for every older store to reach the cache. On the write path
+/// those are the stores of the 4 KiB just copied into the volume, which miss: each write command stalled there for
+/// the whole copy instead of going on to the next command.
+/// </remarks>
+public readonly struct NvmeStatus : IEquatable<NvmeStatus>
 {
+    private const uint DoNotRetryBit = 1u << 16;
+
+    private readonly uint _value;
+
+    public NvmeStatus(StatusCodeType type, byte code, bool doNotRetry)
+    {
+        _value = code | (uint)type << 8 | (doNotRetry ? DoNotRetryBit : 0);
+    }
+
     public static readonly NvmeStatus Success = new(StatusCodeType.Generic, 0x00, false);
 
     // Generic command status (Figure 94).
@@ -58,7 +74,26 @@ public readonly record struct NvmeStatus(StatusCodeType Type, byte Code, bool Do
     public static readonly NvmeStatus AsymmetricAccessInaccessible = new(StatusCodeType.PathRelated, 0x02, false);
     public static readonly NvmeStatus AsymmetricAccessTransition = new(StatusCodeType.PathRelated, 0x03, false);
 
-    public bool IsSuccess => Type == StatusCodeType.Generic && Code == 0;
+    /// <summary>Status Code Type (SCT).</summary>
+    public StatusCodeType Type => (StatusCodeType)(byte)(_value >> 8);
+
+    /// <summary>Status Code (SC), meaning per <see cref="Type"/>.</summary>
+    public byte Code => (byte)_value;
+
+    /// <summary>Do Not Retry (DNR): the same command would fail again.</summary>
+    public bool DoNotRetry => (_value & DoNotRetryBit) != 0;
+
+    public bool IsSuccess => (ushort)_value == 0;
+
+    public static bool operator ==(NvmeStatus left, NvmeStatus right) => left._value == right._value;
+
+    public static bool operator !=(NvmeStatus left, NvmeStatus right) => left._value != right._value;
+
+    public bool Equals(NvmeStatus other) => _value == other._value;
+
+    public override bool Equals(object? obj) => obj is NvmeStatus other && Equals(other);
+
+    public override int GetHashCode() => (int)_value;
 
     /// <summary>The 16-bit CQE status field (bytes 14–15) with the phase tag clear.</summary>
     public ushort ToStatusField() => (ushort)((Code << 1) | ((byte)Type << 9) | (DoNotRetry ? 0x8000 : 0));

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Numerics;
 using CsiNvme.Protocol.Commands;
 using CsiNvme.Storage;
 using CsiNvme.Target.Controllers;
@@ -330,7 +331,8 @@ internal static class IoCommandHandler
     /// <summary>True when blocks [lba, lba + count) lie inside the volume (written to never overflow).</summary>
     private static bool InRange(IBlockVolume volume, ulong lba, uint count)
     {
-        var totalBlocks = (ulong)(volume.SizeBytes / volume.BlockSize);
+        // Block sizes are powers of two (IBlockVolume.BlockSize): a shift, not a 64-bit division on every command.
+        var totalBlocks = (ulong)volume.SizeBytes >> BitOperations.TrailingZeroCount(volume.BlockSize);
         return lba < totalBlocks && totalBlocks - lba >= count;
     }
 

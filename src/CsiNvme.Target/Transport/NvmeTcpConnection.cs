@@ -707,7 +707,9 @@ internal sealed partial class NvmeTcpConnection
         var command = SubmissionQueueEntry.Read(pdu.Slice(PduHeader.Size, SubmissionQueueEntry.Size));
         if (_queueEntries > 0)
         {
-            _submissionHead = (ushort)((_submissionHead + 1) % _queueEntries);
+            // A compare, not a modulo: the integer division showed in profiles of every command.
+            var head = _submissionHead + 1;
+            _submissionHead = (ushort)(head >= _queueEntries ? 0 : head);
         }
 
         if (!dataDigestValid)
