@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 
 namespace CsiNvme.Perf;
 
@@ -27,6 +28,9 @@ public sealed class LatencyHistogram
 
     public double MeanNanoseconds => Count == 0 ? 0 : SumNanoseconds / Count;
 
+    // Compiled fully optimized at once: profiles of 6 s comparisons still caught the load's thread in the unoptimized
+    // and instrumented tiers of this method (the tiering compiler shares the load's busy CPU), and every I/O calls it.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Record(long nanoseconds)
     {
         if (nanoseconds < 0)
@@ -95,6 +99,7 @@ public sealed class LatencyHistogram
         return MaxNanoseconds;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static int IndexOf(long value)
     {
         if (value < SubBuckets)
