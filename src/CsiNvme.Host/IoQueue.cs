@@ -35,21 +35,25 @@ public sealed class IoQueue
     /// <summary>Largest transfer of one command.</summary>
     public int MaxTransferSize => Pair.MaxDataTransfer;
 
-    public ValueTask<NvmeCompletion> ReadAsync(NvmeNamespace ns, ulong lba, Memory<byte> destination)
-    {
-        var blocks = BlockCount(ns, destination.Length);
-        var sqe = new SubmissionQueueEntry((byte)IoOpcode.Read, SglFlags, 0, ns.NamespaceId, default,
-            (uint)lba, (uint)(lba >> 32), blocks - 1, 0, 0, 0);
-        return Pair.Submit(sqe, default, destination, exactData: true);
-    }
+    public ValueTask<NvmeCompletion> ReadAsync(NvmeNamespace ns, ulong lba, Memory<byte> destination) =>
+        Pair.Submit(ReadCommand(ns, lba, destination.Length), default, destination, exactData: true);
 
-    public ValueTask<NvmeCompletion> WriteAsync(NvmeNamespace ns, ulong lba, ReadOnlyMemory<byte> source, bool forceUnitAccess = false)
-    {
-        var blocks = BlockCount(ns, source.Length);
-        var sqe = new SubmissionQueueEntry((byte)IoOpcode.Write, SglFlags, 0, ns.NamespaceId, default,
-            (uint)lba, (uint)(lba >> 32), (blocks - 1) | (forceUnitAccess ? ForceUnitAccessBit : 0), 0, 0, 0);
-        return Pair.Submit(sqe, source, default, exactData: false);
-    }
+    public ValueTask<NvmeCompletion> WriteAsync(NvmeNamespace ns, ulong lba, ReadOnlyMemory<byte> source, bool forceUnitAccess = false) =>
+        Pair.Submit(WriteCommand(ns, lba, source.Length, forceUnitAccess), source, default, exactData: false);
+
+    /// <summary>
+    /// Reads into <paramref name="destination"/> and reports to <paramref name="callback"/> instead of a ValueTask; false
+    /// (and no callback) when the queue is not connected.
+    /// </summary>
+    public bool TrySubmitRead(NvmeNamespace ns, ulong lba, Memory<byte> destination, INvmeCompletionCallback callback) =>
+        Pair.TrySubmit(ReadCommand(ns, lba, destination.Length), default, destination, exactData: true, callback);
+
+    /// <summary>
+    /// Writes <paramref name="source"/> and reports to <paramref name="callback"/> instead of a ValueTask; false (and no
+    /// callback) when the queue is not connected.
+    /// </summary>
+    public bool TrySubmitWrite(NvmeNamespace ns, ulong lba, ReadOnlyMemory<byte> source, INvmeCompletionCallback callback, bool forceUnitAccess = false) =>
+        Pair.TrySubmit(WriteCommand(ns, lba, source.Length, forceUnitAccess), source, default, exactData: false, callback);
 
     public ValueTask<NvmeCompletion> FlushAsync(NvmeNamespace ns)
     {
@@ -94,6 +98,13 @@ public sealed class IoQueue
         System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(destination[4..], blocks);
         System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(destination[8..], lba);
     }
+
+    private static SubmissionQueueEntry ReadCommand(NvmeNamespace ns, ulong lba, int length) =>
+        new((byte)IoOpcode.Read, SglFlags, 0, ns.NamespaceId, default, (uint)lba, (uint)(lba >> 32), BlockCount(ns, length) - 1, 0, 0, 0);
+
+    private static SubmissionQueueEntry WriteCommand(NvmeNamespace ns, ulong lba, int length, bool forceUnitAccess) =>
+        new((byte)IoOpcode.Write, SglFlags, 0, ns.NamespaceId, default, (uint)lba, (uint)(lba >> 32),
+            (BlockCount(ns, length) - 1) | (forceUnitAccess ? ForceUnitAccessBit : 0), 0, 0, 0);
 
     private static uint BlockCount(NvmeNamespace ns, int length)
     {

@@ -50,6 +50,37 @@ public sealed class AllocationTests
         Assert.That(allocated, Is.LessThan(16 * 1024 + depth * 4400), "bytes allocated in the host process while running the commands");
     }
 
+    [TestCase(1)]
+    [TestCase(16)]
+    public async Task SteadyStateCallbackIoAllocatesNothingPerCommand(int depth)
+    {
+        using var data = new TempDirectory("csinvme-host-alloc");
+        await using var server = await ServerProcess.StartAsync(data.Path, ["--backend", "memory"]);
+        var host = NvmeHostIdentity.Create();
+        var volume = await server.Volumes.CreateVolumeAsync(new CreateVolumeRequest { Name = "alloc", SizeBytes = 64 << 20, AllowedHosts = { host.Nqn } });
+        var options = new NvmeTcpHostOptions { HostNqn = host.Nqn, HostId = host.Id, KeepAliveTimeout = TimeSpan.Zero };
+        await using var controller = await new NvmeTcpHost(options).ConnectAsync(server.NvmeEndpoint, volume.SubsystemNqn);
+        var queue = controller.IoQueues[0];
+        var ns = controller.Namespaces[0];
+        var workers = Enumerable.Range(0, depth).Select(w => new CallbackWorker(queue, ns, w)).ToArray();
+
+        await CallbackWorker.RunAllAsync(workers, 4000);
+        await CallbackWorker.RunAllAsync(workers, 4000);
+        const int commands = 20_000;
+        var runs = new List<long>();
+        for (var attempt = 0; attempt < 3; attempt++)
+        {
+            var before = GC.GetTotalAllocatedBytes(precise: true);
+            await CallbackWorker.RunAllAsync(workers, commands);
+            runs.Add(GC.GetTotalAllocatedBytes(precise: true) - before);
+        }
+
+        var allocated = runs.Min();
+        TestContext.Out.WriteLine($"QD {depth} with callbacks: {string.Join(", ", runs)} bytes allocated over {commands} commands per run (best {(double)allocated / commands:F3} B/command)");
+        // Starting and awaiting the run costs a task per worker; one allocation per command would be at least 480 KB.
+        Assert.That(allocated, Is.LessThan(16 * 1024 + depth * 400), "bytes allocated in the host process while running the commands");
+    }
+
     /// <summary>
     /// <paramref name="depth"/> long-lived workers, each alternating a 4 KiB write and a read of its own blocks, the way
     /// the perf tool drives a queue. Continuations must not capture a synchronization context (NUnit installs one).
@@ -80,6 +111,61 @@ public sealed class AllocationTests
             if (!completion.IsSuccess)
             {
                 throw new InvalidOperationException($"I/O failed: {completion.Status}");
+            }
+        }
+    }
+
+    /// <summary>One command in flight, alternating a 4 KiB write and a read of its own blocks, each submitted from the previous one's callback.</summary>
+    private sealed class CallbackWorker(IoQueue queue, NvmeNamespace ns, int index) : INvmeCompletionCallback
+    {
+        private readonly byte[] _buffer = GC.AllocateArray<byte>(4096, pinned: true);
+        private TaskCompletionSource _done = new();
+        private int _left;
+        private int _issued;
+
+        public static Task RunAllAsync(CallbackWorker[] workers, int commands)
+        {
+            var tasks = new Task[workers.Length];
+            for (var w = 0; w < workers.Length; w++)
+            {
+                tasks[w] = workers[w].Run(commands / workers.Length);
+            }
+
+            return Task.WhenAll(tasks);
+        }
+
+        public void OnCompleted(NvmeCompletion completion)
+        {
+            if (!completion.IsSuccess)
+            {
+                _done.TrySetException(new InvalidOperationException($"I/O failed: {completion.Status}"));
+                return;
+            }
+
+            if (--_left == 0)
+            {
+                _done.TrySetResult();
+                return;
+            }
+
+            Submit();
+        }
+
+        private Task Run(int commands)
+        {
+            _done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _left = commands;
+            Submit();
+            return _done.Task;
+        }
+
+        private void Submit()
+        {
+            var lba = (ulong)(index * 64 + _issued % 64) * (ulong)(4096 / ns.BlockSize);
+            var submitted = (_issued++ & 1) == 0 ? queue.TrySubmitWrite(ns, lba, _buffer, this) : queue.TrySubmitRead(ns, lba, _buffer, this);
+            if (!submitted)
+            {
+                _done.TrySetException(new InvalidOperationException("the queue refused a command"));
             }
         }
     }

@@ -13,7 +13,8 @@ internal enum SlotState : byte
 /// <summary>
 /// One entry of a queue's command table, reused for every command that gets its CID. It is the
 /// <see cref="IValueTaskSource{TResult}"/> behind the command's ValueTask, so completing a command allocates nothing.
-/// The caller must await each ValueTask exactly once: reading the result returns the slot to the free list.
+/// The caller must await each ValueTask exactly once: reading the result returns the slot to the free list. A command
+/// submitted with an <see cref="INvmeCompletionCallback"/> instead returns the slot when it completes, then calls it.
 /// </summary>
 internal sealed class CommandSlot : IValueTaskSource<NvmeCompletion>
 {
@@ -24,6 +25,7 @@ internal sealed class CommandSlot : IValueTaskSource<NvmeCompletion>
 
     private readonly QueuePair _owner;
     private ManualResetValueTaskSourceCore<NvmeCompletion> _core;
+    private INvmeCompletionCallback? _callback;
     private byte _generation;
 
     public CommandSlot(QueuePair owner, int index)
@@ -68,8 +70,9 @@ internal sealed class CommandSlot : IValueTaskSource<NvmeCompletion>
 
     public short Version => _core.Version;
 
-    public void Begin(ReadOnlyMemory<byte> dataOut, Memory<byte> dataIn, bool exactData)
+    public void Begin(ReadOnlyMemory<byte> dataOut, Memory<byte> dataIn, bool exactData, INvmeCompletionCallback? callback = null)
     {
+        _callback = callback;
         _generation = (byte)((_generation + 1) & 0xF);
         CommandId = (ushort)((_generation << IndexBits) | Index);
         DataOut = dataOut;
@@ -87,6 +90,15 @@ internal sealed class CommandSlot : IValueTaskSource<NvmeCompletion>
         State = SlotState.Completed;
         DataOut = default;
         DataIn = default;
+        if (_callback is { } callback)
+        {
+            // Free before the callback runs, so it can submit the next command into this very slot.
+            _callback = null;
+            _owner.Release(this);
+            callback.OnCompleted(completion);
+            return;
+        }
+
         _core.SetResult(completion);
     }
 

@@ -443,6 +443,20 @@ internal sealed partial class QueuePair
     /// </summary>
     public ValueTask<NvmeCompletion> Submit(in SubmissionQueueEntry sqe, ReadOnlyMemory<byte> dataOut, Memory<byte> dataIn, bool exactData, bool forceInCapsule = false)
     {
+        var slot = SubmitCore(sqe, dataOut, dataIn, exactData, forceInCapsule, callback: null, out var version);
+        return slot is null ? new ValueTask<NvmeCompletion>(NvmeCompletion.PathError) : new ValueTask<NvmeCompletion>(slot, version);
+    }
+
+    /// <summary>
+    /// As <see cref="Submit"/>, but the completion goes to <paramref name="callback"/> on the receive loop instead of a
+    /// ValueTask. False when the queue is not connected: nothing was sent and the callback will not run.
+    /// </summary>
+    public bool TrySubmit(in SubmissionQueueEntry sqe, ReadOnlyMemory<byte> dataOut, Memory<byte> dataIn, bool exactData, INvmeCompletionCallback callback) =>
+        SubmitCore(sqe, dataOut, dataIn, exactData, forceInCapsule: false, callback, out _) is not null;
+
+    /// <summary>Queues the command and sends it (or leaves it to the flush under way); null when not connected.</summary>
+    private CommandSlot? SubmitCore(in SubmissionQueueEntry sqe, ReadOnlyMemory<byte> dataOut, Memory<byte> dataIn, bool exactData, bool forceInCapsule, INvmeCompletionCallback? callback, out short version)
+    {
         var length = dataOut.Length > 0 ? dataOut.Length : dataIn.Length;
         if (length > _maxData)
         {
@@ -456,7 +470,8 @@ internal sealed partial class QueuePair
             connection = _connection;
             if (connection is null || connection.Closed)
             {
-                return new ValueTask<NvmeCompletion>(NvmeCompletion.PathError);
+                version = 0;
+                return null;
             }
 
             if (_freeCount == 0)
@@ -465,27 +480,27 @@ internal sealed partial class QueuePair
             }
 
             slot = _slots[_free[--_freeCount]];
-            slot.Begin(dataOut, dataIn, exactData);
+            slot.Begin(dataOut, dataIn, exactData, callback);
+            // Taken before the command is sent: it may complete (and the slot be reused) during the flush.
+            version = slot.Version;
             WriteCapsuleLocked(slot, sqe, dataOut, forceInCapsule);
             if (_flushing)
             {
-                return new ValueTask<NvmeCompletion>(slot, slot.Version);
+                return slot;
             }
 
             if (t_receiving == this)
             {
                 // Inside the receive loop's batch: the loop sends everything the batch produced at once.
                 _flushDeferred = true;
-                return new ValueTask<NvmeCompletion>(slot, slot.Version);
+                return slot;
             }
 
             _flushing = true;
         }
 
-        // The ValueTask is taken before flushing: the command may complete (and the slot be reused) during the flush.
-        var result = new ValueTask<NvmeCompletion>(slot, slot.Version);
         Flush(connection);
-        return result;
+        return slot;
     }
 
     private void WriteCapsuleLocked(CommandSlot slot, in SubmissionQueueEntry sqe, ReadOnlyMemory<byte> dataOut, bool forceInCapsule)
