@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using CsiNvme.Host;
+using CsiNvme.Protocol.Commands;
 using Microsoft.Extensions.Logging;
 
 namespace CsiNvme.Perf;
@@ -7,8 +8,8 @@ namespace CsiNvme.Perf;
 /// <summary>
 /// Drives NVMe/TCP load through the host library: <c>connections</c> controllers × <c>queues</c> I/O queues ×
 /// <c>depth</c> workers, each worker keeping exactly one I/O outstanding (so each queue has <c>depth</c> in flight).
-/// Workers are long-lived async loops whose continuations run on the queue's receive loop, so the steady state
-/// allocates nothing.
+/// Each worker's I/O completes into a callback on the queue's receive loop, which submits the next, so the steady
+/// state allocates nothing and runs no task machinery per I/O.
 /// </summary>
 public static class NvmePerfRunner
 {
@@ -179,8 +180,11 @@ public static class NvmePerfRunner
         public long Next;
     }
 
-    /// <summary>One outstanding I/O slot of a queue, looping until the run stops.</summary>
-    private sealed class Worker
+    /// <summary>
+    /// One outstanding I/O slot of a queue, looping until the run stops: each completion (a callback on the queue's
+    /// receive loop) accounts its I/O and submits the next, with no task or state machine per I/O.
+    /// </summary>
+    private sealed class Worker : INvmeCompletionCallback
     {
         private readonly PerfOptions _options;
         private readonly IoQueue _queue;
@@ -192,9 +196,18 @@ public static class NvmePerfRunner
         private readonly int _totalWorkers;
         private readonly byte[] _buffer;
         private readonly double _nanosecondsPerTick = 1e9 / Stopwatch.Frequency;
+        private readonly int _readPercent;
+        private readonly int _blockSize;
+        private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private XorShiftRandom _random;
         private long _ownCursor;
         private ulong _writeSeed;
+
+        // The I/O in flight (one per worker).
+        private bool _isRead;
+        private long _byteOffset;
+        private ulong _lba;
+        private long _start;
 
         public Worker(PerfOptions options, IoQueue queue, NvmeNamespace ns, RunState run, SequentialCursor cursor, long slots, int index, int totalWorkers)
         {
@@ -209,6 +222,8 @@ public static class NvmePerfRunner
             _buffer = GC.AllocateArray<byte>(options.IoSize, pinned: true);
             _random = new XorShiftRandom(0x9E3779B97F4A7C15UL * (ulong)(index + 1) ^ (ulong)Environment.TickCount64);
             _ownCursor = index;
+            _readPercent = options.EffectiveReadPercent;
+            _blockSize = ns.BlockSize;
             new Random(index).NextBytes(_buffer);
         }
 
@@ -230,82 +245,138 @@ public static class NvmePerfRunner
 
         public string? FirstVerifyFailure { get; private set; }
 
-        public async Task RunAsync()
+        /// <summary>Starts the worker; the task completes when it stopped, parked for good, or failed.</summary>
+        public Task RunAsync()
+        {
+            SubmitNext();
+            return _ended.Task;
+        }
+
+        /// <summary>
+        /// Submits the worker's next I/O, parks it while the load is held, or ends it; called with nothing of the
+        /// worker in flight, from <see cref="RunAsync"/>, from its completion callback on the queue's receive loop, or
+        /// from the release of a park.
+        /// </summary>
+        private void SubmitNext()
         {
             try
             {
-                await RunLoopAsync().ConfigureAwait(false);
+                if (Volatile.Read(ref _run.Stop))
+                {
+                    End(null);
+                    return;
+                }
+
+                if (Volatile.Read(ref _run.Held))
+                {
+                    // Resumed by the release on a pool thread: the receive loop is never blocked by a parked worker.
+                    _run.ParkAsync().ContinueWith(static (_, state) => ((Worker)state!).SubmitNext(), this, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+                    return;
+                }
+
+                _isRead = _readPercent == 100 || (_readPercent != 0 && (int)(Next() % 100) < _readPercent);
+                _byteOffset = NextSlot() * _options.IoSize;
+                _lba = (ulong)(_byteOffset / _blockSize);
+                if (!_isRead && _options.Verify)
+                {
+                    VerifyPattern.Fill(_buffer, _byteOffset, _blockSize, ++_writeSeed ^ (ulong)_index << 40);
+                }
+
+                _start = Stopwatch.GetTimestamp();
+                var submitted = _isRead
+                    ? _queue.TrySubmitRead(_ns, _lba, _buffer, this)
+                    : _queue.TrySubmitWrite(_ns, _lba, _buffer, this);
+                if (!submitted)
+                {
+                    CountError(NvmeCompletion.PathError.Status);
+                    End(null);
+                }
             }
-            finally
+            catch (Exception ex)
             {
-                _run.LoopEnded();
+                End(ex);
             }
         }
 
-        private async Task RunLoopAsync()
+        /// <summary>Accounts one completed I/O and submits the next one; runs on the queue's receive loop.</summary>
+        public void OnCompleted(NvmeCompletion completion)
         {
-            var readPercent = _options.EffectiveReadPercent;
-            var blockSize = _ns.BlockSize;
-            while (!Volatile.Read(ref _run.Stop))
+            var end = Stopwatch.GetTimestamp();
+            try
             {
-                if (Volatile.Read(ref _run.Held))
-                {
-                    await _run.ParkAsync().ConfigureAwait(false);
-                    continue;
-                }
-
-                var isRead = readPercent == 100 || (readPercent != 0 && (int)(Next() % 100) < readPercent);
-                var slot = NextSlot();
-                var byteOffset = slot * _options.IoSize;
-                var lba = (ulong)(byteOffset / blockSize);
-                if (!isRead && _options.Verify)
-                {
-                    VerifyPattern.Fill(_buffer, byteOffset, blockSize, ++_writeSeed ^ (ulong)_index << 40);
-                }
-
-                var start = Stopwatch.GetTimestamp();
-                var completion = isRead
-                    ? await _queue.ReadAsync(_ns, lba, _buffer).ConfigureAwait(false)
-                    : await _queue.WriteAsync(_ns, lba, _buffer).ConfigureAwait(false);
-                var end = Stopwatch.GetTimestamp();
-
                 if (!completion.IsSuccess)
                 {
-                    Errors++;
-                    FirstError ??= $"{(isRead ? "read" : "write")} at LBA {lba}: {completion.Status}";
+                    CountError(completion.Status);
                     if (completion.IsPathError)
                     {
                         // The connection is gone; the run cannot continue on this queue.
+                        End(null);
                         return;
                     }
-
-                    continue;
                 }
-
-                if (isRead && _options.Verify)
+                else
                 {
-                    var outcome = VerifyPattern.Check(_buffer, byteOffset, blockSize, out var problem, out var good, out var unwritten);
-                    VerifiedBlocks += good;
-                    UnwrittenBlocks += unwritten;
-                    if (outcome == VerifyPattern.Outcome.Corrupt)
-                    {
-                        VerifyFailures++;
-                        FirstVerifyFailure ??= problem;
-                    }
+                    Account(end);
                 }
+            }
+            catch (Exception ex)
+            {
+                End(ex);
+                return;
+            }
 
-                if (Volatile.Read(ref _run.Measuring) && start >= _run.MeasureFrom && !Volatile.Read(ref _run.Stop))
+            SubmitNext();
+        }
+
+        private void Account(long end)
+        {
+            if (_isRead && _options.Verify)
+            {
+                var outcome = VerifyPattern.Check(_buffer, _byteOffset, _blockSize, out var problem, out var good, out var unwritten);
+                VerifiedBlocks += good;
+                UnwrittenBlocks += unwritten;
+                if (outcome == VerifyPattern.Outcome.Corrupt)
                 {
-                    Histogram.Record((long)((end - start) * _nanosecondsPerTick));
-                    if (isRead)
-                    {
-                        Reads++;
-                    }
-                    else
-                    {
-                        Writes++;
-                    }
+                    VerifyFailures++;
+                    FirstVerifyFailure ??= problem;
                 }
+            }
+
+            if (Volatile.Read(ref _run.Measuring) && _start >= _run.MeasureFrom && !Volatile.Read(ref _run.Stop))
+            {
+                Histogram.Record((long)((end - _start) * _nanosecondsPerTick));
+                if (_isRead)
+                {
+                    Reads++;
+                }
+                else
+                {
+                    Writes++;
+                }
+            }
+        }
+
+        private void CountError(NvmeStatus status)
+        {
+            Errors++;
+            FirstError ??= $"{(_isRead ? "read" : "write")} at LBA {_lba}: {status}";
+        }
+
+        private void End(Exception? error)
+        {
+            if (_ended.Task.IsCompleted)
+            {
+                return;
+            }
+
+            _run.LoopEnded();
+            if (error is null)
+            {
+                _ended.TrySetResult();
+            }
+            else
+            {
+                _ended.TrySetException(error);
             }
         }
 
