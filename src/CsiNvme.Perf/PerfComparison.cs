@@ -3,7 +3,6 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using Microsoft.Extensions.Logging;
 
 namespace CsiNvme.Perf;
@@ -225,10 +224,10 @@ public sealed record ComparisonResult
         return sorted[below] + ((sorted[above] - sorted[below]) * (position - below));
     }
 
-    public string ToJson() => JsonSerializer.Serialize(this, ComparisonJsonContext.Default.ComparisonResult);
+    public string ToJson() => JsonSerializer.Serialize(this, PerfJsonContext.Default.ComparisonResult);
 
     public static ComparisonResult FromJson(string json) =>
-        JsonSerializer.Deserialize(json, ComparisonJsonContext.Default.ComparisonResult) ?? throw new FormatException("empty comparison result");
+        JsonSerializer.Deserialize(json, PerfJsonContext.Default.ComparisonResult) ?? throw new FormatException("empty comparison result");
 
     public string ToText()
     {
@@ -241,7 +240,3 @@ public sealed record ComparisonResult
         return text.ToString();
     }
 }
-
-[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = true, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
-[JsonSerializable(typeof(ComparisonResult))]
-internal sealed partial class ComparisonJsonContext : JsonSerializerContext;

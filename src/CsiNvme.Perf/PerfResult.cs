@@ -112,4 +112,5 @@ public sealed record PerfResult
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = true, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(PerfResult))]
+[JsonSerializable(typeof(ComparisonResult))]
 internal sealed partial class PerfJsonContext : JsonSerializerContext;
