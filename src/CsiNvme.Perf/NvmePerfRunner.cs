@@ -245,7 +245,7 @@ public static class NvmePerfRunner
 
         public string? FirstVerifyFailure { get; private set; }
 
-        /// <summary>Starts the worker; the task completes when it stopped, parked for good, or failed.</summary>
+        /// <summary>Starts the worker; the task completes when the worker stopped (the run ended, or its queue lost the connection) or failed.</summary>
         public Task RunAsync()
         {
             SubmitNext();

@@ -22,7 +22,7 @@ public sealed class MemoryBlockVolume : IBlockVolume
     private const int SegmentLength = 1 << SegmentShift;
     private const int SegmentMask = SegmentLength - 1;
 
-    /// <summary>How much of a read <see cref="Prefetch"/> asks for; the hardware streams the rest.</summary>
+    /// <summary>How much of a hinted range <see cref="Prefetch"/> asks for; the hardware streams the rest.</summary>
     private const int PrefetchBytes = 4096;
     private const int CacheLine = 64;
 
