@@ -150,6 +150,7 @@ public static class LinuxGuest
         var output = new StringBuilder();
         var stopwatch = Stopwatch.StartNew();
         TimeSpan? bootTime = null;
+        var scriptStarted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         using var process = new Process { StartInfo = startInfo };
         void OnLine(string? line, bool isError)
         {
@@ -170,6 +171,7 @@ public static class LinuxGuest
                 if (bootTime is null && line.Contains(GuestResult.RunMarker, StringComparison.Ordinal))
                 {
                     bootTime = stopwatch.Elapsed;
+                    scriptStarted.TrySetResult();
                 }
             }
 
@@ -185,10 +187,28 @@ public static class LinuxGuest
         var timedOut = false;
         using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
         {
-            timeout.CancelAfter(options.Timeout);
+            // Two limits, one after the other: the boot until the run marker, then the script's own time. A wall-clock
+            // limit over both made a test fail whenever the machine was busy enough to slow the boot.
+            timeout.CancelAfter(options.BootTimeout);
+            var exited = process.WaitForExitAsync(timeout.Token);
+            _ = scriptStarted.Task.ContinueWith(
+                _ =>
+                {
+                    try
+                    {
+                        timeout.CancelAfter(options.Timeout);
+                    }
+                    catch (ObjectDisposedException)
+                    {
+                        // The run is over already.
+                    }
+                },
+                CancellationToken.None,
+                TaskContinuationOptions.ExecuteSynchronously,
+                TaskScheduler.Default);
             try
             {
-                await process.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
+                await exited.ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {
