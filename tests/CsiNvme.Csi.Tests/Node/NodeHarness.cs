@@ -55,6 +55,7 @@ internal sealed class NodeHarness : IAsyncDisposable
                     Topology = options.Topology,
                     DeviceTimeout = TimeSpan.FromSeconds(1),
                     ResizeTimeout = TimeSpan.FromSeconds(1),
+                    MaxVolumesPerNode = options.MaxVolumesPerNode,
                 });
             };
             var driver = await CsiDriver.StartAsync(options);
