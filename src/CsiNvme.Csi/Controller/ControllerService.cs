@@ -477,6 +477,12 @@ internal sealed class ControllerService(
         var ct = context.CancellationToken;
         using var held = await locks.AcquireAsync(id, ct);
         var volume = await GetVolumeOrNotFound(id, ct);
+        if (request.VolumeCapability is not null && RecordedVolume.FromLabels(volume.Labels).Incompatibility(request.VolumeCapability) is { } incompatibility)
+        {
+            // "Exceeds capabilities" in the spec's table: a capability the volume was not created for.
+            throw Invalid($"volume {id}: {incompatibility}");
+        }
+
         var current = (long)volume.SizeBytes;
         var limit = request.CapacityRange.LimitBytes;
         if (limit > 0 && current > limit)
@@ -624,9 +630,14 @@ internal sealed class ControllerService(
         return response;
     }
 
-    // ControllerModifyVolume stays UNIMPLEMENTED (the base class) and MODIFY_VOLUME is not reported: the storage
-    // server has no property that can change on a live volume besides its size (ControllerExpandVolume) and its
-    // hosts (ControllerPublishVolume).
+    /// <summary>
+    /// UNIMPLEMENTED, and MODIFY_VOLUME is not reported: the storage server has no property that can change on a
+    /// live volume besides its size (ControllerExpandVolume) and its hosts (ControllerPublishVolume). Overridden
+    /// only to say so: the base class answers with an empty message, which the spec's Error Scheme forbids.
+    /// </summary>
+    public override Task<ControllerModifyVolumeResponse> ControllerModifyVolume(ControllerModifyVolumeRequest request, ServerCallContext context) =>
+        throw new RpcException(new Status(StatusCode.Unimplemented,
+            "ControllerModifyVolume is not implemented (no MODIFY_VOLUME capability): nothing about a volume changes after creation but its size and its nodes"));
 
     /// <summary>
     /// Pagination tokens are "next:" + the last name returned: listing resumes after that name in name order,
