@@ -54,6 +54,11 @@ public sealed class CsiDriver : CsiNvme.Api.Hosting.IRunningService
     public static async Task<CsiDriver> StartAsync(CsiDriverOptions options, CancellationToken cancellationToken = default)
     {
         var endpoint = CsiEndpoint.Parse(options.Endpoint);
+        if (options.MaxVolumesPerNode < 0)
+        {
+            throw new ArgumentException($"--max-volumes-per-node {options.MaxVolumesPerNode} is negative (0 for no limit)", nameof(options));
+        }
+
         var modules = new List<ICsiServiceModule> { new IdentityModule() };
         if (options.Mode.HasFlag(DriverMode.Controller))
         {
@@ -181,7 +186,8 @@ public sealed class CsiDriver : CsiNvme.Api.Hosting.IRunningService
             boundEndpoint.ToString(),
             options.NodeId,
             options.Server,
-            driver.MetricsEndpoint?.ToString() ?? "off");
+            driver.MetricsEndpoint?.ToString() ?? "off",
+            options.MaxVolumesPerNode > 0 ? options.MaxVolumesPerNode.ToString(System.Globalization.CultureInfo.InvariantCulture) : "unlimited");
         return driver;
     }
 

@@ -18,6 +18,12 @@ public sealed class CsiDriverOptions
     public const string VendorVersion = "0.1.0";
     public const string DefaultEndpoint = "unix:///csi/csi.sock";
 
+    /// <summary>
+    /// Default of <see cref="MaxVolumesPerNode"/>. Every volume is its own NVMe subsystem, so each one attached
+    /// costs the node a kernel controller per listener, each with its own I/O queues and keep-alive.
+    /// </summary>
+    public const int DefaultMaxVolumesPerNode = 256;
+
     public DriverMode Mode { get; set; } = DriverMode.All;
 
     /// <summary>"unix:///path/to/socket" (what Kubernetes uses) or "tcp://ADDR:PORT" (port 0 picks a free port).</summary>
@@ -34,6 +40,14 @@ public sealed class CsiDriverOptions
 
     /// <summary>Topology segments reported by the node when not running in a cluster (--topology key=value).</summary>
     public Dictionary<string, string> Topology { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Volumes one node may have published at once (--max-volumes-per-node). The node reports it in NodeGetInfo
+    /// (so the CO schedules no more) and the controller enforces it in ControllerPublishVolume with
+    /// RESOURCE_EXHAUSTED, counting the volumes whose allowed hosts name the node; both must be given the same
+    /// value. 0: no limit (the CO decides).
+    /// </summary>
+    public int MaxVolumesPerNode { get; set; } = DefaultMaxVolumesPerNode;
 
     /// <summary>Prometheus /metrics listener "ADDR:PORT" (HTTP/1.1); null disables metrics serving.</summary>
     public System.Net.IPEndPoint? MetricsListen { get; set; }

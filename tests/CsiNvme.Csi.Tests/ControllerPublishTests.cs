@@ -118,7 +118,8 @@ public sealed class ControllerPublishTests
             Assert.That(await Code(new() { VolumeId = name, VolumeCapability = Caps.Block() }), Is.EqualTo(StatusCode.InvalidArgument), "no node id");
             Assert.That(await Code(new() { VolumeId = name, NodeId = Caps.Node("a") }), Is.EqualTo(StatusCode.InvalidArgument), "no capability");
             Assert.That(await Code(Publish(name, "a", Caps.Mount("ext4", Mode.MultiNodeMultiWriter))), Is.EqualTo(StatusCode.InvalidArgument), "filesystem with writers on several nodes");
-            Assert.That(await Code(new() { VolumeId = name, NodeId = "worker-1", VolumeCapability = Caps.Block() }), Is.EqualTo(StatusCode.InvalidArgument), "node id is not an NQN");
+            Assert.That(await Code(new() { VolumeId = name, NodeId = "worker-1", VolumeCapability = Caps.Block() }), Is.EqualTo(StatusCode.NotFound), "node id is not an NQN: no such node");
+            Assert.That(await Code(new() { VolumeId = "missing", NodeId = "worker-1", VolumeCapability = Caps.Block() }), Is.EqualTo(StatusCode.NotFound), "unknown volume and node");
             Assert.That(await Code(Publish("missing", "a")), Is.EqualTo(StatusCode.NotFound), "unknown volume");
             Assert.That(await Code(Publish("Not Valid!", "a")), Is.EqualTo(StatusCode.NotFound), "malformed volume id");
         });

@@ -310,7 +310,8 @@ public sealed class ControllerVolumeTests
     public async Task ControllerExpandVolume_grows_the_volume_and_asks_for_node_expansion_only_for_filesystems()
     {
         var name = Caps.UniqueName();
-        await Controller.CreateVolumeAsync(Caps.Create(name, requiredBytes: 1 << 20));
+        // Created for both uses, so it may be expanded as either (another capability is INVALID_ARGUMENT).
+        await Controller.CreateVolumeAsync(Caps.Create(name, requiredBytes: 1 << 20, capabilities: [Caps.Block(), Caps.Mount()]));
         var block = await Controller.ControllerExpandVolumeAsync(new ControllerExpandVolumeRequest
         {
             VolumeId = name,

@@ -92,7 +92,7 @@ public sealed class HostingTests
         var result = CsiCommandLine.Parse([
             "--mode", "controller", "--endpoint", "unix:///tmp/x/csi.sock", "--server", "127.0.0.1:9500", "--node-id", "worker-1",
             "--metrics-listen", "127.0.0.1:9808", "--log-level", "debug", "--topology", "topology.kubernetes.io/zone=z1", "--topology", "rack=r2",
-            "--host-nqn", "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000001",
+            "--host-nqn", "nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000001", "--max-volumes-per-node", "64",
         ]);
         Assert.That(result.Errors, Is.Empty);
         var options = result.Options!;
@@ -106,6 +106,7 @@ public sealed class HostingTests
             Assert.That(options.LogLevel, Is.EqualTo(LogLevel.Debug));
             Assert.That(options.Topology, Is.EquivalentTo(new Dictionary<string, string> { ["topology.kubernetes.io/zone"] = "z1", ["rack"] = "r2" }));
             Assert.That(options.HostNqn, Is.EqualTo("nqn.2014-08.org.nvmexpress:uuid:00000000-0000-0000-0000-000000000001"));
+            Assert.That(options.MaxVolumesPerNode, Is.EqualTo(64));
         });
     }
 
@@ -119,6 +120,7 @@ public sealed class HostingTests
             Assert.That(options.Endpoint, Is.EqualTo("unix:///csi/csi.sock"));
             Assert.That(options.MetricsListen, Is.Null);
             Assert.That(options.LogLevel, Is.EqualTo(LogLevel.Information));
+            Assert.That(options.MaxVolumesPerNode, Is.EqualTo(256));
         });
     }
 
@@ -133,6 +135,9 @@ public sealed class HostingTests
     [TestCase("--mode", "controller", "--server", "a:1", "--bogus")]
     [TestCase("--mode", "controller", "--server", "10.0.0.1")]
     [TestCase("--mode", "controller", "--server", "not an address:9500")]
+    [TestCase("--mode", "controller", "--server", "a:1", "--max-volumes-per-node", "many")]
+    [TestCase("--mode", "controller", "--server", "a:1", "--max-volumes-per-node", "-1")]
+    [TestCase("--mode", "controller", "--server", "a:1", "--max-volumes-per-node", "1.5")]
     public void The_command_line_refuses_bad_arguments(params string[] args)
     {
         var result = CsiCommandLine.Parse(args);

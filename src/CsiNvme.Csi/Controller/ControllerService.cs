@@ -29,6 +29,7 @@ namespace CsiNvme.Csi.Controller;
 internal sealed class ControllerService(
     StorageServerClient storage,
     KeyedAsyncLock locks,
+    CsiDriverOptions options,
     ILogger<ControllerService> logger) : ControllerBase
 {
     /// <summary>volume_context keys written by CreateVolume and read by the node.</summary>
@@ -242,6 +243,8 @@ internal sealed class ControllerService(
 
     public override async Task<ControllerPublishVolumeResponse> ControllerPublishVolume(ControllerPublishVolumeRequest request, ServerCallContext context)
     {
+        // Missing and malformed fields first (INVALID_ARGUMENT), then what the request names: the volume, then
+        // the node (NOT_FOUND), then whether the volume may go there (FAILED_PRECONDITION, RESOURCE_EXHAUSTED).
         var id = RequireVolumeId(request.VolumeId);
         if (string.IsNullOrEmpty(request.NodeId))
         {
@@ -258,15 +261,24 @@ internal sealed class ControllerService(
             throw Invalid(capabilityError);
         }
 
-        // The node id is the node's NVMe host NQN (NodeGetInfo), admitted as is on the subsystem.
-        if (!VolumeNaming.IsValidNqn(request.NodeId, out var nqnError))
+        if (request.Readonly)
         {
-            throw Invalid($"node_id is not an NVMe host NQN: {nqnError}");
+            // PUBLISH_READONLY is not offered, so the CO must send false; publishing writable what was asked
+            // read-only would hand out a disk the CO believes protected.
+            throw Invalid("readonly publishing is not supported (no PUBLISH_READONLY capability)");
         }
 
         var ct = context.CancellationToken;
         using var held = await locks.AcquireAsync(id, ct);
         var volume = await GetVolumeOrNotFound(id, ct);
+
+        // Node ids are host NQNs, as NodeGetInfo reports them, admitted as they are on the subsystem. A node id
+        // that is no NQN names no node this driver runs on: the node does not exist.
+        if (!VolumeNaming.IsValidNqn(request.NodeId, out var nqnError))
+        {
+            throw new RpcException(new Status(StatusCode.NotFound, $"node {request.NodeId} does not exist: node ids are NVMe host NQNs ({nqnError})"));
+        }
+
         var recorded = RecordedVolume.FromLabels(volume.Labels);
         if (recorded.Incompatibility(request.VolumeCapability) is { } incompatibility)
         {
@@ -285,8 +297,13 @@ internal sealed class ControllerService(
                 (recorded.IsSingleNodeOnly ? $" (the volume was created for {string.Join(", ", recorded.Capabilities)})" : "")));
         }
 
+        // Already published to this node: the same answer whatever the capability, as a publication is only the
+        // node's host NQN on the volume (a retry at the limit must succeed too).
         if (!volume.AllowedHosts.Contains(request.NodeId))
         {
+            // Publishes of other volumes to this node count the same volumes: one at a time per node.
+            using var nodeHeld = await locks.AcquireAsync(NodeLockKey(request.NodeId), ct);
+            await CheckAttachLimitAsync(request.NodeId, ct);
             volume = await storage.Volumes.AllowHostAsync(new Mgmt.HostAccessRequest { Name = id, HostNqn = request.NodeId }, storage.Call(ct));
             CsiLog.VolumePublished(logger, id, request.NodeId, CapabilityRules.Describe(request.VolumeCapability));
         }
@@ -460,6 +477,12 @@ internal sealed class ControllerService(
         var ct = context.CancellationToken;
         using var held = await locks.AcquireAsync(id, ct);
         var volume = await GetVolumeOrNotFound(id, ct);
+        if (request.VolumeCapability is not null && RecordedVolume.FromLabels(volume.Labels).Incompatibility(request.VolumeCapability) is { } incompatibility)
+        {
+            // "Exceeds capabilities" in the spec's table: a capability the volume was not created for.
+            throw Invalid($"volume {id}: {incompatibility}");
+        }
+
         var current = (long)volume.SizeBytes;
         var limit = request.CapacityRange.LimitBytes;
         if (limit > 0 && current > limit)
@@ -607,9 +630,14 @@ internal sealed class ControllerService(
         return response;
     }
 
-    // ControllerModifyVolume stays UNIMPLEMENTED (the base class) and MODIFY_VOLUME is not reported: the storage
-    // server has no property that can change on a live volume besides its size (ControllerExpandVolume) and its
-    // hosts (ControllerPublishVolume).
+    /// <summary>
+    /// UNIMPLEMENTED, and MODIFY_VOLUME is not reported: the storage server has no property that can change on a
+    /// live volume besides its size (ControllerExpandVolume) and its hosts (ControllerPublishVolume). Overridden
+    /// only to say so: the base class answers with an empty message, which the spec's Error Scheme forbids.
+    /// </summary>
+    public override Task<ControllerModifyVolumeResponse> ControllerModifyVolume(ControllerModifyVolumeRequest request, ServerCallContext context) =>
+        throw new RpcException(new Status(StatusCode.Unimplemented,
+            "ControllerModifyVolume is not implemented (no MODIFY_VOLUME capability): nothing about a volume changes after creation but its size and its nodes"));
 
     /// <summary>
     /// Pagination tokens are "next:" + the last name returned: listing resumes after that name in name order,
@@ -704,6 +732,32 @@ internal sealed class ControllerService(
             Abnormal = false,
             Message = $"exported on {string.Join(",", volume.ListenAddresses)}; {volume.ConnectedHosts.Count} host(s) connected",
         };
+
+    /// <summary>
+    /// RESOURCE_EXHAUSTED when the node already has <see cref="CsiDriverOptions.MaxVolumesPerNode"/> volumes
+    /// published: the volumes whose allowed hosts name it, as ListVolumes reports them, so the count survives
+    /// a restarted controller and includes volumes published by hand.
+    /// </summary>
+    private async Task CheckAttachLimitAsync(string nodeId, CancellationToken ct)
+    {
+        var limit = options.MaxVolumesPerNode;
+        if (limit <= 0)
+        {
+            return;
+        }
+
+        var volumes = (await storage.Volumes.ListVolumesAsync(new Mgmt.ListVolumesRequest(), storage.Call(ct))).Volumes;
+        var attached = volumes.Count(v => v.AllowedHosts.Contains(nodeId));
+        if (attached >= limit)
+        {
+            throw new RpcException(new Status(
+                StatusCode.ResourceExhausted,
+                $"node {nodeId} has {attached} volumes published, the most a node may have (--max-volumes-per-node {limit}): unpublish one first"));
+        }
+    }
+
+    // Volume names hold no ':' and snapshot keys start with "snapshot:": node keys meet neither.
+    private static string NodeLockKey(string nodeId) => "node:" + nodeId;
 
     private async Task<Mgmt.Volume> GetVolumeOrNotFound(string id, CancellationToken ct, string what = "volume")
     {

@@ -53,6 +53,13 @@ public static class CsiCommandLine
             Description = "Serve Prometheus /metrics on ADDR:PORT (HTTP/1.1); off by default.",
             HelpName = "ADDR:PORT",
         };
+        var maxVolumesPerNode = new Option<string>("--max-volumes-per-node")
+        {
+            Description = "Volumes one node may have published at once: reported by the node (NodeGetInfo), enforced by the " +
+                          "controller (ControllerPublishVolume); give both the same value. 0: no limit.",
+            HelpName = "N",
+            DefaultValueFactory = _ => CsiDriverOptions.DefaultMaxVolumesPerNode.ToString(CultureInfo.InvariantCulture),
+        };
         var logLevel = new Option<string>("--log-level")
         {
             Description = "Minimum log level: trace, debug, information, warning, error, critical or none.",
@@ -69,6 +76,7 @@ public static class CsiCommandLine
             hostNqn,
             topology,
             metricsListen,
+            maxVolumesPerNode,
             logLevel,
         };
 
@@ -152,6 +160,15 @@ public static class CsiCommandLine
             {
                 errors.Add($"--metrics-listen '{metrics}' is not ADDR:PORT");
             }
+        }
+
+        if (int.TryParse(parse.GetValue(maxVolumesPerNode), NumberStyles.None, CultureInfo.InvariantCulture, out var maxVolumes))
+        {
+            options.MaxVolumesPerNode = maxVolumes;
+        }
+        else
+        {
+            errors.Add($"--max-volumes-per-node '{parse.GetValue(maxVolumesPerNode)}' is not a whole number (0 for no limit)");
         }
 
         if (Enum.TryParse<LogLevel>(parse.GetValue(logLevel), ignoreCase: true, out var level) &&

@@ -4,8 +4,8 @@ namespace CsiNvme.Csi.Hosting;
 
 internal static partial class CsiLog
 {
-    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "CSI driver {Driver} {Version} serving {Mode} on {Endpoint} (node {NodeId}, storage server {Server}, metrics {Metrics})")]
-    public static partial void DriverStarted(ILogger logger, string driver, string version, DriverMode mode, string endpoint, string? nodeId, string? server, string? metrics);
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "CSI driver {Driver} {Version} serving {Mode} on {Endpoint} (node {NodeId}, storage server {Server}, metrics {Metrics}, volumes per node {MaxVolumesPerNode})")]
+    public static partial void DriverStarted(ILogger logger, string driver, string version, DriverMode mode, string endpoint, string? nodeId, string? server, string? metrics, string maxVolumesPerNode);
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "CSI driver stopped")]
     public static partial void DriverStopped(ILogger logger);

@@ -5,6 +5,7 @@ using CsiNvme.Csi.Hosting;
 using Grpc.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using NodeHealth = CsiNvme.Csi.Node.NodeHealth;
 using IdentityBase = Csi.V1.Identity.IdentityBase;
 
 namespace CsiNvme.Csi.Identity;
@@ -37,12 +38,20 @@ internal sealed class IdentityService(CsiDriverOptions options, IServiceProvider
     }
 
     /// <summary>
-    /// Ready when the storage server answers GetServerInfo within <see cref="CsiDriverOptions.ProbeTimeout"/>:
-    /// without it no controller call can succeed. A node-only process needs no storage server to serve
-    /// its calls (it talks to the kernel), so it is ready as soon as it serves.
+    /// A node that cannot stage volumes (no /dev/nvme-fabrics, records not writable) fails with
+    /// FAILED_PRECONDITION: restarting it is the CO's remedy, and the message says what to fix. A controller is
+    /// ready when the storage server answers GetServerInfo within <see cref="CsiDriverOptions.ProbeTimeout"/>:
+    /// without it no controller call can succeed, but the driver is healthy and a restart would not bring the
+    /// server back, so it reports "not ready". A node-only process needs no storage server (it talks to the
+    /// kernel), so it is ready as soon as it serves.
     /// </summary>
     public override async Task<ProbeResponse> Probe(ProbeRequest request, ServerCallContext context)
     {
+        if (options.Mode.HasFlag(DriverMode.Node))
+        {
+            services.GetRequiredService<NodeHealth>().Check();
+        }
+
         var storage = services.GetService<StorageServerClient>();
         if (!options.Mode.HasFlag(DriverMode.Controller) || storage is null)
         {

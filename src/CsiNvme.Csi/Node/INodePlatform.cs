@@ -43,6 +43,9 @@ public interface INodePlatform
     /// <summary>Where device nodes live (/dev).</summary>
     string DeviceDirectory { get; }
 
+    /// <summary>The kernel's NVMe over Fabrics device (/dev/nvme-fabrics): there once nvme-fabrics is loaded.</summary>
+    string FabricsDevice { get; }
+
     /// <summary>Writes a connect option string to /dev/nvme-fabrics; returns the new controller's name (nvmeN).</summary>
     string ConnectFabrics(string options);
 
@@ -58,6 +61,9 @@ public interface INodePlatform
     NodeFileStatus Stat(string path);
 
     FilesystemUsage StatFs(string path);
+
+    /// <summary>access(2) with W_OK: null when <paramref name="path"/> can be written, otherwise why not.</summary>
+    string? WhyNotWritable(string path);
 
     /// <summary>The full path of a tool on PATH, or null.</summary>
     string? FindTool(string name);

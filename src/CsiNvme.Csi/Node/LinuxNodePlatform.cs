@@ -30,14 +30,15 @@ public sealed partial class LinuxNodePlatform : INodePlatform
     private const uint S_IFREG = 0x8000;
     private const uint S_IFBLK = 0x6000;
 
-    private readonly string _fabricsDevice;
+    private const int W_OK = 2;
+
     private readonly string _mountInfo;
 
     public LinuxNodePlatform(string sysRoot = "/sys", string deviceDirectory = "/dev", string mountInfo = "/proc/self/mountinfo")
     {
         Sysfs = new NvmeSysfs(sysRoot);
         DeviceDirectory = deviceDirectory;
-        _fabricsDevice = Path.Combine(deviceDirectory, "nvme-fabrics");
+        FabricsDevice = Path.Combine(deviceDirectory, "nvme-fabrics");
         _mountInfo = mountInfo;
     }
 
@@ -45,14 +46,16 @@ public sealed partial class LinuxNodePlatform : INodePlatform
 
     public string DeviceDirectory { get; }
 
+    public string FabricsDevice { get; }
+
     public string ConnectFabrics(string options)
     {
         // The kernel connects during write() (fabrics.c, nvmf_dev_write) and answers the following read()
         // with "instance=N,cntlid=M"; the same descriptor must be used for both.
-        var fd = Open(_fabricsDevice, O_RDWR | O_CLOEXEC);
+        var fd = Open(FabricsDevice, O_RDWR | O_CLOEXEC);
         if (fd < 0)
         {
-            throw Failure($"open {_fabricsDevice}");
+            throw Failure($"open {FabricsDevice}");
         }
 
         try
@@ -60,14 +63,14 @@ public sealed partial class LinuxNodePlatform : INodePlatform
             var bytes = Encoding.ASCII.GetBytes(options);
             if (Write(fd, bytes, bytes.Length) < 0)
             {
-                throw Failure("connect through " + _fabricsDevice);
+                throw Failure("connect through " + FabricsDevice);
             }
 
             var answer = new byte[256];
             var read = Read(fd, answer, answer.Length);
             if (read < 0)
             {
-                throw Failure("read " + _fabricsDevice);
+                throw Failure("read " + FabricsDevice);
             }
 
             var text = Encoding.ASCII.GetString(answer, 0, (int)read).Trim();
@@ -79,7 +82,7 @@ public sealed partial class LinuxNodePlatform : INodePlatform
                 }
             }
 
-            throw new IOException($"{_fabricsDevice} answered '{text}' without instance=");
+            throw new IOException($"{FabricsDevice} answered '{text}' without instance=");
         }
         finally
         {
@@ -159,6 +162,9 @@ public sealed partial class LinuxNodePlatform : INodePlatform
         var used = (long)(buffer.Blocks - buffer.BlocksFree) * unit;
         return new FilesystemUsage(total, available, used, (long)buffer.Files, (long)buffer.FilesFree, (long)(buffer.Files - buffer.FilesFree));
     }
+
+    public string? WhyNotWritable(string path) =>
+        Access(path, W_OK) == 0 ? null : Failure($"access {path} W_OK").Message;
 
     public string? FindTool(string name)
     {
@@ -318,6 +324,9 @@ public sealed partial class LinuxNodePlatform : INodePlatform
 
     [LibraryImport("libc", EntryPoint = "stat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int StatNative(string path, ref StatBuffer buffer);
+
+    [LibraryImport("libc", EntryPoint = "access", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Access(string path, int mode);
 
     [LibraryImport("libc", EntryPoint = "statfs", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int StatFsNative(string path, ref StatFsBuffer buffer);

@@ -17,6 +17,7 @@ internal sealed class NodeModule : ICsiServiceModule
         services.TryAddSingleton<INodePlatform>(_ => new LinuxNodePlatform());
         services.AddSingleton(sp => new NodeStateStore(sp.GetRequiredService<NodeOptions>().StateDirectory));
         services.AddSingleton<NodeTopology>();
+        services.AddSingleton<NodeHealth>();
         // One instance: it holds the per-volume locks.
         services.AddSingleton<NodeService>();
     }

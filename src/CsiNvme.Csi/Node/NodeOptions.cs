@@ -14,7 +14,8 @@ public sealed class NodeOptions
     /// </summary>
     public string StateDirectory { get; init; } = DefaultStateDirectory;
 
-    public int MaxVolumesPerNode { get; init; } = 256;
+    /// <summary>NodeGetInfo.max_volumes_per_node; see <see cref="CsiDriverOptions.MaxVolumesPerNode"/>.</summary>
+    public int MaxVolumesPerNode { get; init; } = CsiDriverOptions.DefaultMaxVolumesPerNode;
 
     /// <summary>Topology segments reported when not running in a cluster.</summary>
     public IReadOnlyDictionary<string, string> Topology { get; init; } = new Dictionary<string, string>();
@@ -43,6 +44,7 @@ public sealed class NodeOptions
             Identity = NodeIdentity.FromNodeName(options.NodeId, options.HostNqn),
             StateDirectory = stateDirectory,
             Topology = new Dictionary<string, string>(options.Topology, StringComparer.Ordinal),
+            MaxVolumesPerNode = options.MaxVolumesPerNode,
         };
     }
 }

@@ -191,9 +191,16 @@ internal sealed class NodeService : NodeBase
     public override async Task<NodePublishVolumeResponse> NodePublishVolume(NodePublishVolumeRequest request, ServerCallContext context)
     {
         var volumeId = Required(request.VolumeId, "volume_id");
-        var stagingPath = RequiredPath(request.StagingTargetPath, "staging_target_path");
         var targetPath = MountTable.NormalisePath(RequiredPath(request.TargetPath, "target_path"));
         var capability = VolumeAccess.From(request.VolumeCapability);
+        if (string.IsNullOrWhiteSpace(request.StagingTargetPath))
+        {
+            // STAGE_UNSTAGE_VOLUME is offered, so the CO must stage first and name the staging path here.
+            throw new RpcException(new Status(StatusCode.FailedPrecondition,
+                $"volume {volumeId}: staging_target_path is not set; this node stages volumes (NodeStageVolume first)"));
+        }
+
+        var stagingPath = RequiredPath(request.StagingTargetPath, "staging_target_path");
         var readOnly = request.Readonly || capability.IsReaderOnly;
 
         using var held = await _volumeLocks.AcquireAsync(volumeId, context.CancellationToken);
@@ -279,17 +286,25 @@ internal sealed class NodeService : NodeBase
     public override async Task<NodeGetVolumeStatsResponse> NodeGetVolumeStats(NodeGetVolumeStatsRequest request, ServerCallContext context)
     {
         var volumeId = Required(request.VolumeId, "volume_id");
-        var volumePath = MountTable.NormalisePath(RequiredPath(request.VolumePath, "volume_path"));
+        var volumePath = VolumePath(volumeId, request.VolumePath);
         using var held = await _volumeLocks.AcquireAsync(volumeId, context.CancellationToken);
         var status = _platform.Stat(volumePath);
         if (status.Kind == NodeFileKind.Missing)
         {
-            throw new RpcException(new Status(StatusCode.NotFound, $"volume {volumeId}: {volumePath} does not exist"));
+            throw NotOnPath(volumeId, volumePath, "it does not exist");
+        }
+
+        var staged = _state.Load(volumeId);
+        var mounted = MountTable.At(_platform.Mounts(), volumePath).Any();
+        if (staged is null && !mounted)
+        {
+            // Unknown here and nothing mounted there: no volume to report on. A staged volume whose path lost
+            // its mount is reported below, as an abnormal condition.
+            throw NotOnPath(volumeId, volumePath, "the volume is not staged on this node and nothing is mounted there");
         }
 
         var response = new NodeGetVolumeStatsResponse();
         var problems = new List<string>();
-        var staged = _state.Load(volumeId);
         var device = staged is null ? null : FindNamespace(staged);
         if (staged is null)
         {
@@ -311,7 +326,6 @@ internal sealed class NodeService : NodeBase
             }
         }
 
-        var mounted = MountTable.At(_platform.Mounts(), volumePath).Any();
         if (status.Kind == NodeFileKind.BlockDevice)
         {
             if (device is not null && status.DeviceNumber == device.DeviceNumber)
@@ -343,31 +357,43 @@ internal sealed class NodeService : NodeBase
     public override async Task<NodeExpandVolumeResponse> NodeExpandVolume(NodeExpandVolumeRequest request, ServerCallContext context)
     {
         var volumeId = Required(request.VolumeId, "volume_id");
-        var volumePath = MountTable.NormalisePath(RequiredPath(request.VolumePath, "volume_path"));
+        var volumePath = VolumePath(volumeId, request.VolumePath);
         if (request.CapacityRange is { } range && (range.RequiredBytes < 0 || range.LimitBytes < 0 ||
             (range.LimitBytes > 0 && range.RequiredBytes > range.LimitBytes)))
         {
             throw Invalid($"capacity_range {range.RequiredBytes}..{range.LimitBytes} is not valid");
         }
 
+        // Optional; when given it must be one the volume was staged with.
+        var capability = request.VolumeCapability is null ? null : VolumeAccess.From(request.VolumeCapability);
         using var held = await _volumeLocks.AcquireAsync(volumeId, context.CancellationToken);
         if (_platform.Stat(volumePath).Kind == NodeFileKind.Missing)
         {
-            throw new RpcException(new Status(StatusCode.NotFound, $"volume {volumeId}: {volumePath} does not exist"));
+            throw NotOnPath(volumeId, volumePath, "it does not exist");
         }
 
         var staged = _state.Load(volumeId) ?? throw new RpcException(new Status(StatusCode.NotFound,
             $"volume {volumeId} is not staged on this node"));
+        if (capability is not null && (capability.IsBlock != staged.IsBlock || (!capability.IsBlock && capability.FsType != staged.FsType)))
+        {
+            throw Invalid($"volume {volumeId} was staged as {Describe(staged)}; it cannot be expanded as {capability}");
+        }
+
         var device = FindNamespace(staged) ?? throw new RpcException(new Status(StatusCode.NotFound,
             $"the namespace of volume {volumeId} is not attached"));
+        if (request.CapacityRange is { LimitBytes: > 0 } limited && device.SizeBytes > limited.LimitBytes)
+        {
+            throw new RpcException(new Status(StatusCode.OutOfRange,
+                $"volume {volumeId} is already {device.SizeBytes} bytes, more than limit_bytes {limited.LimitBytes}; volumes do not shrink"));
+        }
+
         var required = request.CapacityRange?.RequiredBytes ?? 0;
         if (device.SizeBytes < required)
         {
             device = await WaitForGrowthAsync(volumeId, staged, device, required, context.CancellationToken);
         }
 
-        var isBlock = request.VolumeCapability?.Block is not null || (request.VolumeCapability?.Mount is null && staged.IsBlock);
-        if (isBlock)
+        if (staged.IsBlock)
         {
             return new NodeExpandVolumeResponse { CapacityBytes = device.SizeBytes };
         }
@@ -736,6 +762,20 @@ internal sealed class NodeService : NodeBase
 
     private static string Required(string value, string field) =>
         string.IsNullOrWhiteSpace(value) ? throw Invalid($"{field} is required") : value;
+
+    /// <summary>
+    /// The volume_path of NodeGetVolumeStats and NodeExpandVolume: required, and where the volume is staged or
+    /// published, which is an absolute path. The volume cannot exist on a relative one (NOT_FOUND, as the
+    /// spec's tables and csi-sanity have it).
+    /// </summary>
+    private static string VolumePath(string volumeId, string value)
+    {
+        Required(value, "volume_path");
+        return Path.IsPathRooted(value) ? MountTable.NormalisePath(value) : throw NotOnPath(volumeId, value, "volume paths are absolute");
+    }
+
+    private static RpcException NotOnPath(string volumeId, string path, string why) =>
+        new(new Status(StatusCode.NotFound, $"volume {volumeId} does not exist on path {path}: {why}"));
 
     private static string RequiredPath(string value, string field)
     {

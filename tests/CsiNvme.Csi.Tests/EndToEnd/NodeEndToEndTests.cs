@@ -276,6 +276,95 @@ public sealed class NodeEndToEndTests
         Assert.That(result.ExitCode, Is.EqualTo(0), result.Describe());
     }
 
+    /// <summary>
+    /// The rows of the spec's Node error tables that need a real block device and real mounts (the others are
+    /// walked on a fake sysfs, ErrorTables/NodeErrorTable): NodeStageVolume's "Exceeds capabilities" (a volume
+    /// holding ext4 staged as xfs, a blank volume staged read-only), NodePublishVolume's "Volume published but is
+    /// incompatible" (the same target with another readonly flag), and Probe of a node with the kernel's host.
+    /// </summary>
+    [Test]
+    public async Task Node_error_table_rows_that_need_the_kernel()
+    {
+        await using var csi = await CsiHarness.StartAsync();
+        var controller = csi.Controller;
+        await using var guest = await GuestNode.StartAsync("guest-rows", TimeSpan.FromMinutes(10));
+        try
+        {
+            var probe = await guest.Identity.ProbeAsync(new ProbeRequest());
+            Assert.That(probe.Ready, Is.True, "Probe: a node with /dev/nvme-fabrics and writable records is ready");
+            var nodeId = (await guest.Node.NodeGetInfoAsync(new NodeGetInfoRequest())).NodeId;
+            const string staging = "/csi-e2e/staging/rows";
+            const string target = "/csi-e2e/pods/rows/volumes/disk";
+            await guest.ShellAsync($"mkdir -p {staging} /csi-e2e/pods/rows/volumes");
+
+            async Task<(Volume Volume, ControllerPublishVolumeResponse Published)> CreateAndPublish(string name, VolumeCapability capability)
+            {
+                var volume = (await controller.CreateVolumeAsync(Create(name, 64 * MiB, capability))).Volume;
+                var published = await controller.ControllerPublishVolumeAsync(new ControllerPublishVolumeRequest
+                {
+                    VolumeId = volume.VolumeId, NodeId = nodeId, VolumeCapability = capability, VolumeContext = { volume.VolumeContext },
+                });
+                return (volume, published);
+            }
+
+            NodeStageVolumeRequest Stage((Volume Volume, ControllerPublishVolumeResponse Published) v, VolumeCapability capability) => new()
+            {
+                VolumeId = v.Volume.VolumeId, PublishContext = { ForGuest(v.Published.PublishContext) }, StagingTargetPath = staging,
+                VolumeCapability = capability, VolumeContext = { v.Volume.VolumeContext },
+            };
+
+            async Task<StatusCode> CodeOf(Func<Task> call) => (await CsiHarness.FailureOf(call)).StatusCode;
+
+            // ext4, formatted by its first stage and published once.
+            var ext4 = Ext4();
+            var fs = await CreateAndPublish("rows-ext4", ext4);
+            await guest.Node.NodeStageVolumeAsync(Stage(fs, ext4));
+            var publish = new NodePublishVolumeRequest
+            {
+                VolumeId = fs.Volume.VolumeId, PublishContext = { ForGuest(fs.Published.PublishContext) }, StagingTargetPath = staging,
+                TargetPath = target, VolumeCapability = ext4, VolumeContext = { fs.Volume.VolumeContext },
+            };
+            await guest.Node.NodePublishVolumeAsync(publish);
+            var readOnlyAtSameTarget = await CodeOf(async () => await guest.Node.NodePublishVolumeAsync(new NodePublishVolumeRequest(publish) { Readonly = true }));
+            await guest.Node.NodeUnpublishVolumeAsync(new NodeUnpublishVolumeRequest { VolumeId = fs.Volume.VolumeId, TargetPath = target });
+            await guest.Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = fs.Volume.VolumeId, StagingTargetPath = staging });
+
+            // Staged again as xfs: the volume holds ext4 and is never reformatted.
+            var xfs = new VolumeCapability { Mount = new() { FsType = "xfs" }, AccessMode = ext4.AccessMode.Clone() };
+            var ext4AsXfs = await CodeOf(async () => await guest.Node.NodeStageVolumeAsync(Stage(fs, xfs)));
+            await guest.Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = fs.Volume.VolumeId, StagingTargetPath = staging });
+
+            // A blank volume staged read-only: there is no filesystem to mount, and making one would write.
+            var readOnly = Ext4();
+            readOnly.AccessMode.Mode = VolumeCapability.Types.AccessMode.Types.Mode.SingleNodeReaderOnly;
+            var blank = await CreateAndPublish("rows-blank", readOnly);
+            var blankReadOnly = await CodeOf(async () => await guest.Node.NodeStageVolumeAsync(Stage(blank, readOnly)));
+            await guest.Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = blank.Volume.VolumeId, StagingTargetPath = staging });
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(readOnlyAtSameTarget, Is.EqualTo(StatusCode.AlreadyExists), "NodePublishVolume: Volume published but is incompatible");
+                Assert.That(ext4AsXfs, Is.EqualTo(StatusCode.FailedPrecondition), "NodeStageVolume: Exceeds capabilities (holds ext4, asked xfs)");
+                Assert.That(blankReadOnly, Is.EqualTo(StatusCode.FailedPrecondition), "NodeStageVolume: Exceeds capabilities (blank, read-only)");
+            });
+            Assert.That(await guest.ShellAsync(LeftoversCommand), Does.Contain(NothingLeft));
+            foreach (var volume in new[] { fs.Volume, blank.Volume })
+            {
+                await controller.ControllerUnpublishVolumeAsync(new ControllerUnpublishVolumeRequest { VolumeId = volume.VolumeId, NodeId = nodeId });
+                await controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = volume.VolumeId });
+            }
+        }
+        catch (Exception e) when (e is not SuccessException)
+        {
+            await guest.StopAsync();
+            TestContext.Out.WriteLine(guest.Describe());
+            throw;
+        }
+
+        var result = await guest.StopAsync();
+        Assert.That(result.ExitCode, Is.EqualTo(0), result.Describe());
+    }
+
     [Test]
     public async Task Rwx_block_volume_is_staged_on_two_guests_at_once_and_each_reads_what_the_other_wrote()
     {

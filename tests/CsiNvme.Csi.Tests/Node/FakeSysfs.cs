@@ -35,6 +35,12 @@ internal sealed class FakeSysfs : IDisposable
         File.WriteAllText(Path.Combine(dir, "rescan_controller"), string.Empty);
     }
 
+    /// <summary>
+    /// A stand-in for /dev/nvme-fabrics (a regular file), for checks that only look for it, such as Probe; a
+    /// connect through it does not work.
+    /// </summary>
+    public void AddFabricsDevice() => File.WriteAllText(Path.Combine(DevRoot, "nvme-fabrics"), string.Empty);
+
     public void RemoveController(string name) => Directory.Delete(Path.Combine(SysRoot, "class", "nvme", name), recursive: true);
 
     /// <summary>A namespace disk; uuid and nguid as 32 hex digits (printed dashed, %pU, as the kernel does), null to hide.</summary>

@@ -2,6 +2,7 @@ using CsiNvme.Csi.Node;
 using CsiNvme.TestSupport;
 using Grpc.Net.Client;
 using Microsoft.Extensions.DependencyInjection;
+using IdentityClient = Csi.V1.Identity.IdentityClient;
 using NodeClient = Csi.V1.Node.NodeClient;
 
 namespace CsiNvme.Csi.Tests.Node;
@@ -23,6 +24,7 @@ internal sealed class NodeHarness : IAsyncDisposable
         Driver = driver;
         _channel = driver.Endpoint.CreateChannel();
         Node = new NodeClient(_channel);
+        Identity = new IdentityClient(_channel);
     }
 
     public FakeSysfs Sys { get; }
@@ -30,6 +32,8 @@ internal sealed class NodeHarness : IAsyncDisposable
     public CsiDriver Driver { get; }
 
     public NodeClient Node { get; }
+
+    public IdentityClient Identity { get; }
 
     public string Directory => _temp.Path;
 
@@ -55,6 +59,7 @@ internal sealed class NodeHarness : IAsyncDisposable
                     Topology = options.Topology,
                     DeviceTimeout = TimeSpan.FromSeconds(1),
                     ResizeTimeout = TimeSpan.FromSeconds(1),
+                    MaxVolumesPerNode = options.MaxVolumesPerNode,
                 });
             };
             var driver = await CsiDriver.StartAsync(options);

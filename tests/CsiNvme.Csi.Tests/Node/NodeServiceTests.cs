@@ -164,7 +164,7 @@ public sealed class NodeServiceTests
             Assert.That((await Fails(async () => await _node.Node.NodePublishVolumeAsync(new NodePublishVolumeRequest(request) { TargetPath = "" }))).StatusCode,
                 Is.EqualTo(StatusCode.InvalidArgument));
             Assert.That((await Fails(async () => await _node.Node.NodePublishVolumeAsync(new NodePublishVolumeRequest(request) { StagingTargetPath = "" }))).StatusCode,
-                Is.EqualTo(StatusCode.InvalidArgument));
+                Is.EqualTo(StatusCode.FailedPrecondition), "the spec's 'Staging target path not set'");
             Assert.That((await Fails(async () => await _node.Node.NodePublishVolumeAsync(new NodePublishVolumeRequest(request) { VolumeCapability = null }))).StatusCode,
                 Is.EqualTo(StatusCode.InvalidArgument));
             Assert.That((await Fails(async () => await _node.Node.NodePublishVolumeAsync(request))).StatusCode,
