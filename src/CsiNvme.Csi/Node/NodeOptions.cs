@@ -16,6 +16,9 @@ public sealed class NodeOptions
 
     public int MaxVolumesPerNode { get; init; } = 256;
 
+    /// <summary>Connection settings for the keys a volume's context lacks (the node plugin's connection flags).</summary>
+    public FabricsConnectSettings ConnectDefaults { get; init; } = FabricsConnectSettings.Default;
+
     /// <summary>Topology segments reported when not running in a cluster.</summary>
     public IReadOnlyDictionary<string, string> Topology { get; init; } = new Dictionary<string, string>();
 
@@ -43,6 +46,7 @@ public sealed class NodeOptions
             Identity = NodeIdentity.FromNodeName(options.NodeId, options.HostNqn),
             StateDirectory = stateDirectory,
             Topology = new Dictionary<string, string>(options.Topology, StringComparer.Ordinal),
+            ConnectDefaults = options.NodeConnectDefaults,
         };
     }
 }
