@@ -106,6 +106,7 @@ public sealed partial class ChartTests
     [TestCase("server:\n  pools:\n    - name: fast\n", "missing property 'size'")]
     [TestCase("tolerations:\n  - operator: Sometimes\n", "at '/tolerations/0/operator'")]
     [TestCase("server:\n  listenAddress: 1.2.3\n", "at '/server/listenAddress'")]
+    [TestCase("server:\n  extraArgs: --advertise-address\n", "at '/server/extraArgs'")]
     [TestCase("storageClasses:\n  block:\n    parameters:\n      ctrlLosTmo: -1\n", "additional properties 'ctrlLosTmo'")]
     [TestCase("storageClasses:\n  block:\n    parameters:\n      blockSize: 1024\n", "at '/storageClasses/block/parameters/blockSize'")]
     [TestCase("storageClasses:\n  ext4:\n    parameters:\n      pool: \"a b\"\n", "at '/storageClasses/ext4/parameters/pool'")]
