@@ -71,11 +71,23 @@ COPY --from=build /out/cli    /opt/csinvme/cli/
 COPY --from=build /out/csi    /opt/csinvme/csi/
 
 # Each program under its own name on PATH; `exec` keeps the program as the process the runtime signals.
-RUN printf '#!/bin/sh\nexec dotnet /opt/csinvme/server/CsiNvme.Server.dll "$@"\n' > /usr/local/bin/csinvme-server \
- && printf '#!/bin/sh\nexec dotnet /opt/csinvme/csi/csinvme-csi.dll "$@"\n' > /usr/local/bin/csinvme-csi \
+RUN printf '#!/bin/sh\nexec dotnet /opt/csinvme/csi/csinvme-csi.dll "$@"\n' > /usr/local/bin/csinvme-csi \
  && printf '#!/bin/sh\nexec dotnet /opt/csinvme/cli/csinvme.dll "$@"\n' > /usr/local/bin/csinvme \
- && chmod 0755 /usr/local/bin/csinvme-server /usr/local/bin/csinvme-csi /usr/local/bin/csinvme \
+ && chmod 0755 /usr/local/bin/csinvme-csi /usr/local/bin/csinvme \
  && mkdir -p /var/lib/csinvme
+
+# The server's own default data directory is relative to the working directory; in the image it is always the
+# volume /var/lib/csinvme unless --data-dir is given, however the server is started (`docker run IMAGE --backend
+# memory`, `server ...`, or csinvme-server by hand in the container).
+COPY --chmod=0755 <<'EOF' /usr/local/bin/csinvme-server
+#!/bin/sh
+for arg in "$@"; do
+    case "$arg" in
+        --data-dir|--data-dir=*) exec dotnet /opt/csinvme/server/CsiNvme.Server.dll "$@" ;;
+    esac
+done
+exec dotnet /opt/csinvme/server/CsiNvme.Server.dll --data-dir /var/lib/csinvme "$@"
+EOF
 
 # The first argument picks the program; arguments that start with "-" go to the server, so
 # `docker run IMAGE --backend memory` keeps working.

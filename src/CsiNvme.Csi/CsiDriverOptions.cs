@@ -38,6 +38,12 @@ public sealed class CsiDriverOptions
     /// <summary>Host NQN override for the node service; default derived from <see cref="NodeId"/>.</summary>
     public string? HostNqn { get; set; }
 
+    /// <summary>
+    /// NVMe/TCP connection settings the node uses for keys a volume's context lacks (--ctrl-loss-tmo and the
+    /// other connection flags); a StorageClass parameter, copied into the volume context, wins over them.
+    /// </summary>
+    public Node.FabricsConnectSettings NodeConnectDefaults { get; set; } = Node.FabricsConnectSettings.Default;
+
     /// <summary>Topology segments reported by the node when not running in a cluster (--topology key=value).</summary>
     public Dictionary<string, string> Topology { get; set; } = new(StringComparer.Ordinal);
 

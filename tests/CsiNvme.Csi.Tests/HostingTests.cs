@@ -1,6 +1,7 @@
 using System.Net;
 using Csi.V1;
 using CsiNvme.Csi.Hosting;
+using CsiNvme.Csi.Node;
 using Microsoft.Extensions.Logging;
 using NUnit.Framework;
 
@@ -124,6 +125,26 @@ public sealed class HostingTests
         });
     }
 
+    [Test]
+    public void The_command_line_gives_the_node_connection_defaults()
+    {
+        var result = CsiCommandLine.Parse([
+            "--mode=node", "--node-id=n", "--ctrl-loss-tmo=-1", "--reconnect-delay", "2", "--fast-io-fail-tmo=-1", "--keep-alive-tmo=30",
+            "--nr-io-queues=4", "--header-digest=true", "--data-digest", "TRUE", "--disable-sq-flow=false",
+        ]);
+        Assert.That(result.Errors, Is.Empty);
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.Options!.NodeConnectDefaults, Is.EqualTo(new FabricsConnectSettings
+            {
+                CtrlLossTmo = -1, ReconnectDelay = 2, FastIoFailTmo = -1, KeepAliveTmo = 30, NrIoQueues = 4,
+                HeaderDigest = true, DataDigest = true, DisableSqFlow = false,
+            }));
+            Assert.That(NodeOptions.FromDriverOptions(result.Options).ConnectDefaults, Is.EqualTo(result.Options.NodeConnectDefaults));
+            Assert.That(CsiCommandLine.Parse(["--mode=node", "--node-id=n"]).Options!.NodeConnectDefaults, Is.EqualTo(FabricsConnectSettings.Default));
+        });
+    }
+
     [TestCase("--mode", "both", "--server", "a:1", "--node-id", "n")]
     [TestCase("--mode", "controller")]
     [TestCase("--mode", "node")]
@@ -138,6 +159,10 @@ public sealed class HostingTests
     [TestCase("--mode", "controller", "--server", "a:1", "--max-volumes-per-node", "many")]
     [TestCase("--mode", "controller", "--server", "a:1", "--max-volumes-per-node", "-1")]
     [TestCase("--mode", "controller", "--server", "a:1", "--max-volumes-per-node", "1.5")]
+    [TestCase("--mode", "node", "--node-id", "n", "--ctrl-loss-tmo=-2")]
+    [TestCase("--mode", "node", "--node-id", "n", "--keep-alive-tmo=0")]
+    [TestCase("--mode", "node", "--node-id", "n", "--header-digest=yes")]
+    [TestCase("--mode", "node", "--node-id", "n", "--nr-io-queues=")]
     public void The_command_line_refuses_bad_arguments(params string[] args)
     {
         var result = CsiCommandLine.Parse(args);

@@ -161,3 +161,29 @@ by the kubelet from the container's environment).
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+The storage server's data directory (metadata.db, the default pool under pools/): an absolute path on the data
+volume, so nothing depends on the working directory.
+*/}}
+{{- define "csinvme.dataDir" -}}
+/var/lib/csinvme
+{{- end }}
+
+{{/*
+Where a pool of server.pools has its own volume mounted. Called with the pool's name.
+*/}}
+{{- define "csinvme.poolDir" -}}
+{{- printf "/var/lib/csinvme-pools/%s" . }}
+{{- end }}
+
+{{/*
+StorageClass parameters of one class: only what the class sets in storageClasses.<class>.parameters, because a
+class's parameters cannot change once it exists. Values files type numbers as floats; print them as integers.
+Called with the parameters map.
+*/}}
+{{- define "csinvme.storageClassParameters" -}}
+{{- range $key, $value := . }}
+{{ $key }}: {{ ternary ($value | int64 | toString) ($value | toString) (kindIs "float64" $value) | quote }}
+{{- end }}
+{{- end }}

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Net;
+using CsiNvme.Csi.Node;
 using Microsoft.Extensions.Logging;
 
 namespace CsiNvme.Csi.Hosting;
@@ -67,6 +68,12 @@ public static class CsiCommandLine
             DefaultValueFactory = _ => "information",
         };
 
+        // The node's NVMe/TCP connection defaults, one flag per StorageClass parameter the node reads: a volume
+        // whose context lacks the parameter gets the flag's value.
+        var connect = FabricsConnectSettings.Parameters
+            .Select(p => (p.Key, Option: new Option<string?>(p.Flag) { Description = "Node mode: " + p.Description, HelpName = p.HelpName }))
+            .ToArray();
+
         var root = new RootCommand($"CSI driver {CsiDriverOptions.DriverName}: Identity, Controller and Node services of CsiNvme.")
         {
             mode,
@@ -79,6 +86,10 @@ public static class CsiCommandLine
             maxVolumesPerNode,
             logLevel,
         };
+        foreach (var (_, option) in connect)
+        {
+            root.Options.Add(option);
+        }
 
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
@@ -169,6 +180,32 @@ public static class CsiCommandLine
         else
         {
             errors.Add($"--max-volumes-per-node '{parse.GetValue(maxVolumesPerNode)}' is not a whole number (0 for no limit)");
+        }
+
+        var connectValues = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (key, option) in connect)
+        {
+            if (parse.GetValue(option) is not { } text)
+            {
+                continue;
+            }
+
+            if (string.IsNullOrWhiteSpace(text))
+            {
+                errors.Add($"{option.Name} needs a value");
+                continue;
+            }
+
+            connectValues[key] = text;
+        }
+
+        try
+        {
+            options.NodeConnectDefaults = FabricsConnectSettings.FromNodeFlags(connectValues);
+        }
+        catch (FormatException e)
+        {
+            errors.Add(e.Message);
         }
 
         if (Enum.TryParse<LogLevel>(parse.GetValue(logLevel), ignoreCase: true, out var level) &&

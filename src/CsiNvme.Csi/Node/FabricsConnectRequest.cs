@@ -36,11 +36,19 @@ public sealed record FabricsTarget(string Address, int Port)
     }
 }
 
+/// <summary>One connection setting: its volume_context key (a StorageClass parameter) and the node plugin's flag for its default.</summary>
+public sealed record FabricsConnectParameter(string Key, string Flag, string HelpName, string Description);
+
 /// <summary>
 /// The connection settings of one volume, from its volume_context (StorageClass parameters copied through
-/// by CreateVolume) with the documented defaults, rendered as the option string the kernel's
-/// /dev/nvme-fabrics parses (drivers/nvme/host/fabrics.c, nvmf_parse_options).
+/// by CreateVolume), each key the context lacks taken from the node plugin's defaults (its flags, else the
+/// documented defaults), rendered as the option string the kernel's /dev/nvme-fabrics parses
+/// (drivers/nvme/host/fabrics.c, nvmf_parse_options).
 /// </summary>
+/// <remarks>
+/// The node-side defaults exist because StorageClass parameters cannot change once a class exists: settings
+/// that every volume of a cluster shares belong to the node plugin, where changing them is a rolling update.
+/// </remarks>
 public sealed record FabricsConnectSettings
 {
     public const int DefaultCtrlLossTmo = 600;
@@ -73,17 +81,51 @@ public sealed record FabricsConnectSettings
     /// </summary>
     public bool DisableSqFlow { get; init; } = true;
 
-    /// <summary>Reads the settings from volume_context keys; throws <see cref="FormatException"/> naming the bad key.</summary>
-    public static FabricsConnectSettings FromVolumeContext(IReadOnlyDictionary<string, string> context) => new()
+    /// <summary>The documented defaults, used where neither the volume_context nor a node flag sets a key.</summary>
+    public static FabricsConnectSettings Default { get; } = new();
+
+    /// <summary>Every setting, in the order of the connect string.</summary>
+    public static IReadOnlyList<FabricsConnectParameter> Parameters { get; } =
+    [
+        new("ctrlLossTmo", "--ctrl-loss-tmo", "SECONDS",
+            $"Seconds the kernel keeps reconnecting a lost controller before removing it; -1 = forever (default {DefaultCtrlLossTmo})."),
+        new("reconnectDelay", "--reconnect-delay", "SECONDS", $"Seconds between reconnect attempts (default {DefaultReconnectDelay})."),
+        new("fastIoFailTmo", "--fast-io-fail-tmo", "SECONDS",
+            $"Seconds after a connection loss before I/O fails instead of waiting for --ctrl-loss-tmo; -1 = never (default {DefaultFastIoFailTmo})."),
+        new("keepAliveTmo", "--keep-alive-tmo", "SECONDS", $"NVMe keep-alive timeout in seconds (default {DefaultKeepAliveTmo})."),
+        new("nrIoQueues", "--nr-io-queues", "COUNT", "I/O queues per controller; 0 = the kernel's default, one per CPU (default 0)."),
+        new("headerDigest", "--header-digest", "true|false", "CRC32C digest on PDU headers (default false)."),
+        new("dataDigest", "--data-digest", "true|false", "CRC32C digest on PDU data (default false)."),
+        new("disableSqFlow", "--disable-sq-flow", "true|false", "Connect I/O queues with SQ flow control disabled (default true)."),
+    ];
+
+    /// <summary>Reads the settings from volume_context keys over the documented defaults; throws <see cref="FormatException"/> naming the bad key.</summary>
+    public static FabricsConnectSettings FromVolumeContext(IReadOnlyDictionary<string, string> context) => FromVolumeContext(context, Default);
+
+    /// <summary>
+    /// Reads the settings from volume_context keys; a key the context lacks (or leaves empty) takes its value from
+    /// <paramref name="defaults"/>, the node plugin's. Throws <see cref="FormatException"/> naming the bad key.
+    /// </summary>
+    public static FabricsConnectSettings FromVolumeContext(IReadOnlyDictionary<string, string> context, FabricsConnectSettings defaults) =>
+        Read(context, defaults, key => $"volume context {key}");
+
+    /// <summary>
+    /// The node plugin's defaults from its flags: <paramref name="values"/> maps a parameter's key to the text given
+    /// for its flag. Throws <see cref="FormatException"/> naming the flag.
+    /// </summary>
+    public static FabricsConnectSettings FromNodeFlags(IReadOnlyDictionary<string, string> values) =>
+        Read(values, Default, key => Parameters.Single(p => p.Key == key).Flag);
+
+    private static FabricsConnectSettings Read(IReadOnlyDictionary<string, string> values, FabricsConnectSettings defaults, Func<string, string> describe) => new()
     {
-        CtrlLossTmo = Int(context, "ctrlLossTmo", DefaultCtrlLossTmo, min: -1, max: 1_000_000),
-        ReconnectDelay = Int(context, "reconnectDelay", DefaultReconnectDelay, min: 1, max: 100_000),
-        FastIoFailTmo = Int(context, "fastIoFailTmo", DefaultFastIoFailTmo, min: -1, max: 1_000_000),
-        KeepAliveTmo = Int(context, "keepAliveTmo", DefaultKeepAliveTmo, min: 1, max: 65_535),
-        NrIoQueues = Int(context, "nrIoQueues", 0, min: 0, max: 1024),
-        HeaderDigest = Bool(context, "headerDigest"),
-        DataDigest = Bool(context, "dataDigest"),
-        DisableSqFlow = Bool(context, "disableSqFlow", fallback: true),
+        CtrlLossTmo = Int(values, "ctrlLossTmo", defaults.CtrlLossTmo, min: -1, max: 1_000_000, describe),
+        ReconnectDelay = Int(values, "reconnectDelay", defaults.ReconnectDelay, min: 1, max: 100_000, describe),
+        FastIoFailTmo = Int(values, "fastIoFailTmo", defaults.FastIoFailTmo, min: -1, max: 1_000_000, describe),
+        KeepAliveTmo = Int(values, "keepAliveTmo", defaults.KeepAliveTmo, min: 1, max: 65_535, describe),
+        NrIoQueues = Int(values, "nrIoQueues", defaults.NrIoQueues, min: 0, max: 1024, describe),
+        HeaderDigest = Bool(values, "headerDigest", defaults.HeaderDigest, describe),
+        DataDigest = Bool(values, "dataDigest", defaults.DataDigest, describe),
+        DisableSqFlow = Bool(values, "disableSqFlow", defaults.DisableSqFlow, describe),
     };
 
     /// <summary>The option string written to /dev/nvme-fabrics for one target.</summary>
@@ -123,24 +165,24 @@ public sealed record FabricsConnectSettings
         return text.ToString();
     }
 
-    private static int Int(IReadOnlyDictionary<string, string> context, string key, int fallback, int min, int max)
+    private static int Int(IReadOnlyDictionary<string, string> values, string key, int fallback, int min, int max, Func<string, string> describe)
     {
-        if (!context.TryGetValue(key, out var text) || string.IsNullOrWhiteSpace(text))
+        if (!values.TryGetValue(key, out var text) || string.IsNullOrWhiteSpace(text))
         {
             return fallback;
         }
 
         if (!int.TryParse(text.Trim(), NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) || value < min || value > max)
         {
-            throw new FormatException($"volume context {key}='{text}' is not an integer in {min}..{max}");
+            throw new FormatException($"{describe(key)}='{text}' is not an integer in {min}..{max}");
         }
 
         return value;
     }
 
-    private static bool Bool(IReadOnlyDictionary<string, string> context, string key, bool fallback = false)
+    private static bool Bool(IReadOnlyDictionary<string, string> values, string key, bool fallback, Func<string, string> describe)
     {
-        if (!context.TryGetValue(key, out var text) || string.IsNullOrWhiteSpace(text))
+        if (!values.TryGetValue(key, out var text) || string.IsNullOrWhiteSpace(text))
         {
             return fallback;
         }
@@ -149,7 +191,7 @@ public sealed record FabricsConnectSettings
         {
             "true" => true,
             "false" => false,
-            _ => throw new FormatException($"volume context {key}='{text}' is not true or false"),
+            _ => throw new FormatException($"{describe(key)}='{text}' is not true or false"),
         };
     }
 }

@@ -17,6 +17,9 @@ public sealed class NodeOptions
     /// <summary>NodeGetInfo.max_volumes_per_node; see <see cref="CsiDriverOptions.MaxVolumesPerNode"/>.</summary>
     public int MaxVolumesPerNode { get; init; } = CsiDriverOptions.DefaultMaxVolumesPerNode;
 
+    /// <summary>Connection settings for the keys a volume's context lacks (the node plugin's connection flags).</summary>
+    public FabricsConnectSettings ConnectDefaults { get; init; } = FabricsConnectSettings.Default;
+
     /// <summary>Topology segments reported when not running in a cluster.</summary>
     public IReadOnlyDictionary<string, string> Topology { get; init; } = new Dictionary<string, string>();
 
@@ -45,6 +48,7 @@ public sealed class NodeOptions
             StateDirectory = stateDirectory,
             Topology = new Dictionary<string, string>(options.Topology, StringComparer.Ordinal),
             MaxVolumesPerNode = options.MaxVolumesPerNode,
+            ConnectDefaults = options.NodeConnectDefaults,
         };
     }
 }

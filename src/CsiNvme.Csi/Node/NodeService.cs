@@ -94,7 +94,7 @@ internal sealed class NodeService : NodeBase
         try
         {
             targets = FabricsTarget.ParseList(targetsText);
-            settings = FabricsConnectSettings.FromVolumeContext(request.VolumeContext);
+            settings = FabricsConnectSettings.FromVolumeContext(request.VolumeContext, _options.ConnectDefaults);
         }
         catch (FormatException e)
         {

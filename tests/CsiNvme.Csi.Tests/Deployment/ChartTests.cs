@@ -1,101 +1,183 @@
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using CsiNvme.Csi.Hosting;
+using CsiNvme.Csi.Node;
 using CsiNvme.TestSupport;
+using k8s.Models;
 using NUnit.Framework;
+using YamlDotNet.RepresentationModel;
 
 namespace CsiNvme.Csi.Tests.Deployment;
 
 /// <summary>
-/// charts/csinvme checked without Helm: its values against its schema, the values paths its templates
-/// read, and its templates against the plain manifests of deploy/, line by line, so the two cannot drift.
+/// charts/csinvme through the real helm: `helm lint --strict` with its default values and with every file of
+/// ci/, the default rendering object for object the manifests of deploy/, the values its schema refuses, and
+/// upgrades that change the node's connection settings without touching a StorageClass. What the rendered objects
+/// must be is checked in <see cref="RenderedManifestTests"/> for every one of those value sets.
 /// </summary>
 [TestFixture]
 public sealed partial class ChartTests
 {
-    private static string Chart => Path.Combine(RepoPaths.Root, "charts", "csinvme");
-
-    /// <summary>Template ↔ the deploy/ file holding its default rendering, with the values that rendering uses.</summary>
-    private static readonly (string Template, string Manifest, string? Overrides)[] _pairs =
+    /// <summary>Every csi.nvme value changed from its default, as `helm upgrade --reuse-values --set ...` would.</summary>
+    private static readonly string[] _changedConnection =
     [
-        ("statefulset.yaml", "deploy/statefulset.yaml", null),
-        ("service.yaml", "deploy/service.yaml", null),
-        ("csidriver.yaml", "deploy/csidriver.yaml", null),
-        ("controller.yaml", "deploy/controller.yaml", null),
-        ("controller-rbac.yaml", "deploy/controller-rbac.yaml", null),
-        ("node.yaml", "deploy/node.yaml", null),
-        ("node-rbac.yaml", "deploy/node-rbac.yaml", null),
-        ("metrics-services.yaml", "deploy/metrics-services.yaml", null),
-        ("storageclasses.yaml", "deploy/storageclasses.yaml", null),
-        ("volumesnapshotclass.yaml", "deploy/volumesnapshotclass.yaml", null),
-        ("servicemonitor.yaml", "deploy/monitoring/servicemonitor.yaml", "metrics:\n  serviceMonitor:\n    enabled: true\n"),
+        "--set", "csi.nvme.ctrlLossTmo=-1", "--set", "csi.nvme.reconnectDelay=2", "--set", "csi.nvme.fastIoFailTmo=-1",
+        "--set", "csi.nvme.keepAliveTmo=30", "--set", "csi.nvme.nrIoQueues=4", "--set", "csi.nvme.headerDigest=true",
+        "--set", "csi.nvme.dataDigest=true", "--set", "csi.nvme.disableSqFlow=false",
     ];
 
-    /// <summary>What the chart's named templates render for release "csinvme" in csinvme-system with default values.</summary>
-    private static readonly Dictionary<string, string> _includes = new(StringComparer.Ordinal)
-    {
-        ["csinvme.fullname"] = "csinvme",
-        ["csinvme.server.fullname"] = "csinvme-server",
-        ["csinvme.controller.fullname"] = "csinvme-controller",
-        ["csinvme.node.fullname"] = "csinvme-node",
-        ["csinvme.image"] = "csinvme:0.1.0",
-        ["csinvme.serverAddress"] = "csinvme-server.csinvme-system.svc:9500",
-        ["csinvme.nvmeListen"] = "$(POD_IP):4420",
-    };
+    private static string Chart => Helm.Chart;
 
     private static JsonNode Values() => YamlJson.Parse(File.ReadAllText(Path.Combine(Chart, "values.yaml")))!;
 
-    private static JsonSchemaValidator Schema() =>
-        new(JsonNode.Parse(File.ReadAllText(Path.Combine(Chart, "values.schema.json")))!.AsObject());
+    private static IEnumerable<TestCaseData> ValueSets() => ChartValues.All.Select(v => new TestCaseData(v).SetArgDisplayNames(v.Name));
 
     [Test]
-    public void Default_values_satisfy_the_schema()
+    public void Every_file_in_ci_is_a_value_set_of_the_tests()
     {
-        Assert.That(Schema().Validate(Values()), Is.Empty);
+        // CI lints and renders each of them; a values file elsewhere would be skipped silently.
+        Assert.That(ChartValues.All.Count, Is.EqualTo(1 + Directory.GetFiles(Path.Combine(Chart, "ci")).Length));
+        Assert.That(ChartValues.All.Count, Is.GreaterThanOrEqualTo(4));
     }
 
-    [TestCaseSource(nameof(CiValueFiles))]
-    public void Ci_values_files_merged_over_the_defaults_satisfy_the_schema(string file)
+    [TestCaseSource(nameof(ValueSets))]
+    public void Lint_strict_passes(ChartValues values)
     {
-        var merged = YamlJson.Merge(Values(), YamlJson.Parse(File.ReadAllText(file)));
-        Assert.That(Schema().Validate(merged), Is.Empty);
+        var (exitCode, output, errors) = Helm.Run("lint", ["--strict", "--namespace", Helm.Namespace, .. values.Arguments]);
+        Assert.Multiple(() =>
+        {
+            Assert.That(exitCode, Is.Zero, output + errors);
+            Assert.That(output, Does.Contain("1 chart(s) linted, 0 chart(s) failed"));
+            Assert.That(output, Does.Not.Contain("[WARNING]").And.Not.Contain("[ERROR]"));
+        });
     }
 
-    private static IEnumerable<TestCaseData> CiValueFiles() =>
-        Directory.GetFiles(Path.Combine(Chart, "ci"), "*.yaml").Order(StringComparer.Ordinal)
-            .Select(f => new TestCaseData(f).SetArgDisplayNames(Path.GetFileName(f)));
+    [Test]
+    public void Default_rendering_is_the_manifests_of_deploy()
+    {
+        // Helm installs into a namespace that exists (or --create-namespace); deploy/ creates it.
+        var deploy = Objects(Kustomize.Render("deploy")).Where(o => !o.Key.StartsWith("Namespace/", StringComparison.Ordinal)).ToDictionary();
+        var chart = Objects(Helm.Template());
+        AssertSameObjects(chart, deploy);
+    }
 
-    [TestCase("csi:\n  controller:\n    replicas: two\n", "$.csi.controller.replicas")]
-    [TestCase("csi:\n  controller:\n    replicas: 0\n", "$.csi.controller.replicas")]
-    [TestCase("csi:\n  controller:\n    topolgy: true\n", "unknown key 'topolgy'")]
-    [TestCase("csi:\n  nvme:\n    ctrlLossTmo: \"600\"\n", "$.csi.nvme.ctrlLossTmo")]
-    [TestCase("csi:\n  nvme:\n    ctrlLossTmo: -2\n", "$.csi.nvme.ctrlLossTmo")]
-    [TestCase("csi:\n  nvme:\n    headerDigest: \"yes\"\n", "$.csi.nvme.headerDigest")]
-    [TestCase("csi:\n  nvme:\n    keepAliveTmo: 0\n", "$.csi.nvme.keepAliveTmo")]
-    [TestCase("csi:\n  sidecars:\n    provisioner:\n      image: registry.k8s.io/sig-storage/csi-provisioner:latest\n", "$.csi.sidecars.provisioner.image")]
-    [TestCase("csi:\n  sidecars:\n    attacher:\n      image: registry.k8s.io/sig-storage/csi-attacher\n", "$.csi.sidecars.attacher.image")]
-    [TestCase("csi:\n  sidecars:\n    timeout: 60\n", "$.csi.sidecars.timeout")]
-    [TestCase("csi:\n  node:\n    kubeletDir: var/lib/kubelet\n", "$.csi.node.kubeletDir")]
-    [TestCase("csi:\n  node:\n    healthPort: 70000\n", "$.csi.node.healthPort")]
-    [TestCase("image:\n  pullPolicy: Sometimes\n", "$.image.pullPolicy")]
-    [TestCase("image:\n  tag: latest\n", "$.image.tag")]
-    [TestCase("replicas: 3\n", "$.replicas")]
-    [TestCase("storageClasses:\n  block:\n    volumeBindingMode: Later\n", "$.storageClasses.block.volumeBindingMode")]
-    [TestCase("storageClasses:\n  ext4:\n    enabled: 1\n", "$.storageClasses.ext4.enabled")]
-    [TestCase("volumeSnapshotClass:\n  deletionPolicy: Keep\n", "$.volumeSnapshotClass.deletionPolicy")]
-    [TestCase("metrics:\n  serviceMonitor:\n    enabled: \"true\"\n", "$.metrics.serviceMonitor.enabled")]
-    [TestCase("metrics:\n  grafanaDashboard:\n    labels:\n      grafana_dashboard: 1\n", "$.metrics.grafanaDashboard.labels.grafana_dashboard")]
-    [TestCase("server:\n  backend: disk\n", "$.server.backend")]
-    [TestCase("server:\n  nvmePollMicroseconds: -1\n", "$.server.nvmePollMicroseconds")]
-    [TestCase("server:\n  nvmePollMicroseconds: fast\n", "$.server.nvmePollMicroseconds")]
-    [TestCase("server:\n  nvmeAddress: node-1\n", "$.server.nvmeAddress")]
-    [TestCase("server:\n  pools:\n    - name: Fast\n      size: 10Gi\n", "$.server.pools[0].name")]
-    [TestCase("server:\n  pools:\n    - name: fast\n      size: 10GB\n", "$.server.pools[0].size")]
-    [TestCase("server:\n  pools:\n    - name: fast\n", "missing required key 'size'")]
-    [TestCase("tolerations:\n  - operator: Sometimes\n", "$.tolerations[0].operator")]
+    [Test]
+    public void Monitoring_rendering_is_the_manifests_of_deploy_monitoring()
+    {
+        var deploy = Objects(Kustomize.Render("deploy/monitoring"));
+        var chart = Objects(Helm.Template("--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.grafanaDashboard.enabled=true",
+            "--show-only", "templates/servicemonitor.yaml", "--show-only", "templates/grafana-dashboard.yaml"));
+        // The dashboard is compared as JSON: the chart's block scalar drops the file's final newline.
+        foreach (var objects in new[] { deploy, chart })
+        {
+            var data = objects["ConfigMap/csinvme-dashboard"]!["data"]!.AsObject();
+            data["csinvme.json"] = JsonNode.Parse(data["csinvme.json"]!.GetValue<string>());
+        }
+
+        AssertSameObjects(chart, deploy);
+    }
+
+    [TestCase("csi:\n  controller:\n    replicas: two\n", "at '/csi/controller/replicas'")]
+    [TestCase("csi:\n  controller:\n    replicas: 0\n", "at '/csi/controller/replicas'")]
+    [TestCase("csi:\n  controller:\n    topolgy: true\n", "additional properties 'topolgy'")]
+    [TestCase("csi:\n  nvme:\n    ctrlLossTmo: \"600\"\n", "at '/csi/nvme/ctrlLossTmo'")]
+    [TestCase("csi:\n  nvme:\n    ctrlLossTmo: -2\n", "at '/csi/nvme/ctrlLossTmo'")]
+    [TestCase("csi:\n  nvme:\n    headerDigest: \"yes\"\n", "at '/csi/nvme/headerDigest'")]
+    [TestCase("csi:\n  nvme:\n    keepAliveTmo: 0\n", "at '/csi/nvme/keepAliveTmo'")]
+    [TestCase("csi:\n  sidecars:\n    provisioner:\n      image: registry.k8s.io/sig-storage/csi-provisioner:latest\n", "at '/csi/sidecars/provisioner/image'")]
+    [TestCase("csi:\n  sidecars:\n    attacher:\n      image: registry.k8s.io/sig-storage/csi-attacher\n", "at '/csi/sidecars/attacher/image'")]
+    [TestCase("csi:\n  sidecars:\n    timeout: 60\n", "at '/csi/sidecars/timeout'")]
+    [TestCase("csi:\n  node:\n    kubeletDir: var/lib/kubelet\n", "at '/csi/node/kubeletDir'")]
+    [TestCase("csi:\n  node:\n    healthPort: 70000\n", "at '/csi/node/healthPort'")]
+    [TestCase("image:\n  pullPolicy: Sometimes\n", "at '/image/pullPolicy'")]
+    [TestCase("image:\n  tag: latest\n", "at '/image/tag'")]
+    [TestCase("replicas: 3\n", "at '/replicas'")]
+    [TestCase("storageClasses:\n  block:\n    volumeBindingMode: Later\n", "at '/storageClasses/block/volumeBindingMode'")]
+    [TestCase("storageClasses:\n  ext4:\n    enabled: 1\n", "at '/storageClasses/ext4/enabled'")]
+    [TestCase("volumeSnapshotClass:\n  deletionPolicy: Keep\n", "at '/volumeSnapshotClass/deletionPolicy'")]
+    [TestCase("metrics:\n  serviceMonitor:\n    enabled: \"true\"\n", "at '/metrics/serviceMonitor/enabled'")]
+    [TestCase("metrics:\n  grafanaDashboard:\n    labels:\n      grafana_dashboard: 1\n", "at '/metrics/grafanaDashboard/labels/grafana_dashboard'")]
+    [TestCase("server:\n  backend: disk\n", "at '/server/backend'")]
+    [TestCase("server:\n  nvmePollMicroseconds: -1\n", "at '/server/nvmePollMicroseconds'")]
+    [TestCase("server:\n  nvmePollMicroseconds: fast\n", "at '/server/nvmePollMicroseconds'")]
+    [TestCase("server:\n  nvmeAddress: node-1\n", "at '/server/nvmeAddress'")]
+    [TestCase("server:\n  pools:\n    - name: Fast\n      size: 10Gi\n", "at '/server/pools/0/name'")]
+    [TestCase("server:\n  pools:\n    - name: fast\n      size: 10GB\n", "at '/server/pools/0/size'")]
+    [TestCase("server:\n  pools:\n    - name: fast\n", "missing property 'size'")]
+    [TestCase("tolerations:\n  - operator: Sometimes\n", "at '/tolerations/0/operator'")]
+    [TestCase("server:\n  listenAddress: 1.2.3\n", "at '/server/listenAddress'")]
+    [TestCase("server:\n  extraArgs: --advertise-address\n", "at '/server/extraArgs'")]
+    [TestCase("storageClasses:\n  block:\n    parameters:\n      ctrlLosTmo: -1\n", "additional properties 'ctrlLosTmo'")]
+    [TestCase("storageClasses:\n  block:\n    parameters:\n      blockSize: 1024\n", "at '/storageClasses/block/parameters/blockSize'")]
+    [TestCase("storageClasses:\n  ext4:\n    parameters:\n      pool: \"a b\"\n", "at '/storageClasses/ext4/parameters/pool'")]
+    [TestCase("storageClasses:\n  ext4:\n    parameters:\n      headerDigest: \"on\"\n", "at '/storageClasses/ext4/parameters/headerDigest'")]
     public void Wrong_values_are_rejected(string overrides, string expected)
     {
-        var errors = Schema().Validate(YamlJson.Merge(Values(), YamlJson.Parse(overrides)));
-        Assert.That(errors, Has.Some.Contains(expected), string.Join("\n", errors));
+        using var temp = new TempDirectory("chart-values");
+        var file = temp.Combine("values.yaml");
+        File.WriteAllText(file, overrides);
+        var (exitCode, _, errors) = Helm.Run("template", ["--namespace", Helm.Namespace, "--values", file]);
+        Assert.Multiple(() =>
+        {
+            Assert.That(exitCode, Is.Not.Zero);
+            Assert.That(errors, Does.Contain(expected));
+        });
+    }
+
+    [TestCaseSource(nameof(ValueSets))]
+    public void Changing_the_node_connection_settings_changes_the_node_daemonset_and_no_storage_class(ChartValues values)
+    {
+        // `helm upgrade --reuse-values --set csi.nvme.ctrlLossTmo=-1` once failed: those values were StorageClass
+        // parameters, which Kubernetes refuses to update. Now the upgrade may change one object, the node plugin's
+        // DaemonSet (a rolling update); every StorageClass must stay byte for byte what it was.
+        var before = Helm.Documents(Helm.Template(values.Arguments));
+        var after = Helm.Documents(Helm.Template([.. values.Arguments, .. _changedConnection]));
+        var changed = before.Keys.Where(k => !after.TryGetValue(k, out var document) || document != before[k]).ToList();
+        var classes = before.Keys.Where(k => k.StartsWith("StorageClass/", StringComparison.Ordinal)).ToList();
+        Assert.That(after.Keys, Is.EquivalentTo(before.Keys));
+        Assert.That(classes, Is.Not.Empty);
+        Assert.That(changed, Has.Count.EqualTo(1).And.All.StartsWith("DaemonSet/"), "objects the upgrade changes");
+        Assert.That(classes.Where(k => before[k] != after[k]), Is.Empty);
+
+        var node = Manifests.Load(after[changed.Single()]).OfKind<V1DaemonSet>().Single().Spec.Template.Spec;
+        var parsed = CsiCommandLine.Parse(RenderedManifestTests.ProgramArgs(node, RenderedManifestTests.DriverContainer(node), "csi"));
+        Assert.That(parsed.Errors, Is.Empty);
+        Assert.That(parsed.Options!.NodeConnectDefaults, Is.EqualTo(new FabricsConnectSettings
+        {
+            CtrlLossTmo = -1, ReconnectDelay = 2, FastIoFailTmo = -1, KeepAliveTmo = 30, NrIoQueues = 4,
+            HeaderDigest = true, DataDigest = true, DisableSqFlow = false,
+        }));
+    }
+
+    [Test]
+    public void Storage_class_parameters_are_what_the_class_sets_and_nothing_else()
+    {
+        var rendered = Manifests.Load(Helm.Template(
+            "--set", "storageClasses.block.parameters.pool=fast", "--set", "storageClasses.block.parameters.ctrlLossTmo=-1",
+            "--set-json", "storageClasses.ext4.parameters={\"blockSize\":4096,\"headerDigest\":true,\"keepAliveTmo\":1000}"))
+            .OfKind<V1StorageClass>().ToDictionary(c => c.Metadata.Name);
+        var defaults = Manifests.Load(Helm.Template()).OfKind<V1StorageClass>().ToDictionary(c => c.Metadata.Name);
+        Assert.Multiple(() =>
+        {
+            Assert.That(defaults["csinvme-block"].Parameters, Is.Null.Or.Empty);
+            Assert.That(defaults["csinvme-ext4"].Parameters, Is.EquivalentTo(new Dictionary<string, string> { ["csi.storage.k8s.io/fstype"] = "ext4" }));
+            Assert.That(rendered["csinvme-block"].Parameters, Is.EquivalentTo(new Dictionary<string, string> { ["pool"] = "fast", ["ctrlLossTmo"] = "-1" }));
+            Assert.That(rendered["csinvme-ext4"].Parameters, Is.EquivalentTo(new Dictionary<string, string>
+            {
+                ["csi.storage.k8s.io/fstype"] = "ext4", ["blockSize"] = "4096", ["headerDigest"] = "true", ["keepAliveTmo"] = "1000",
+            }));
+        });
+    }
+
+    [Test]
+    public void The_install_notes_and_guide_say_how_to_allow_the_privileged_node_plugin()
+    {
+        const string label = "pod-security.kubernetes.io/enforce=privileged";
+        Assert.Multiple(() =>
+        {
+            Assert.That(File.ReadAllText(Path.Combine(Chart, "templates", "NOTES.txt")), Does.Contain(label));
+            Assert.That(File.ReadAllText(Path.Combine(RepoPaths.Root, "docs", "install.md")), Does.Contain(label));
+        });
     }
 
     [Test]
@@ -167,73 +249,6 @@ public sealed partial class ChartTests
         }
     }
 
-    [TestCaseSource(nameof(Pairs))]
-    public void Template_and_deploy_manifest_render_the_same_lines(string template, string manifest, string? overrides)
-    {
-        var values = overrides is null ? Values() : YamlJson.Merge(Values(), YamlJson.Parse(overrides));
-        var templateLines = new TemplateLines(values, _includes).Read(File.ReadAllText(Path.Combine(Chart, "templates", template)));
-        var manifestLines = TemplateLines.NormaliseManifest(File.ReadAllText(Path.Combine(RepoPaths.Root, manifest)))
-            .Where(l => !IsLabelLine(l))
-            .ToList();
-
-        // Both directions: what the template always renders is in the manifest, and nothing in the manifest
-        // (labels aside, which come from the chart's label helpers) lacks a template line that renders it.
-        var notInManifest = templateLines
-            .Where(t => t.Unconditional && !manifestLines.Any(m => t.Pattern.IsMatch(m)))
-            .Select(t => $"{template}:{t.Number}: {t.Source}");
-        var notInTemplate = manifestLines
-            .Where(m => !templateLines.Any(t => t.Pattern.IsMatch(m)))
-            .Select(m => $"{manifest}: {m}");
-        Assert.That(notInManifest.Concat(notInTemplate), Is.Empty);
-    }
-
-    private static IEnumerable<TestCaseData> Pairs() =>
-        _pairs.Select(p => new TestCaseData(p.Template, p.Manifest, p.Overrides).SetArgDisplayNames(p.Template));
-
-    [Test]
-    public void Every_template_has_its_default_rendering_in_deploy()
-    {
-        var paired = _pairs.Select(p => p.Template).Append("grafana-dashboard.yaml").ToHashSet(StringComparer.Ordinal);
-        var templates = Directory.GetFiles(Path.Combine(Chart, "templates"), "*.yaml").Select(Path.GetFileName);
-        Assert.That(templates, Is.SubsetOf(paired), "a template without a deploy/ counterpart would let the two drift");
-    }
-
-    [Test]
-    public void Templates_produce_the_kinds_deploy_contains()
-    {
-        var templateKinds = TemplateFiles()
-            .SelectMany(f => TopLevelKind().Matches(File.ReadAllText(f)).Select(m => m.Groups["kind"].Value))
-            .ToHashSet(StringComparer.Ordinal);
-        var deployKinds = Manifests.Load(Kustomize.Render("deploy")).Concat(Manifests.Load(Kustomize.Render("deploy/monitoring")))
-            .Select(o => o.Kind)
-            .Where(k => k != "Namespace") // Helm installs into an existing namespace (--create-namespace).
-            .ToHashSet(StringComparer.Ordinal);
-        Assert.That(templateKinds, Is.EquivalentTo(deployKinds));
-    }
-
-    [Test]
-    public void Literal_driver_name_and_socket_paths_in_the_templates_match_the_driver()
-    {
-        var node = File.ReadAllText(Path.Combine(Chart, "templates", "node.yaml"));
-        var controller = File.ReadAllText(Path.Combine(Chart, "templates", "controller.yaml"));
-        var socket = CsiDriverOptions.DefaultEndpoint["unix://".Length..];
-        Assert.Multiple(() =>
-        {
-            Assert.That(File.ReadAllText(Path.Combine(Chart, "templates", "csidriver.yaml")), Does.Contain($"name: {CsiDriverOptions.DriverName}\n"));
-            Assert.That(node, Does.Contain($"/plugins/{CsiDriverOptions.DriverName}/csi.sock"));
-            Assert.That(node, Does.Contain($"/plugins/{CsiDriverOptions.DriverName}\n"));
-            foreach (var text in new[] { node, controller })
-            {
-                Assert.That(text, Does.Contain($"--endpoint={CsiDriverOptions.DefaultEndpoint}"));
-                Assert.That(Regex.Matches(text, "--csi-address=(.*)").Select(m => m.Groups[1].Value), Is.Not.Empty.And.All.EqualTo(socket));
-                Assert.That(text, Does.Contain($"mountPath: {Path.GetDirectoryName(socket)}\n"));
-            }
-
-            Assert.That(File.ReadAllText(Path.Combine(Chart, "templates", "storageclasses.yaml")), Does.Contain($"provisioner: {CsiDriverOptions.DriverName}"));
-            Assert.That(File.ReadAllText(Path.Combine(Chart, "templates", "volumesnapshotclass.yaml")), Does.Contain($"driver: {CsiDriverOptions.DriverName}"));
-        });
-    }
-
     [Test]
     public void Dashboard_in_the_chart_is_grafana_json_with_unique_panel_ids()
     {
@@ -249,15 +264,65 @@ public sealed partial class ChartTests
         });
     }
 
+    /// <summary>
+    /// The objects of a rendering keyed "Kind/name", as JSON trees, without the labels only Helm sets (helm.sh/chart,
+    /// app.kubernetes.io/managed-by).
+    /// </summary>
+    private static Dictionary<string, JsonNode> Objects(string yaml)
+    {
+        var stream = new YamlStream();
+        stream.Load(new StringReader(yaml));
+        var objects = new Dictionary<string, JsonNode>(StringComparer.Ordinal);
+        foreach (var document in stream.Documents)
+        {
+            var node = YamlJson.Convert(document.RootNode)!;
+            DropHelmLabels(node);
+            objects.Add($"{node["kind"]}/{node["metadata"]!["name"]}", node);
+        }
+
+        return objects;
+    }
+
+    private static void DropHelmLabels(JsonNode? node)
+    {
+        switch (node)
+        {
+            case JsonObject o:
+                if (o["labels"] is JsonObject labels)
+                {
+                    labels.Remove("helm.sh/chart");
+                    labels.Remove("app.kubernetes.io/managed-by");
+                }
+
+                foreach (var (_, child) in o.ToList())
+                {
+                    DropHelmLabels(child);
+                }
+
+                break;
+            case JsonArray a:
+                foreach (var child in a)
+                {
+                    DropHelmLabels(child);
+                }
+
+                break;
+        }
+    }
+
+    private static void AssertSameObjects(Dictionary<string, JsonNode> chart, Dictionary<string, JsonNode> deploy)
+    {
+        var differences = chart.Keys.Union(deploy.Keys).Order(StringComparer.Ordinal)
+            .Where(k => !chart.TryGetValue(k, out var c) || !deploy.TryGetValue(k, out var d) || !JsonNode.DeepEquals(c, d))
+            .Select(k => $"{k}\n  chart:  {chart.GetValueOrDefault(k)?.ToJsonString() ?? "(none)"}\n  deploy: {deploy.GetValueOrDefault(k)?.ToJsonString() ?? "(none)"}")
+            .ToList();
+        Assert.That(chart, Is.Not.Empty);
+        Assert.That(differences, Is.Empty, "deploy/ must be the chart's default rendering");
+    }
+
     private static IEnumerable<string> TemplateFiles() =>
         Directory.GetFiles(Path.Combine(Chart, "templates")).Where(f => f.EndsWith(".yaml", StringComparison.Ordinal) || f.EndsWith(".tpl", StringComparison.Ordinal) || f.EndsWith(".txt", StringComparison.Ordinal));
 
-    private static bool IsLabelLine(string line) =>
-        line.StartsWith("app.kubernetes.io/", StringComparison.Ordinal) || line.StartsWith("helm.sh/", StringComparison.Ordinal);
-
     [GeneratedRegex(@"\$?\.Values\.(?<path>[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*)")]
     private static partial Regex ValuesReference();
-
-    [GeneratedRegex(@"^kind: (?<kind>\w+)", RegexOptions.Multiline)]
-    private static partial Regex TopLevelKind();
 }

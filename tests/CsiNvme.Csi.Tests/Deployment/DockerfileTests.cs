@@ -116,6 +116,34 @@ public sealed partial class DockerfileTests
         Assert.That(install.Split([' ', '\\', '\n'], StringSplitOptions.RemoveEmptyEntries), Is.SupersetOf(new[] { "e2fsprogs", "xfsprogs", "util-linux", "kmod", "nvme-cli" }));
     }
 
+    [TestCase("--backend memory", "--data-dir /var/lib/csinvme --backend memory")]
+    [TestCase("--nvme-listen 0.0.0.0:4420 --data-dir /srv/csinvme", "--nvme-listen 0.0.0.0:4420 --data-dir /srv/csinvme")]
+    [TestCase("--data-dir=/srv/csinvme", "--data-dir=/srv/csinvme")]
+    public void Server_launcher_keeps_the_data_on_the_image_volume_unless_given_a_data_dir(string arguments, string expected)
+    {
+        // The server's own default data directory is relative to the working directory.
+        var launcher = Heredocs().Matches(Dockerfile).Single(m => m.Groups["path"].Value == "/usr/local/bin/csinvme-server").Groups["body"].Value;
+        using var temp = new TempDirectory("server-launcher");
+        // A dotnet that prints its arguments stands in for the runtime.
+        File.WriteAllText(temp.Combine("dotnet"), "#!/bin/sh\necho \"$@\"\n");
+        if (!OperatingSystem.IsWindows())
+        {
+            File.SetUnixFileMode(temp.Combine("dotnet"), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        }
+        File.WriteAllText(temp.Combine("csinvme-server"), launcher + "\n");
+        var (exitCode, output, errors) = RequiredTool.Run("/usr/bin/env",
+            ["PATH=" + temp.Path + ":/usr/bin:/bin", "/bin/sh", temp.Combine("csinvme-server"), .. arguments.Split(' ')]);
+        Assert.Multiple(() =>
+        {
+            Assert.That(exitCode, Is.Zero, errors);
+            Assert.That(output.Trim(), Is.EqualTo("/opt/csinvme/server/CsiNvme.Server.dll " + expected));
+            Assert.That(Dockerfile, Does.Contain("\nVOLUME /var/lib/csinvme\n"));
+        });
+    }
+
+    [GeneratedRegex(@"^COPY --chmod=0755 <<'EOF' (?<path>\S+)\n(?<body>.*?)\nEOF$", RegexOptions.Multiline | RegexOptions.Singleline)]
+    private static partial Regex Heredocs();
+
     [GeneratedRegex(@"src/[A-Za-z.]+/[A-Za-z.]+\.csproj")]
     private static partial Regex ProjectPath();
 

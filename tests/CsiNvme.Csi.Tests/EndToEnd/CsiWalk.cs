@@ -59,6 +59,14 @@ internal static class CsiWalk
 
     public const string NothingLeft = "controllers=[] devices=[] mounts=[]";
 
+    /// <summary>The value of the last KEY=VALUE line of a guest command's output.</summary>
+    public static string Value(string output, string key)
+    {
+        var prefix = key + "=";
+        return output.Split('\n').LastOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal))?[prefix.Length..].Trim()
+            ?? throw new InvalidOperationException($"no {key}= in guest output:\n{output}");
+    }
+
     /// <summary>Times each CSI call for the report.</summary>
     public sealed class Timings
     {

@@ -50,14 +50,15 @@ internal sealed class GuestNode : IAsyncDisposable
 
     public GuestResult? Result { get; private set; }
 
-    public static async Task<GuestNode> StartAsync(string name, TimeSpan lifetime)
+    /// <summary>Boots a guest running the node service; <paramref name="nodeArguments"/> are added to its command line.</summary>
+    public static async Task<GuestNode> StartAsync(string name, TimeSpan lifetime, string nodeArguments = "")
     {
         var files = await GuestCsiBinary.FilesAsync();
         var agent = new GuestAgent();
         var hostPort = FreeLoopbackPort();
         var script = agent.GuestLoop() + $"""
             # The driver logs to the console, so its lines show up in the guest output.
-            {GuestCsiBinary.GuestExecutable} --mode node --endpoint tcp://0.0.0.0:{GuestCsiPort} --node-id {name} --log-level debug &
+            {GuestCsiBinary.GuestExecutable} --mode node --endpoint tcp://0.0.0.0:{GuestCsiPort} --node-id {name} --log-level debug {nodeArguments} &
             csi_pid=$!
             agent_loop
             kill $csi_pid 2>/dev/null || true

@@ -459,11 +459,4 @@ public sealed class NodeEndToEndTests
             Assert.That(result.ExitCode, Is.EqualTo(0), result.Describe());
         }
     }
-
-    private static string Value(string output, string key)
-    {
-        var prefix = key + "=";
-        return output.Split('\n').LastOrDefault(l => l.StartsWith(prefix, StringComparison.Ordinal))?[prefix.Length..].Trim()
-            ?? throw new InvalidOperationException($"no {key}= in guest output:\n{output}");
-    }
 }

@@ -43,6 +43,71 @@ public sealed class FabricsConnectTests
             "ctrl_loss_tmo=-1,reconnect_delay=2,fast_io_fail_tmo=-1,keep_alive_tmo=30,nr_io_queues=4,hdr_digest,data_digest"));
     }
 
+    [Test]
+    public void Node_defaults_fill_the_keys_the_volume_context_lacks_and_the_context_wins()
+    {
+        var node = FabricsConnectSettings.FromNodeFlags(new Dictionary<string, string>
+        {
+            ["ctrlLossTmo"] = "-1",
+            ["keepAliveTmo"] = "30",
+            ["nrIoQueues"] = "2",
+            ["dataDigest"] = "true",
+            ["disableSqFlow"] = "false",
+        });
+        var settings = FabricsConnectSettings.FromVolumeContext(
+            new Dictionary<string, string> { ["keepAliveTmo"] = "7", ["disableSqFlow"] = "true", ["fastIoFailTmo"] = "" },
+            node);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(node, Is.EqualTo(FabricsConnectSettings.Default with
+            {
+                CtrlLossTmo = -1,
+                KeepAliveTmo = 30,
+                NrIoQueues = 2,
+                DataDigest = true,
+                DisableSqFlow = false,
+            }));
+            Assert.That(settings.BuildConnectString(new FabricsTarget("10.0.2.2", 4420), Nqn, Host, _hostId), Is.EqualTo(
+                "transport=tcp,traddr=10.0.2.2,trsvcid=4420,nqn=nqn.2026-11.io.csinvme:volume:1," +
+                "hostnqn=nqn.2026-11.io.csinvme:node:n1,hostid=285b432b-9a56-8d9e-aa2f-4650f9f46ad7," +
+                "ctrl_loss_tmo=-1,reconnect_delay=10,fast_io_fail_tmo=15,keep_alive_tmo=7,nr_io_queues=2,data_digest,disable_sqflow"));
+        });
+    }
+
+    [Test]
+    public void Without_node_flags_the_defaults_are_the_documented_ones() =>
+        Assert.That(FabricsConnectSettings.FromNodeFlags(new Dictionary<string, string>()), Is.EqualTo(FabricsConnectSettings.Default));
+
+    [TestCase("ctrlLossTmo", "-2", "--ctrl-loss-tmo")]
+    [TestCase("reconnectDelay", "0", "--reconnect-delay")]
+    [TestCase("keepAliveTmo", "65536", "--keep-alive-tmo")]
+    [TestCase("nrIoQueues", "four", "--nr-io-queues")]
+    [TestCase("headerDigest", "yes", "--header-digest")]
+    [TestCase("disableSqFlow", "1", "--disable-sq-flow")]
+    public void Bad_node_flags_are_refused_naming_the_flag(string key, string value, string flag) =>
+        Assert.That(() => FabricsConnectSettings.FromNodeFlags(new Dictionary<string, string> { [key] = value }),
+            Throws.InstanceOf<FormatException>().With.Message.StartsWith(flag + "="));
+
+    [Test]
+    public void Every_parameter_has_a_flag_and_every_connect_option_a_parameter()
+    {
+        // A key the node reads but cannot default from a flag would bring back the immutable StorageClass parameters.
+        var context = FabricsConnectSettings.Parameters.ToDictionary(p => p.Key, p => p.HelpName == "true|false" ? "true" : "3");
+        var fromContext = FabricsConnectSettings.FromVolumeContext(context);
+        var fromFlags = FabricsConnectSettings.FromNodeFlags(context);
+        Assert.Multiple(() =>
+        {
+            Assert.That(FabricsConnectSettings.Parameters.Select(p => p.Flag), Is.Unique.And.All.StartsWith("--"));
+            Assert.That(fromFlags, Is.EqualTo(fromContext));
+            Assert.That(fromContext, Is.EqualTo(new FabricsConnectSettings
+            {
+                CtrlLossTmo = 3, ReconnectDelay = 3, FastIoFailTmo = 3, KeepAliveTmo = 3, NrIoQueues = 3,
+                HeaderDigest = true, DataDigest = true, DisableSqFlow = true,
+            }));
+        });
+    }
+
     [TestCase("ctrlLossTmo", "-2")]
     [TestCase("reconnectDelay", "0")]
     [TestCase("keepAliveTmo", "65536")]

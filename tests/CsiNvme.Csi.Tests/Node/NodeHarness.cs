@@ -57,6 +57,7 @@ internal sealed class NodeHarness : IAsyncDisposable
                     Identity = NodeIdentity.FromNodeName(options.NodeId!, options.HostNqn),
                     StateDirectory = temp.Combine("node-state"),
                     Topology = options.Topology,
+                    ConnectDefaults = options.NodeConnectDefaults,
                     DeviceTimeout = TimeSpan.FromSeconds(1),
                     ResizeTimeout = TimeSpan.FromSeconds(1),
                     MaxVolumesPerNode = options.MaxVolumesPerNode,
