@@ -142,12 +142,12 @@ public sealed class EtcdClusterStoreTests
         int ordinal = await store.ReserveOrdinalAsync("n0");
         NodeRecord self = Node("n0", ordinal);
 
-        INodeMembership membership = await store.JoinAsync(self, ShortTtl);
+        INodeMembership membership = await store.JoinAsync(self, StableTtl);
         Assert.Multiple(() =>
         {
             Assert.That(membership.IsValid, Is.True);
             Assert.That(membership.Lost.IsCancellationRequested, Is.False);
-            Assert.That(membership.GrantedTtl, Is.GreaterThanOrEqualTo(ShortTtl));
+            Assert.That(membership.GrantedTtl, Is.GreaterThanOrEqualTo(StableTtl));
             Assert.That(membership.SafetyMargin, Is.GreaterThan(TimeSpan.Zero));
             Assert.That(Seconds(membership.ValidUntilTimestamp - Stopwatch.GetTimestamp()),
                 Is.LessThanOrEqualTo((membership.GrantedTtl - membership.SafetyMargin).TotalSeconds), "never more than TTL - margin ahead");
@@ -157,7 +157,7 @@ public sealed class EtcdClusterStoreTests
         Assert.That(listed, Is.EqualTo(new NodeStatus(self, "n0", ordinal, NodeAdminState.Active, IsLive: true)));
 
         // Keep-alives carry the lease well past its TTL.
-        await Task.Delay(membership.GrantedTtl * 2);
+        await Task.Delay(membership.GrantedTtl + TimeSpan.FromSeconds(1));
         Assert.That(membership.IsValid, Is.True, membership.LostReason);
         Assert.That((await observer.ListNodesAsync()).Single().IsLive, Is.True);
 
@@ -174,7 +174,7 @@ public sealed class EtcdClusterStoreTests
         await Assert.ThrowsAsync<InvalidOperationException>(async () => await membership.UpdateAsync(fuller));
 
         // The same node joins again later under a new lease.
-        await using INodeMembership again = await store.JoinAsync(self, ShortTtl);
+        await using INodeMembership again = await store.JoinAsync(self, StableTtl);
         Assert.That(again.LeaseId, Is.Not.EqualTo(membership.LeaseId));
         Assert.That((await observer.ListNodesAsync()).Single().IsLive, Is.True);
     }
@@ -245,7 +245,7 @@ public sealed class EtcdClusterStoreTests
         Assert.That((await later.ListNodesAsync()).Single(), Is.EqualTo(new NodeStatus(null, "n0", ordinal, NodeAdminState.Draining, false)));
 
         // A drained node that joins stays drained: the state is not under its lease.
-        await using (INodeMembership membership = await later.JoinAsync(Node("n0", ordinal), ShortTtl))
+        await using (INodeMembership membership = await later.JoinAsync(Node("n0", ordinal), StableTtl))
         {
             Assert.That((await store.ListNodesAsync()).Single().AdminState, Is.EqualTo(NodeAdminState.Draining));
         }
@@ -341,7 +341,7 @@ public sealed class EtcdClusterStoreTests
         await using var changes = new ChangeCollector(watcher, state.Revision);
 
         int n1 = await store.ReserveOrdinalAsync("n1");
-        INodeMembership member = Own(await store.JoinAsync(Node("n1", n1), ShortTtl));
+        INodeMembership member = Own(await store.JoinAsync(Node("n1", n1), StableTtl));
         await member.UpdateAsync(Node("n1", n1, freeBytes: 5));
         Assert.That(await store.TryCreateVolumeAsync(Volume("vol")), Is.True);
         VolumeRecord vol = (await store.GetVolumeAsync("vol"))!;

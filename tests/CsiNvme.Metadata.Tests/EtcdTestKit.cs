@@ -12,6 +12,12 @@ internal static class EtcdTestKit
     /// <summary>etcd's minimum lease TTL with its default election timeout (1 s): 1.5 s, granted as 2 s.</summary>
     public static readonly TimeSpan ShortTtl = TimeSpan.FromSeconds(2);
 
+    /// <summary>
+    /// For tests that need a lease to stay valid: a keep-alive may then be late by 3 s (TTL minus the 0.8 s margin)
+    /// without losing it, which a busy machine does not reach, while <see cref="ShortTtl"/> tests expiry.
+    /// </summary>
+    public static readonly TimeSpan StableTtl = TimeSpan.FromSeconds(4);
+
     /// <summary>Waits for events far longer than they should take, so a busy machine does not fail the tests.</summary>
     public static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
 
