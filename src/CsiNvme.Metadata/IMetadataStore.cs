@@ -18,11 +18,59 @@ public sealed record VolumeRecord(
 
     /// <summary>Labels given at creation, fixed for the volume's life (updates keep the stored ones).</summary>
     public IReadOnlyDictionary<string, string> Labels { get; init; } = EmptyLabels.Instance;
+
+    /// <summary>How many copies of the data the volume should have, on distinct nodes; 1 on a single server.</summary>
+    public int ReplicaCount { get; init; } = 1;
+
+    /// <summary>Where the copies are and how current each is; empty on a single server, whose one copy is local.</summary>
+    public IReadOnlyList<ReplicaRecord> Replicas { get; init; } = [];
+
+    /// <summary>The node name of the replica that serves I/O and replicates to the others; "" on a single server.</summary>
+    public string Primary { get; init; } = "";
+
+    /// <summary>
+    /// Bumped at every change of primary. Replicas refuse replication writes carrying an older epoch, which fences a
+    /// deposed primary; <see cref="ReplicaRecord.InSyncEpoch"/> is measured in it.
+    /// </summary>
+    public long Epoch { get; init; }
+
+    /// <summary>
+    /// The store's version of this record, for compare-and-swap (<see cref="IClusterStore.TryUpdateVolumeAsync"/>):
+    /// etcd's mod_revision of the record's key; 0 from stores without versions. Set by the store on reads, ignored on
+    /// writes, and not part of equality (two reads of the same content compare equal whatever their revisions).
+    /// </summary>
+    public long Revision { get; init; }
+
+    // Records compare members with their default equality, which for lists and dictionaries is reference equality;
+    // two reads of the same volume must compare equal, so collections compare by content.
+    public bool Equals(VolumeRecord? other) =>
+        other is not null
+        && Id == other.Id
+        && Name == other.Name
+        && SizeBytes == other.SizeBytes
+        && BlockSize == other.BlockSize
+        && AllowAnyHost == other.AllowAnyHost
+        && AllowedHosts.SequenceEqual(other.AllowedHosts)
+        && CreatedAt == other.CreatedAt
+        && Pool == other.Pool
+        && RecordEquality.SameLabels(Labels, other.Labels)
+        && ReplicaCount == other.ReplicaCount
+        && Replicas.SequenceEqual(other.Replicas)
+        && Primary == other.Primary
+        && Epoch == other.Epoch;
+
+    public override int GetHashCode() => HashCode.Combine(Id, Name, SizeBytes, CreatedAt, Primary, Epoch);
 }
 
 internal static class EmptyLabels
 {
     public static readonly IReadOnlyDictionary<string, string> Instance = new Dictionary<string, string>(StringComparer.Ordinal).AsReadOnly();
+}
+
+internal static class RecordEquality
+{
+    public static bool SameLabels(IReadOnlyDictionary<string, string> a, IReadOnlyDictionary<string, string> b) =>
+        a.Count == b.Count && a.All(l => b.TryGetValue(l.Key, out var v) && v == l.Value);
 }
 
 /// <summary>
@@ -42,8 +90,11 @@ public sealed record SnapshotRecord(
     /// <summary>Labels given at creation.</summary>
     public IReadOnlyDictionary<string, string> Labels { get; init; } = EmptyLabels.Instance;
 
+    /// <summary>The nodes holding this snapshot's image; empty on a single server, whose pool holds it.</summary>
+    public IReadOnlyList<string> Nodes { get; init; } = [];
+
     // Records compare members with their default equality, which for a dictionary is reference equality; two
-    // reads of the same snapshot must compare equal, so labels compare by content.
+    // reads of the same snapshot must compare equal, so collections compare by content.
     public bool Equals(SnapshotRecord? other) =>
         other is not null
         && Id == other.Id
@@ -54,8 +105,8 @@ public sealed record SnapshotRecord(
         && BlockSize == other.BlockSize
         && CreatedAt == other.CreatedAt
         && Pool == other.Pool
-        && Labels.Count == other.Labels.Count
-        && Labels.All(l => other.Labels.TryGetValue(l.Key, out var v) && v == l.Value);
+        && RecordEquality.SameLabels(Labels, other.Labels)
+        && Nodes.SequenceEqual(other.Nodes);
 
     public override int GetHashCode() => HashCode.Combine(Id, Name, SizeBytes, CreatedAt);
 }

@@ -12,10 +12,12 @@ internal static class VolumeRecordNormalization
         ArgumentException.ThrowIfNullOrEmpty(volume.Name);
         ArgumentNullException.ThrowIfNull(volume.AllowedHosts);
         ArgumentNullException.ThrowIfNull(volume.Pool);
+        ArgumentNullException.ThrowIfNull(volume.Primary);
         return volume with
         {
             AllowedHosts = volume.AllowedHosts.Distinct(StringComparer.Ordinal).ToArray().AsReadOnly(),
             Labels = Copy(volume.Labels),
+            Replicas = CopyList(volume.Replicas, nameof(volume.Replicas)),
         };
     }
 
@@ -25,7 +27,21 @@ internal static class VolumeRecordNormalization
         ArgumentException.ThrowIfNullOrEmpty(snapshot.Name);
         ArgumentNullException.ThrowIfNull(snapshot.SourceVolumeName);
         ArgumentNullException.ThrowIfNull(snapshot.Pool);
-        return snapshot with { Labels = Copy(snapshot.Labels) };
+        return snapshot with { Labels = Copy(snapshot.Labels), Nodes = CopyList(snapshot.Nodes, nameof(snapshot.Nodes)) };
+    }
+
+    /// <summary>A private read-only copy of a list without null items, so a caller's list is never aliased.</summary>
+    public static IReadOnlyList<T> CopyList<T>(IReadOnlyList<T> items, string name)
+        where T : class
+    {
+        ArgumentNullException.ThrowIfNull(items, name);
+        T[] copy = [.. items];
+        if (Array.IndexOf(copy, null) >= 0)
+        {
+            throw new ArgumentException("the list holds a null item", name);
+        }
+
+        return copy.AsReadOnly();
     }
 
     /// <summary>A private read-only copy of the labels, so a caller's dictionary is never aliased.</summary>

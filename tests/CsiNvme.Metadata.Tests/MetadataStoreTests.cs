@@ -1,25 +1,53 @@
+using CsiNvme.Metadata.Etcd;
+
 namespace CsiNvme.Metadata.Tests;
 
 public enum StoreKind
 {
     Sqlite,
     InMemory,
+    Etcd,
 }
 
 [TestFixture(StoreKind.Sqlite)]
 [TestFixture(StoreKind.InMemory)]
+[TestFixture(StoreKind.Etcd)]
 public sealed class MetadataStoreTests(StoreKind kind)
 {
+    private EtcdServer? _etcd;
     private TempDirectory _dir = null!;
     private IMetadataStore _store = null!;
+
+    [OneTimeSetUp]
+    public async Task StartEtcd()
+    {
+        if (kind == StoreKind.Etcd)
+        {
+            _etcd = await EtcdServer.StartAsync();
+        }
+    }
+
+    [OneTimeTearDown]
+    public async Task StopEtcd()
+    {
+        if (_etcd is not null)
+        {
+            await _etcd.DisposeAsync();
+        }
+    }
 
     [SetUp]
     public async Task SetUp()
     {
         _dir = new TempDirectory("csinvme-metadata");
-        _store = kind == StoreKind.Sqlite
-            ? await SqliteMetadataStore.OpenAsync(_dir.Combine("metadata.db"))
-            : new InMemoryMetadataStore();
+        _store = kind switch
+        {
+            StoreKind.Sqlite => await SqliteMetadataStore.OpenAsync(_dir.Combine("metadata.db")),
+            StoreKind.InMemory => new InMemoryMetadataStore(),
+
+            // One etcd for the fixture; each test has its own key prefix, so it starts from an empty store.
+            _ => await EtcdMetadataStore.ConnectAsync([_etcd!.ClientUrl], $"/csinvme-test/{Guid.NewGuid():N}/"),
+        };
     }
 
     [TearDown]
