@@ -71,6 +71,7 @@ public readonly struct NvmeStatus : IEquatable<NvmeStatus>
     public static readonly NvmeStatus UnrecoveredReadError = new(StatusCodeType.MediaAndDataIntegrity, 0x81, false);
 
     // Path related (Figure 97): a multipath host fails over on these instead of failing the I/O.
+    public static readonly NvmeStatus AsymmetricAccessPersistentLoss = new(StatusCodeType.PathRelated, 0x01, false);
     public static readonly NvmeStatus AsymmetricAccessInaccessible = new(StatusCodeType.PathRelated, 0x02, false);
     public static readonly NvmeStatus AsymmetricAccessTransition = new(StatusCodeType.PathRelated, 0x03, false);
 

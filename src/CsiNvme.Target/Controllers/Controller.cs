@@ -40,6 +40,7 @@ internal sealed partial class Controller : ISubsystemController
     private long _lastActivity;
     private int _grantedIoQueues;
     private bool _namespaceNoticeMasked;
+    private bool _anaNoticeMasked;
     private bool _writeCacheEnabled = true;
     private int _shutDown;
 
@@ -215,6 +216,40 @@ internal sealed partial class Controller : ISubsystemController
         }
 
         DeliverEvents();
+    }
+
+    /// <summary>
+    /// The path's ANA state changed: an Asymmetric Namespace Access Change notice, masked until the host reads the ANA
+    /// log (NVMe base 2.0, 5.2 and 8.1.3.9), so a host that has not caught up gets one notice, not one per change.
+    /// </summary>
+    public void NotifyAnaChanged()
+    {
+        lock (_gate)
+        {
+            if (IsDiscovery || (_asyncEventConfiguration & AecAnaChange) == 0 || _anaNoticeMasked)
+            {
+                return;
+            }
+
+            _anaNoticeMasked = true;
+            _pendingEvents.Enqueue(AsyncEvent.CompletionDw0(AsyncEvent.TypeNotice, AsyncEvent.NoticeAnaChange, (byte)LogPageId.AsymmetricNamespaceAccess));
+        }
+
+        DeliverEvents();
+    }
+
+    /// <summary>The host read the ANA log: the next change raises a notice again (unless it asked to retain the event).</summary>
+    private void AnaLogRead(bool retainEvent)
+    {
+        if (retainEvent)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            _anaNoticeMasked = false;
+        }
     }
 
     /// <summary>Completes outstanding Asynchronous Event Requests with queued events.</summary>
