@@ -30,6 +30,14 @@ internal static class IoCommandHandler
             return;
         }
 
+        if (controller.Subsystem.Fence is { } fence && controller.ReplicationEpoch < fence.Current
+            && sqe.Opcode is (byte)IoOpcode.Write or (byte)IoOpcode.WriteZeroes or (byte)IoOpcode.DatasetManagement or (byte)IoOpcode.Flush)
+        {
+            // A replica subsystem takes changes only from the current primary's epoch (FeatureId.ReplicationEpoch).
+            connection.Complete(sqe.CommandId, NvmeStatus.ReservationConflict);
+            return;
+        }
+
         switch ((IoOpcode)sqe.Opcode)
         {
             case IoOpcode.Read:

@@ -102,6 +102,12 @@ public sealed class Subsystem
     /// </summary>
     internal NvmeStatus IoRefusal => _ioRefusal;
 
+    /// <summary>
+    /// Set on a replica subsystem (the one a volume's primary replicates to): changes are accepted only from controllers
+    /// whose replication epoch is current. Null on the subsystems hosts use.
+    /// </summary>
+    public EpochFence? Fence { get; init; }
+
     /// <summary>Listeners of the other nodes exporting this subsystem, listed in the discovery log after our own.</summary>
     public IReadOnlyList<PeerPort> PeerPorts => Volatile.Read(ref _peerPorts);
 
@@ -135,6 +141,21 @@ public sealed class Subsystem
         }
 
         return true;
+    }
+
+    /// <summary>
+    /// Shuts down the controllers whose replication epoch is below <paramref name="epoch"/>: they belong to a primary
+    /// that has been replaced. Also called when the node learns of a promotion from the cluster metadata.
+    /// </summary>
+    public void FenceBelow(long epoch)
+    {
+        foreach (var controller in _controllers.Values)
+        {
+            if (controller.ReplicationEpoch < epoch)
+            {
+                controller.Shutdown($"fenced: replication epoch {controller.ReplicationEpoch} is below {epoch}");
+            }
+        }
     }
 
     /// <summary>Replaces the peer listeners; true when they changed (the caller then bumps the discovery generation).</summary>
@@ -297,6 +318,8 @@ internal interface ISubsystemController
     void NotifyNamespaceChanged(uint namespaceId);
 
     void NotifyAnaChanged();
+
+    long ReplicationEpoch { get; }
 
     void Shutdown(string reason);
 }
