@@ -55,30 +55,49 @@ public sealed class IoQueue
     public bool TrySubmitWrite(NvmeNamespace ns, ulong lba, ReadOnlyMemory<byte> source, INvmeCompletionCallback callback, bool forceUnitAccess = false) =>
         Pair.TrySubmit(WriteCommand(ns, lba, source.Length, forceUnitAccess), source, default, exactData: false, callback);
 
-    public ValueTask<NvmeCompletion> FlushAsync(NvmeNamespace ns)
-    {
-        var sqe = new SubmissionQueueEntry((byte)IoOpcode.Flush, SglFlags, 0, ns.NamespaceId, default, 0, 0, 0, 0, 0, 0);
-        return Pair.Submit(sqe, default, default, exactData: false);
-    }
+    public ValueTask<NvmeCompletion> FlushAsync(NvmeNamespace ns) => Pair.Submit(FlushCommand(ns), default, default, exactData: false);
+
+    /// <summary>Flush reporting to <paramref name="callback"/>; false (and no callback) when the queue is not connected.</summary>
+    public bool TrySubmitFlush(NvmeNamespace ns, INvmeCompletionCallback callback) =>
+        Pair.TrySubmit(FlushCommand(ns), default, default, exactData: false, callback);
+
+    /// <summary>Write Zeroes reporting to <paramref name="callback"/>; false (and no callback) when the queue is not connected.</summary>
+    public bool TrySubmitWriteZeroes(NvmeNamespace ns, ulong lba, uint blocks, bool deallocate, bool forceUnitAccess, INvmeCompletionCallback callback) =>
+        Pair.TrySubmit(WriteZeroesCommand(ns, lba, blocks, deallocate, forceUnitAccess), default, default, exactData: false, callback);
+
+    /// <summary>
+    /// Dataset Management with the ranges of <paramref name="ranges"/> (kept until completion) reporting to
+    /// <paramref name="callback"/>; false (and no callback) when the queue is not connected.
+    /// </summary>
+    public bool TrySubmitDatasetManagement(NvmeNamespace ns, ReadOnlyMemory<byte> ranges, bool deallocate, INvmeCompletionCallback callback) =>
+        Pair.TrySubmit(DatasetManagementCommand(ns, ranges, deallocate), ranges, default, exactData: false, callback);
+
+    private static SubmissionQueueEntry FlushCommand(NvmeNamespace ns) =>
+        new((byte)IoOpcode.Flush, SglFlags, 0, ns.NamespaceId, default, 0, 0, 0, 0, 0, 0);
 
     /// <summary>Write Zeroes (NVM command set 1.0, 3.3.7); with <paramref name="deallocate"/> the controller may unmap.</summary>
-    public ValueTask<NvmeCompletion> WriteZeroesAsync(NvmeNamespace ns, ulong lba, uint blocks, bool deallocate = false)
+    public ValueTask<NvmeCompletion> WriteZeroesAsync(NvmeNamespace ns, ulong lba, uint blocks, bool deallocate = false) =>
+        Pair.Submit(WriteZeroesCommand(ns, lba, blocks, deallocate, forceUnitAccess: false), default, default, exactData: false);
+
+    private static SubmissionQueueEntry WriteZeroesCommand(NvmeNamespace ns, ulong lba, uint blocks, bool deallocate, bool forceUnitAccess)
     {
         if (blocks is 0 or > 0x10000)
         {
             throw new ArgumentOutOfRangeException(nameof(blocks), "1..65536 blocks per command");
         }
 
-        var sqe = new SubmissionQueueEntry((byte)IoOpcode.WriteZeroes, SglFlags, 0, ns.NamespaceId, default,
-            (uint)lba, (uint)(lba >> 32), (blocks - 1) | (deallocate ? DeallocateBit : 0), 0, 0, 0);
-        return Pair.Submit(sqe, default, default, exactData: false);
+        return new SubmissionQueueEntry((byte)IoOpcode.WriteZeroes, SglFlags, 0, ns.NamespaceId, default,
+            (uint)lba, (uint)(lba >> 32), (blocks - 1) | (deallocate ? DeallocateBit : 0) | (forceUnitAccess ? ForceUnitAccessBit : 0), 0, 0, 0);
     }
 
     /// <summary>
     /// Dataset Management (NVM command set 1.0, 3.3.3) over <paramref name="ranges"/>, 16 bytes per range (see
     /// <see cref="WriteRange"/>); with <paramref name="deallocate"/> (AD) the ranges are unmapped.
     /// </summary>
-    public ValueTask<NvmeCompletion> DatasetManagementAsync(NvmeNamespace ns, ReadOnlyMemory<byte> ranges, bool deallocate = true)
+    public ValueTask<NvmeCompletion> DatasetManagementAsync(NvmeNamespace ns, ReadOnlyMemory<byte> ranges, bool deallocate = true) =>
+        Pair.Submit(DatasetManagementCommand(ns, ranges, deallocate), ranges, default, exactData: false);
+
+    private static SubmissionQueueEntry DatasetManagementCommand(NvmeNamespace ns, ReadOnlyMemory<byte> ranges, bool deallocate)
     {
         var count = ranges.Length / 16;
         if (count is 0 or > 256 || ranges.Length % 16 != 0)
@@ -86,9 +105,8 @@ public sealed class IoQueue
             throw new ArgumentException("1..256 ranges of 16 bytes", nameof(ranges));
         }
 
-        var sqe = new SubmissionQueueEntry((byte)IoOpcode.DatasetManagement, SglFlags, 0, ns.NamespaceId, default,
+        return new SubmissionQueueEntry((byte)IoOpcode.DatasetManagement, SglFlags, 0, ns.NamespaceId, default,
             (uint)(count - 1), deallocate ? 1u << 2 : 0, 0, 0, 0, 0);
-        return Pair.Submit(sqe, ranges, default, exactData: false);
     }
 
     /// <summary>Writes one DSM range (Figure 38 of the NVM command set): context attributes, length in blocks, starting LBA.</summary>

@@ -12,6 +12,16 @@ public enum StorageStatus
     MediaError,
     /// <summary>The volume is closed or being deleted.</summary>
     Unavailable,
+    /// <summary>
+    /// This server may not serve the volume now (it lost its claim to be the volume's primary, or is handing it over):
+    /// the host should retry the command on another path.
+    /// </summary>
+    PathUnavailable,
+    /// <summary>
+    /// Returned only by <see cref="IAsyncBlockVolume"/>'s Start methods: the operation goes on and its outcome arrives
+    /// through <see cref="IStorageCompletion.OnCompleted"/>.
+    /// </summary>
+    Pending,
 }
 
 /// <summary>

@@ -97,6 +97,12 @@ public sealed partial class NvmeTarget
         {
             throw new ArgumentException("MaxQueueEntries must be 32..65536 and MaxIoQueues 1..65534");
         }
+
+        // CNTLID 0xFFF0..0xFFFF are reserved (NVMe base 2.0, 5.27.1.1), 0 is avoided so a zero never looks valid.
+        if (options.ControllerIdBase == 0 || options.ControllerIdCount == 0 || options.ControllerIdBase + options.ControllerIdCount - 1 > 0xFFEF)
+        {
+            throw new ArgumentException("the controller id range must lie within 1..0xFFEF");
+        }
     }
 
     private async Task AcceptLoopAsync(Socket listener)

@@ -34,6 +34,9 @@ public sealed partial class NvmeTarget : IAsyncDisposable
 
     public IReadOnlyCollection<Subsystem> Subsystems => _subsystems.Values.ToArray();
 
+    /// <summary>The open connections, for tests and for waiting on a fenced host's commands.</summary>
+    internal IReadOnlyCollection<Transport.NvmeTcpConnection> Connections => _connections.Keys.ToArray();
+
     /// <summary>Incremented whenever a subsystem is added or removed; reported as the discovery log GENCTR.</summary>
     public ulong DiscoveryGeneration => (ulong)Volatile.Read(ref _discoveryGeneration);
 
@@ -49,6 +52,9 @@ public sealed partial class NvmeTarget : IAsyncDisposable
         Interlocked.Increment(ref _discoveryGeneration);
         return subsystem;
     }
+
+    /// <summary>Bumps the discovery log's generation counter after a change that is not a subsystem added or removed (peer listeners).</summary>
+    public void NotifyDiscoveryChanged() => Interlocked.Increment(ref _discoveryGeneration);
 
     public Subsystem? FindSubsystem(string nqn) => _subsystems.TryGetValue(nqn, out var s) ? s : null;
 

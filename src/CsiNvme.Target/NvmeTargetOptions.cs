@@ -48,6 +48,22 @@ public sealed class NvmeTargetOptions
     /// </summary>
     public TimeSpan ReceivePollTime { get; set; } = TimeSpan.FromMicroseconds(50);
 
+    /// <summary>
+    /// First controller id this target hands out; with <see cref="ControllerIdCount"/> the range of ids of every
+    /// subsystem on this target. Nodes exporting the same subsystem must use disjoint ranges, or a Linux host refuses
+    /// the second path as a duplicate controller (NVMe base 2.0, 3.1.1: CNTLID is unique in the NVM subsystem).
+    /// </summary>
+    public ushort ControllerIdBase { get; set; } = 1;
+
+    /// <summary>How many controller ids this target may hand out, from <see cref="ControllerIdBase"/>.</summary>
+    public ushort ControllerIdCount { get; set; } = 0xFFEF;
+
+    /// <summary>
+    /// Added to the index of each listener to form its PORTID in the discovery log; in a cluster each node takes a range
+    /// of its own so every path of a subsystem has a distinct port id.
+    /// </summary>
+    public ushort PortIdBase { get; set; } = 1;
+
     /// <summary>How long a fresh TCP connection may take to send its ICReq before it is closed.</summary>
     public TimeSpan InitializeTimeout { get; set; } = TimeSpan.FromSeconds(10);
 }

@@ -37,7 +37,8 @@ internal sealed class TargetHarness : IAsyncDisposable
 
     public NvmeHostIdentity Host { get; } = NvmeHostIdentity.Create();
 
-    public static TargetHarness Start(Action<NvmeTargetOptions>? configure = null)
+    /// <param name="exportAs">Wraps the in-memory volume before it becomes namespace 1 (e.g. in an asynchronous volume).</param>
+    public static TargetHarness Start(Action<NvmeTargetOptions>? configure = null, Func<MemoryBlockVolume, IBlockVolume>? exportAs = null)
     {
         var options = new NvmeTargetOptions();
         options.Listen.Add(new IPEndPoint(IPAddress.Loopback, 0));
@@ -49,7 +50,7 @@ internal sealed class TargetHarness : IAsyncDisposable
         var harness = new TargetHarness(new NvmeTarget(options, logs), logs);
         harness.Subsystem = harness.Target.AddSubsystem(new Subsystem(SubsystemNqn, "csinvme-test-sn", allowAnyHost: false, [harness.Host.Nqn]));
         harness.Volume = harness.NewVolume();
-        harness.Namespace = new TargetNamespace(1, harness.Volume, Guid.NewGuid());
+        harness.Namespace = new TargetNamespace(1, exportAs is null ? harness.Volume : exportAs(harness.Volume), Guid.NewGuid());
         harness.Subsystem.AddNamespace(harness.Namespace);
         var bound = harness.Target.Start();
         Assert.That(bound, Has.Count.EqualTo(1));

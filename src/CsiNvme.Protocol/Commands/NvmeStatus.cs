@@ -52,6 +52,7 @@ public readonly struct NvmeStatus : IEquatable<NvmeStatus>
     public static readonly NvmeStatus LbaOutOfRange = Generic(0x80);
     public static readonly NvmeStatus CapacityExceeded = Generic(0x81);
     public static readonly NvmeStatus NamespaceNotReady = new(StatusCodeType.Generic, 0x82, false);
+    public static readonly NvmeStatus ReservationConflict = Generic(0x83);
 
     // Command specific (Figure 95 and NVMe-oF 1.1, Figure 19 for Connect).
     public static readonly NvmeStatus InvalidQueueIdentifier = Specific(0x01);
@@ -71,6 +72,7 @@ public readonly struct NvmeStatus : IEquatable<NvmeStatus>
     public static readonly NvmeStatus UnrecoveredReadError = new(StatusCodeType.MediaAndDataIntegrity, 0x81, false);
 
     // Path related (Figure 97): a multipath host fails over on these instead of failing the I/O.
+    public static readonly NvmeStatus AsymmetricAccessPersistentLoss = new(StatusCodeType.PathRelated, 0x01, false);
     public static readonly NvmeStatus AsymmetricAccessInaccessible = new(StatusCodeType.PathRelated, 0x02, false);
     public static readonly NvmeStatus AsymmetricAccessTransition = new(StatusCodeType.PathRelated, 0x03, false);
 

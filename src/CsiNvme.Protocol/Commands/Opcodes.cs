@@ -75,4 +75,11 @@ public enum FeatureId : byte
     AsyncEventConfiguration = 0x0B,
     KeepAliveTimer = 0x0F,
     HostIdentifier = 0x81,
+
+    /// <summary>
+    /// Vendor specific (FIDs C0h–FFh, NVMe base 2.0, Figure 325): the replication epoch of the controller's host. A
+    /// storage node's replica subsystem accepts changes only from a controller that set an epoch at least as high as the
+    /// highest it has seen; a higher one fences every controller of a lower epoch (an old primary). CDW11 = epoch.
+    /// </summary>
+    ReplicationEpoch = 0xC0,
 }

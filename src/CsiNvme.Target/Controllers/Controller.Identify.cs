@@ -7,8 +7,14 @@ namespace CsiNvme.Target.Controllers;
 
 internal sealed partial class Controller
 {
-    /// <summary>Highest namespace id a subsystem may hold (NN, MNAN and ANAGRPMAX: one ANA group per namespace).</summary>
+    /// <summary>Highest namespace id a subsystem may hold (NN, MNAN).</summary>
     internal const uint MaxNamespaces = 32;
+
+    /// <summary>
+    /// Highest ANA group id (ANAGRPMAX, NANAGRPID): one group per storage node, the node's ordinal + 1. The ANA log a
+    /// Linux host sizes from it (header + ANAGRPMAX descriptors + NN NSIDs) stays far below MDTS.
+    /// </summary>
+    internal const uint MaxAnaGroups = 32;
 
     private const byte RecommendedArbitrationBurst = 6;
     private const byte CmicMultiPort = 0x01;
@@ -53,7 +59,7 @@ internal sealed partial class Controller
                     // An allocated-but-inactive or broadcast NSID reads as zeros (NVMe base 2.0, 5.17.2.1).
                     if (Subsystem.FindNamespace(sqe.NamespaceId) is { } ns)
                     {
-                        BuildIdentifyNamespace(ns).Write(page);
+                        BuildIdentifyNamespace(ns, Subsystem.AnaGroupId).Write(page);
                     }
 
                     break;
@@ -122,8 +128,8 @@ internal sealed partial class Controller
             KeepAliveSupport = (ushort)options.KeepAliveGranularity100Ms,
             AnaTransitionTime = IsDiscovery ? (byte)0 : AnaTransitionSeconds,
             AnaCapabilities = IsDiscovery ? (byte)0 : AnaCapabilities,
-            AnaGroupIdMax = IsDiscovery ? 0 : MaxNamespaces,
-            AnaGroupCount = IsDiscovery ? 0 : MaxNamespaces,
+            AnaGroupIdMax = IsDiscovery ? 0 : MaxAnaGroups,
+            AnaGroupCount = IsDiscovery ? 0 : MaxAnaGroups,
             MaxOutstandingCommands = (ushort)options.MaxQueueEntries,
             NamespaceCount = IsDiscovery ? 0 : MaxNamespaces,
             OptionalNvmCommands = IsDiscovery ? (ushort)0 : (ushort)(OncsDatasetManagement | OncsWriteZeroes),
@@ -141,7 +147,7 @@ internal sealed partial class Controller
         };
     }
 
-    internal static IdentifyNamespace BuildIdentifyNamespace(Subsystems.TargetNamespace ns)
+    internal static IdentifyNamespace BuildIdentifyNamespace(Subsystems.TargetNamespace ns, uint anaGroupId)
     {
         var volume = ns.Volume;
         var blocks = (ulong)(volume.SizeBytes / volume.BlockSize);
@@ -154,7 +160,7 @@ internal sealed partial class Controller
             FormattedLbaSize = 0,
             MultiPathCapabilities = NmicShared,
             DeallocateFeatures = DeallocateReadsZeroes,
-            AnaGroupId = ns.NamespaceId,
+            AnaGroupId = anaGroupId,
             Nguid = ns.Nguid.ToArray(),
             LbaDataSizeExponent = (byte)BitOperations.Log2((uint)volume.BlockSize),
         };

@@ -35,7 +35,7 @@ internal sealed partial class Controller
             LogPageId.SmartHealth => BuildSmartLog(),
             LogPageId.FirmwareSlot when !IsDiscovery => BuildFirmwareSlotLog(),
             LogPageId.ChangedNamespaceList when !IsDiscovery => BuildChangedNamespaceLog(retainEvent),
-            LogPageId.AsymmetricNamespaceAccess when !IsDiscovery => BuildAnaLog(groupsOnly: (logSpecific & 1) != 0),
+            LogPageId.AsymmetricNamespaceAccess when !IsDiscovery => BuildAnaLog(groupsOnly: (logSpecific & 1) != 0, retainEvent),
             _ => null,
         };
 
@@ -83,23 +83,30 @@ internal sealed partial class Controller
                     address = address.MapToIPv4();
                 }
 
-                entries.Add(new DiscoveryLogEntry(
-                    TransportType.Tcp,
-                    address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? Protocol.Logs.AddressFamily.IPv6 : Protocol.Logs.AddressFamily.IPv4,
-                    DiscoverySubsystemType.NvmSubsystem,
-                    DiscoveryLogEntry.SecureChannelNotRequired,
-                    (ushort)(i + 1),
-                    0xFFFF,
-                    (ushort)_target.Options.MaxQueueEntries,
-                    0,
-                    endpoint.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    subsystem.Nqn,
-                    address.ToString()));
+                entries.Add(Entry(subsystem.Nqn, address, endpoint.Port, (ushort)(_target.Options.PortIdBase + i)));
+            }
+
+            foreach (var peer in subsystem.PeerPorts)
+            {
+                entries.Add(Entry(subsystem.Nqn, peer.Endpoint.Address, peer.Endpoint.Port, peer.PortId));
             }
         }
 
         return DiscoveryLog.Build(_target.DiscoveryGeneration, entries);
     }
+
+    private DiscoveryLogEntry Entry(string subsystemNqn, IPAddress address, int port, ushort portId) => new(
+        TransportType.Tcp,
+        address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? Protocol.Logs.AddressFamily.IPv6 : Protocol.Logs.AddressFamily.IPv4,
+        DiscoverySubsystemType.NvmSubsystem,
+        DiscoveryLogEntry.SecureChannelNotRequired,
+        portId,
+        0xFFFF,
+        (ushort)_target.Options.MaxQueueEntries,
+        0,
+        port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        subsystemNqn,
+        address.ToString());
 
     private byte[] BuildSmartLog()
     {
@@ -145,12 +152,16 @@ internal sealed partial class Controller
         return page;
     }
 
-    /// <summary>One ANA group per namespace, every group optimized on this (single-node) path.</summary>
-    private byte[] BuildAnaLog(bool groupsOnly)
+    /// <summary>
+    /// The ANA log of this path: the subsystem's one group (this node's) with its state and every namespace. The change
+    /// count of the log and of the group is the subsystem's count of state changes.
+    /// </summary>
+    private byte[] BuildAnaLog(bool groupsOnly, bool retainEvent)
     {
-        var groups = Subsystem.Namespaces
-            .Select(ns => new AnaGroup(ns.NamespaceId, 0, AnaState.Optimized, [ns.NamespaceId]))
-            .ToArray();
-        return AnaLog.Build(0, groups, groupsOnly);
+        AnaLogRead(retainEvent);
+        var subsystem = Subsystem;
+        var changeCount = subsystem.AnaChangeCount;
+        var group = new AnaGroup(subsystem.AnaGroupId, changeCount, subsystem.AnaState, subsystem.Namespaces.Select(ns => ns.NamespaceId).ToArray());
+        return AnaLog.Build(changeCount, [group], groupsOnly);
     }
 }

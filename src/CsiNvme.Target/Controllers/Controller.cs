@@ -40,6 +40,8 @@ internal sealed partial class Controller : ISubsystemController
     private long _lastActivity;
     private int _grantedIoQueues;
     private bool _namespaceNoticeMasked;
+    private bool _anaNoticeMasked;
+    private long _replicationEpoch;
     private bool _writeCacheEnabled = true;
     private int _shutDown;
 
@@ -74,6 +76,9 @@ internal sealed partial class Controller : ISubsystemController
     public bool WriteCacheEnabled => Volatile.Read(ref _writeCacheEnabled);
 
     public bool IsEnabled => (Volatile.Read(ref _controllerStatus) & CstsReady) != 0;
+
+    /// <summary>The replication epoch the host set (<see cref="FeatureId.ReplicationEpoch"/>); 0 when none.</summary>
+    public long ReplicationEpoch => Volatile.Read(ref _replicationEpoch);
 
     public void AttachAdminQueue(ushort controllerId, NvmeTcpConnection connection)
     {
@@ -215,6 +220,40 @@ internal sealed partial class Controller : ISubsystemController
         }
 
         DeliverEvents();
+    }
+
+    /// <summary>
+    /// The path's ANA state changed: an Asymmetric Namespace Access Change notice, masked until the host reads the ANA
+    /// log (NVMe base 2.0, 5.2 and 8.1.3.9), so a host that has not caught up gets one notice, not one per change.
+    /// </summary>
+    public void NotifyAnaChanged()
+    {
+        lock (_gate)
+        {
+            if (IsDiscovery || (_asyncEventConfiguration & AecAnaChange) == 0 || _anaNoticeMasked)
+            {
+                return;
+            }
+
+            _anaNoticeMasked = true;
+            _pendingEvents.Enqueue(AsyncEvent.CompletionDw0(AsyncEvent.TypeNotice, AsyncEvent.NoticeAnaChange, (byte)LogPageId.AsymmetricNamespaceAccess));
+        }
+
+        DeliverEvents();
+    }
+
+    /// <summary>The host read the ANA log: the next change raises a notice again (unless it asked to retain the event).</summary>
+    private void AnaLogRead(bool retainEvent)
+    {
+        if (retainEvent)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            _anaNoticeMasked = false;
+        }
     }
 
     /// <summary>Completes outstanding Asynchronous Event Requests with queued events.</summary>
@@ -495,6 +534,25 @@ internal sealed partial class Controller : ISubsystemController
                 // Over fabrics the host identifier comes with Connect and cannot be changed (NVMe-oF 1.1, 3.3).
                 connection.Complete(sqe.CommandId, NvmeStatus.CommandSequenceError);
                 return;
+            case FeatureId.ReplicationEpoch when Subsystem.Fence is { } fence:
+                {
+                    var epoch = (long)sqe.Cdw11;
+                    if (!fence.TryAccept(epoch, out var raised))
+                    {
+                        connection.Complete(sqe.CommandId, NvmeStatus.ReservationConflict, (uint)fence.Current);
+                        return;
+                    }
+
+                    Volatile.Write(ref _replicationEpoch, epoch);
+                    if (raised)
+                    {
+                        Subsystem.FenceBelow(epoch);
+                    }
+
+                    connection.Complete(sqe.CommandId, NvmeStatus.Success, (uint)fence.Current);
+                    return;
+                }
+
             default:
                 connection.Complete(sqe.CommandId, NvmeStatus.InvalidField);
                 return;
@@ -526,6 +584,9 @@ internal sealed partial class Controller : ISubsystemController
                 return;
             case FeatureId.VolatileWriteCache when !IsDiscovery:
                 connection.Complete(sqe.CommandId, NvmeStatus.Success, WriteCacheEnabled ? 1u : 0u);
+                return;
+            case FeatureId.ReplicationEpoch when Subsystem.Fence is { } fence:
+                connection.Complete(sqe.CommandId, NvmeStatus.Success, (uint)fence.Current);
                 return;
             case FeatureId.HostIdentifier:
                 // EXHID (CDW11 bit 0) must be set: the 128-bit identifier is the only one fabrics use.

@@ -75,7 +75,15 @@ internal static class ConnectHandler
             }
 
             var controller = new Controller(target, subsystem, isDiscovery, request.HostNqn, request.HostId, connect.KeepAliveTimeoutMs);
-            var controllerId = subsystem.RegisterController(controller);
+            var controllerId = subsystem.RegisterController(controller, target.Options.ControllerIdBase, target.Options.ControllerIdCount);
+            if (controllerId == 0)
+            {
+                controller.Shutdown("no free controller id");
+                connection.Complete(sqe.CommandId, NvmeStatus.ConnectControllerBusy);
+                target.LogConnectRejected(connection.RemoteEndPoint, request.HostNqn, request.SubsystemNqn, "no free controller id");
+                return;
+            }
+
             controller.AttachAdminQueue(controllerId, connection);
             connection.BindQueue(controller, 0, connect.SubmissionQueueSize + 1, sqFlowControlDisabled: false);
             connection.Complete(sqe.CommandId, NvmeStatus.Success, controllerId);

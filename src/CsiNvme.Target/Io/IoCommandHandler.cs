@@ -20,6 +20,24 @@ internal static class IoCommandHandler
     public static void Execute(NvmeTcpConnection connection, Controller controller, in SubmissionQueueEntry sqe, ReadOnlySpan<byte> inCapsuleData)
     {
         var start = connection.BatchStartTimestamp;
+        var refusal = controller.Subsystem.IoRefusal;
+        if (!refusal.IsSuccess && sqe.Opcode is (byte)IoOpcode.Read or (byte)IoOpcode.Write or (byte)IoOpcode.Flush
+                or (byte)IoOpcode.WriteZeroes or (byte)IoOpcode.DatasetManagement)
+        {
+            // This path's ANA group is not accessible (NVMe base 2.0, 8.1.3.3): a path status, so a multipath host retries
+            // on another path instead of failing the I/O.
+            connection.Complete(sqe.CommandId, refusal);
+            return;
+        }
+
+        if (controller.Subsystem.Fence is { } fence && controller.ReplicationEpoch < fence.Current
+            && sqe.Opcode is (byte)IoOpcode.Write or (byte)IoOpcode.WriteZeroes or (byte)IoOpcode.DatasetManagement or (byte)IoOpcode.Flush)
+        {
+            // A replica subsystem takes changes only from the current primary's epoch (FeatureId.ReplicationEpoch).
+            connection.Complete(sqe.CommandId, NvmeStatus.ReservationConflict);
+            return;
+        }
+
         switch ((IoOpcode)sqe.Opcode)
         {
             case IoOpcode.Read:
@@ -146,9 +164,14 @@ internal static class IoCommandHandler
                 {
                     status = NvmeStatus.SglOffsetInvalid;
                 }
+                else if (ns!.AsyncVolume is { } asyncVolume)
+                {
+                    StartDeferred(connection, sqe.CommandId, IoKind.Write, ns, length, start, asyncVolume, offset, length, inCapsuleData.Slice((int)sgl.Address, length), fua);
+                    return;
+                }
                 else
                 {
-                    status = ToNvme(ns!.Volume.Write(offset, inCapsuleData.Slice((int)sgl.Address, length), fua), isWrite: true);
+                    status = ToNvme(ns.Volume.Write(offset, inCapsuleData.Slice((int)sgl.Address, length), fua), isWrite: true);
                 }
             }
             else if (sgl.Identifier == SglDescriptor.TransportDataBlock && inCapsuleData.IsEmpty)
@@ -170,10 +193,75 @@ internal static class IoCommandHandler
     public static NvmeStatus WriteChunk(TargetNamespace ns, long offset, ReadOnlySpan<byte> data) =>
         ToNvme(ns.Volume.Write(offset, data, forceUnitAccess: false), isWrite: true);
 
+    /// <summary>
+    /// Starts one H2CData chunk of an R2T transfer on an asynchronous volume as a part of the command's deferred slot;
+    /// with FUA each chunk carries it, so no flush is needed at the end.
+    /// </summary>
+    public static void StartWriteChunk(NvmeTcpConnection connection, TargetNamespace ns, int slot, long offset, ReadOnlySpan<byte> data, bool fua)
+    {
+        connection.AddDeferredPart(slot);
+        var status = ns.AsyncVolume!.StartWrite(offset, data, fua, connection, (ulong)slot);
+        if (status != StorageStatus.Pending)
+        {
+            connection.DeferredPartDone(slot, status);
+        }
+    }
+
+    /// <summary>
+    /// Runs a change on an asynchronous volume: completes at once when it answers at once, otherwise when it reports
+    /// (<see cref="NvmeTcpConnection.OnCompleted"/>).
+    /// </summary>
+    private static void StartDeferred(
+        NvmeTcpConnection connection,
+        ushort commandId,
+        IoKind kind,
+        TargetNamespace ns,
+        long bytes,
+        long start,
+        IAsyncBlockVolume volume,
+        long offset,
+        long length,
+        ReadOnlySpan<byte> data,
+        bool fua)
+    {
+        var slot = connection.BeginDeferred(commandId, kind, ns, bytes, start);
+        if (slot < 0)
+        {
+            connection.Complete(commandId, NvmeStatus.CommandIdConflict);
+            return;
+        }
+
+        StartPart(connection, slot, kind, volume, offset, length, data, fua);
+        connection.EndDeferred(slot);
+    }
+
+    private static void StartPart(NvmeTcpConnection connection, int slot, IoKind kind, IAsyncBlockVolume volume, long offset, long length, ReadOnlySpan<byte> data, bool fua)
+    {
+        connection.AddDeferredPart(slot);
+        var status = kind switch
+        {
+            IoKind.Write => volume.StartWrite(offset, data, fua, connection, (ulong)slot),
+            IoKind.Flush => volume.StartFlush(connection, (ulong)slot),
+            IoKind.WriteZeroes => volume.StartWriteZeroes(offset, length, fua, connection, (ulong)slot),
+            _ => volume.StartDeallocate(offset, length, connection, (ulong)slot),
+        };
+        if (status != StorageStatus.Pending)
+        {
+            connection.DeferredPartDone(slot, status);
+        }
+    }
+
     /// <summary>Completes a data-out command once all its H2CData has arrived.</summary>
     public static void FinishDataOut(NvmeTcpConnection connection, Controller controller, in PendingTransfer transfer)
     {
         var ns = transfer.Namespace;
+        if (transfer.DeferredSlot >= 0)
+        {
+            // A chunk that failed its data digest fails the command; the host may retry it.
+            connection.EndDeferred(transfer.DeferredSlot, transfer.Status.IsSuccess ? StorageStatus.Success : StorageStatus.Unavailable);
+            return;
+        }
+
         if (transfer.Opcode == (byte)IoOpcode.Write)
         {
             var status = transfer.Status;
@@ -202,10 +290,33 @@ internal static class IoCommandHandler
         var status = NvmeStatus.Success;
         if (sqe.NamespaceId == 0xFFFF_FFFF)
         {
+            var slot = -1;
             foreach (var each in controller.Subsystem.Namespaces)
             {
+                if (each.AsyncVolume is { } asyncEach)
+                {
+                    if (slot < 0)
+                    {
+                        slot = connection.BeginDeferred(sqe.CommandId, IoKind.Flush, null, 0, start);
+                        if (slot < 0)
+                        {
+                            status = NvmeStatus.CommandIdConflict;
+                            continue;
+                        }
+                    }
+
+                    StartPart(connection, slot, IoKind.Flush, asyncEach, 0, 0, default, fua: false);
+                    continue;
+                }
+
                 var result = ToNvme(each.Volume.Flush(), isWrite: true);
                 status = status.IsSuccess ? result : status;
+            }
+
+            if (slot >= 0)
+            {
+                connection.EndDeferred(slot, status.IsSuccess ? StorageStatus.Success : StorageStatus.MediaError);
+                return;
             }
 
             connection.Complete(sqe.CommandId, status);
@@ -213,6 +324,12 @@ internal static class IoCommandHandler
         }
 
         var ns = controller.Subsystem.FindNamespace(sqe.NamespaceId);
+        if (ns?.AsyncVolume is { } asyncVolume)
+        {
+            StartDeferred(connection, sqe.CommandId, IoKind.Flush, ns, 0, start, asyncVolume, 0, 0, default, fua: false);
+            return;
+        }
+
         status = ns is null ? NvmeStatus.InvalidNamespaceOrFormat : ToNvme(ns.Volume.Flush(), isWrite: true);
         connection.Complete(sqe.CommandId, status);
         connection.CountIo(ns, IoKind.Flush, 0, status.IsSuccess, start);
@@ -234,6 +351,13 @@ internal static class IoCommandHandler
             if (!InRange(volume, sqe.StartingLba, sqe.BlockCount))
             {
                 status = NvmeStatus.LbaOutOfRange;
+            }
+            else if (ns.AsyncVolume is { } asyncVolume)
+            {
+                length = (long)sqe.BlockCount * volume.BlockSize;
+                StartDeferred(connection, sqe.CommandId, IoKind.WriteZeroes, ns, length, start, asyncVolume,
+                    (long)sqe.StartingLba * volume.BlockSize, length, default, sqe.ForceUnitAccess || !controller.WriteCacheEnabled);
+                return;
             }
             else
             {
@@ -299,6 +423,12 @@ internal static class IoCommandHandler
         var count = (int)(sqe.Cdw10 & 0xFF) + 1;
         var status = NvmeStatus.Success;
         long total = 0;
+        if ((sqe.Cdw11 & DsmAttributeDeallocate) != 0 && ns.AsyncVolume is { } asyncVolume)
+        {
+            DeallocateDeferred(connection, sqe, ns, asyncVolume, ranges, count, start);
+            return;
+        }
+
         if ((sqe.Cdw11 & DsmAttributeDeallocate) != 0)
         {
             var volume = ns.Volume;
@@ -328,6 +458,50 @@ internal static class IoCommandHandler
         connection.CountIo(ns, IoKind.Deallocate, total, status.IsSuccess, start);
     }
 
+    /// <summary>The ranges of a Deallocate as parts of one deferred command; a range out of bounds fails it and stops.</summary>
+    private static void DeallocateDeferred(NvmeTcpConnection connection, in SubmissionQueueEntry sqe, TargetNamespace ns, IAsyncBlockVolume volume, ReadOnlySpan<byte> ranges, int count, long start)
+    {
+        long total = 0;
+        for (var i = 0; i < count; i++)
+        {
+            var range = ranges.Slice(i * DsmRangeSize, DsmRangeSize);
+            var blocks = BinaryPrimitives.ReadUInt32LittleEndian(range[4..]);
+            if (blocks != 0)
+            {
+                total += (long)blocks * volume.BlockSize;
+            }
+        }
+
+        var slot = connection.BeginDeferred(sqe.CommandId, IoKind.Deallocate, ns, total, start);
+        if (slot < 0)
+        {
+            connection.Complete(sqe.CommandId, NvmeStatus.CommandIdConflict);
+            return;
+        }
+
+        var outcome = StorageStatus.Success;
+        for (var i = 0; i < count; i++)
+        {
+            var range = ranges.Slice(i * DsmRangeSize, DsmRangeSize);
+            var blocks = BinaryPrimitives.ReadUInt32LittleEndian(range[4..]);
+            var lba = BinaryPrimitives.ReadUInt64LittleEndian(range[8..]);
+            if (blocks == 0)
+            {
+                continue;
+            }
+
+            if (!InRange(volume, lba, blocks))
+            {
+                outcome = StorageStatus.OutOfRange;
+                break;
+            }
+
+            StartPart(connection, slot, IoKind.Deallocate, volume, (long)lba * volume.BlockSize, (long)blocks * volume.BlockSize, default, fua: false);
+        }
+
+        connection.EndDeferred(slot, outcome);
+    }
+
     /// <summary>True when blocks [lba, lba + count) lie inside the volume (written to never overflow).</summary>
     private static bool InRange(IBlockVolume volume, ulong lba, uint count)
     {
@@ -336,12 +510,14 @@ internal static class IoCommandHandler
         return lba < totalBlocks && totalBlocks - lba >= count;
     }
 
-    private static NvmeStatus ToNvme(StorageStatus status, bool isWrite) => status switch
+    internal static NvmeStatus ToNvme(StorageStatus status, bool isWrite) => status switch
     {
         StorageStatus.Success => NvmeStatus.Success,
         StorageStatus.OutOfRange => NvmeStatus.LbaOutOfRange,
         StorageStatus.CapacityExceeded => NvmeStatus.CapacityExceeded,
         StorageStatus.MediaError => isWrite ? NvmeStatus.WriteFault : NvmeStatus.UnrecoveredReadError,
+        // A path status: the host's multipath retries the command on another path (NVMe base 2.0, 8.1.3.3).
+        StorageStatus.PathUnavailable => NvmeStatus.AsymmetricAccessInaccessible,
         _ => NvmeStatus.NamespaceNotReady,
     };
 }

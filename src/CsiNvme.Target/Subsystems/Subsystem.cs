@@ -1,6 +1,12 @@
 using System.Collections.Concurrent;
+using System.Net;
+using CsiNvme.Protocol.Commands;
+using CsiNvme.Protocol.Logs;
 
 namespace CsiNvme.Target.Subsystems;
+
+/// <summary>A listener of another storage node that exports the same subsystem, listed in the discovery log.</summary>
+public sealed record PeerPort(IPEndPoint Endpoint, ushort PortId);
 
 /// <summary>
 /// An NVM subsystem exported by the target: one NQN, its namespaces, and who may connect.
@@ -13,7 +19,11 @@ public sealed class Subsystem
     private readonly HashSet<string> _allowedHosts = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<ushort, ISubsystemController> _controllers = new();
     private TargetNamespace[] _namespaceSnapshot = [];
+    private PeerPort[] _peerPorts = [];
     private int _nextControllerId;
+    private AnaState _anaState = AnaState.Optimized;
+    private NvmeStatus _ioRefusal = NvmeStatus.Success;
+    private ulong _anaChangeCount;
 
     public Subsystem(string nqn, string serialNumber, bool allowAnyHost, IEnumerable<string>? allowedHosts = null)
     {
@@ -55,6 +65,112 @@ public sealed class Subsystem
         _controllers.Values.Select(c => c.HostNqn).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
 
     public int ControllerCount => _controllers.Count;
+
+    /// <summary>
+    /// The ANA group of this subsystem's namespaces on this target (NVMe base 2.0, 8.1.3). In a cluster every storage
+    /// node exporting the subsystem is a group of its own (its ordinal + 1), so one state per node describes its path.
+    /// </summary>
+    public uint AnaGroupId { get; init; } = 1;
+
+    /// <summary>The ANA state this target reports for <see cref="AnaGroupId"/>.</summary>
+    public AnaState AnaState
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _anaState;
+            }
+        }
+    }
+
+    /// <summary>Counts the ANA state changes (the group descriptor's and the log's CHGCNT).</summary>
+    public ulong AnaChangeCount
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _anaChangeCount;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The status I/O commands get while the ANA state does not allow I/O on this path; success when it does. One field
+    /// read per command.
+    /// </summary>
+    internal NvmeStatus IoRefusal => _ioRefusal;
+
+    /// <summary>
+    /// Set on a replica subsystem (the one a volume's primary replicates to): changes are accepted only from controllers
+    /// whose replication epoch is current. Null on the subsystems hosts use.
+    /// </summary>
+    public EpochFence? Fence { get; init; }
+
+    /// <summary>Listeners of the other nodes exporting this subsystem, listed in the discovery log after our own.</summary>
+    public IReadOnlyList<PeerPort> PeerPorts => Volatile.Read(ref _peerPorts);
+
+    /// <summary>
+    /// Changes the ANA state of this path and tells every controller's host with an ANA change notice, so it re-reads the
+    /// ANA log and moves its I/O (NVMe base 2.0, 8.1.3.9). False when the state was already <paramref name="state"/>.
+    /// </summary>
+    public bool SetAnaState(AnaState state)
+    {
+        lock (_gate)
+        {
+            if (_anaState == state)
+            {
+                return false;
+            }
+
+            _anaState = state;
+            _anaChangeCount++;
+            _ioRefusal = state switch
+            {
+                AnaState.Optimized or AnaState.NonOptimized => NvmeStatus.Success,
+                AnaState.PersistentLoss => NvmeStatus.AsymmetricAccessPersistentLoss,
+                AnaState.Change => NvmeStatus.AsymmetricAccessTransition,
+                _ => NvmeStatus.AsymmetricAccessInaccessible,
+            };
+        }
+
+        foreach (var controller in _controllers.Values)
+        {
+            controller.NotifyAnaChanged();
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Shuts down the controllers whose replication epoch is below <paramref name="epoch"/>: they belong to a primary
+    /// that has been replaced. Also called when the node learns of a promotion from the cluster metadata.
+    /// </summary>
+    public void FenceBelow(long epoch)
+    {
+        foreach (var controller in _controllers.Values)
+        {
+            if (controller.ReplicationEpoch < epoch)
+            {
+                controller.Shutdown($"fenced: replication epoch {controller.ReplicationEpoch} is below {epoch}");
+            }
+        }
+    }
+
+    /// <summary>Replaces the peer listeners; true when they changed (the caller then bumps the discovery generation).</summary>
+    public bool SetPeerPorts(IEnumerable<PeerPort> ports)
+    {
+        var next = ports.OrderBy(p => p.PortId).ToArray();
+        var current = Volatile.Read(ref _peerPorts);
+        if (current.SequenceEqual(next))
+        {
+            return false;
+        }
+
+        Volatile.Write(ref _peerPorts, next);
+        return true;
+    }
 
     public bool IsHostAllowed(string hostNqn)
     {
@@ -159,19 +275,22 @@ public sealed class Subsystem
         }
     }
 
-    internal ushort RegisterController(ISubsystemController controller)
+    /// <summary>
+    /// Gives the controller an id from [<paramref name="first"/>, <paramref name="first"/> + <paramref name="count"/>):
+    /// the ids of one subsystem must be unique across every node exporting it, so each node has a range of its own.
+    /// </summary>
+    internal ushort RegisterController(ISubsystemController controller, ushort first, ushort count)
     {
-        // CNTLID 0xFFF0..0xFFFF are reserved (NVMe base 2.0, 5.27.1.1), 0 is avoided so a zero never looks valid.
-        for (var attempt = 0; attempt < 0xFFEF; attempt++)
+        for (var attempt = 0; attempt < count; attempt++)
         {
-            var id = (ushort)(Interlocked.Increment(ref _nextControllerId) % 0xFFEF + 1);
+            var id = (ushort)(first + (uint)Interlocked.Increment(ref _nextControllerId) % count);
             if (_controllers.TryAdd(id, controller))
             {
                 return id;
             }
         }
 
-        throw new InvalidOperationException("no free controller id");
+        return 0;
     }
 
     internal void UnregisterController(ushort controllerId) => _controllers.TryRemove(controllerId, out _);
@@ -197,6 +316,10 @@ internal interface ISubsystemController
     string HostNqn { get; }
 
     void NotifyNamespaceChanged(uint namespaceId);
+
+    void NotifyAnaChanged();
+
+    long ReplicationEpoch { get; }
 
     void Shutdown(string reason);
 }

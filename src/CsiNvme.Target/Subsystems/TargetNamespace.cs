@@ -15,6 +15,7 @@ public sealed class TargetNamespace
         ArgumentOutOfRangeException.ThrowIfZero(namespaceId);
         NamespaceId = namespaceId;
         Volume = volume;
+        AsyncVolume = volume as IAsyncBlockVolume;
         Uuid = volumeId;
         _nguid = volumeId.ToByteArray(bigEndian: true);
     }
@@ -22,6 +23,9 @@ public sealed class TargetNamespace
     public uint NamespaceId { get; }
 
     public IBlockVolume Volume { get; }
+
+    /// <summary>The volume when its changes may complete later (a replicated volume); null for plain volumes.</summary>
+    public IAsyncBlockVolume? AsyncVolume { get; }
 
     /// <summary>The namespace UUID (NIDT 3), identical to the volume id.</summary>
     public Guid Uuid { get; }

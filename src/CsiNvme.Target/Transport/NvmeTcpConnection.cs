@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using CsiNvme.Protocol.Commands;
 using CsiNvme.Protocol.Tcp;
+using CsiNvme.Storage;
 using CsiNvme.Target.Controllers;
 using CsiNvme.Target.Io;
 using CsiNvme.Target.Fabrics;
@@ -201,7 +202,7 @@ internal sealed partial class NvmeTcpConnection
         }
         finally
         {
-            _sendLock.Release();
+            ReleaseSendLock();
         }
     }
 
@@ -225,6 +226,7 @@ internal sealed partial class NvmeTcpConnection
                 }
             }
 
+            DrainFinishedDeferredLocked();
             if (_sendLength > 0)
             {
                 FlushBlocking();
@@ -232,7 +234,7 @@ internal sealed partial class NvmeTcpConnection
         }
         finally
         {
-            _sendLock.Release();
+            ReleaseSendLock();
         }
 
         if (_terminated)
@@ -277,6 +279,7 @@ internal sealed partial class NvmeTcpConnection
         // Only the receive loop touches the transfer table, so it is released here, after the loop, never from
         // the thread that asked for the close.
         ReleaseTransfers();
+        LoopFinished();
         _controller?.QueueClosed(this);
         _target.ConnectionClosed(this);
     }
@@ -337,7 +340,7 @@ internal sealed partial class NvmeTcpConnection
         }
         finally
         {
-            _sendLock.Release();
+            ReleaseSendLock();
         }
     }
 
@@ -490,6 +493,7 @@ internal sealed partial class NvmeTcpConnection
                 }
             }
 
+            DrainFinishedDeferredLocked();
             if (_sendLength > 0)
             {
                 await FlushAsync().ConfigureAwait(false);
@@ -497,7 +501,7 @@ internal sealed partial class NvmeTcpConnection
         }
         finally
         {
-            _sendLock.Release();
+            ReleaseSendLock();
         }
 
         if (_terminated)
@@ -797,6 +801,10 @@ internal sealed partial class NvmeTcpConnection
         }
 
         _freeTagCount = queueEntries;
+        if (queueId != 0)
+        {
+            InitializeDeferred(queueEntries);
+        }
     }
 
     // ---- responses (called with the send lock held) ----
@@ -895,6 +903,9 @@ internal sealed partial class NvmeTcpConnection
         transfer.Status = NvmeStatus.Success;
         transfer.StartTimestamp = startTimestamp;
         transfer.Buffer = command.Opcode == (byte)IoOpcode.Write ? null : ArrayPool<byte>.Shared.Rent(length);
+        transfer.DeferredSlot = command.Opcode == (byte)IoOpcode.Write && ns?.AsyncVolume is not null
+            ? BeginDeferred(command.CommandId, IoKind.Write, ns, length, startTimestamp)
+            : -1;
 
         var span = _sendBuffer.AsSpan(_sendLength);
         var flags = _headerDigest ? PduFlags.HeaderDigest : PduFlags.None;
@@ -956,7 +967,11 @@ internal sealed partial class NvmeTcpConnection
         }
         else if (transfer.Status.IsSuccess)
         {
-            if (transfer.Buffer is null)
+            if (transfer.DeferredSlot >= 0)
+            {
+                IoCommandHandler.StartWriteChunk(this, transfer.Namespace!, transfer.DeferredSlot, transfer.VolumeOffset + h2c.Offset, data, transfer.ForceUnitAccess);
+            }
+            else if (transfer.Buffer is null)
             {
                 transfer.Status = IoCommandHandler.WriteChunk(transfer.Namespace!, transfer.VolumeOffset + h2c.Offset, data);
             }
@@ -990,14 +1005,29 @@ internal sealed partial class NvmeTcpConnection
 
     private void ReleaseTransfers()
     {
-        for (var i = 0; i < _transfers.Length; i++)
+        _sendLock.Wait();
+        try
         {
-            if (_transfers[i].Buffer is { } buffer)
+            for (var i = 0; i < _transfers.Length; i++)
             {
-                ArrayPool<byte>.Shared.Return(buffer);
-            }
+                if (_transfers[i].Buffer is { } buffer)
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                }
 
-            _transfers[i] = default;
+                if (_transfers[i].Active && _transfers[i].DeferredSlot >= 0)
+                {
+                    // The host never sent the rest of the data: the chunks already started still report, the command
+                    // itself is dropped with the connection.
+                    EndDeferred(_transfers[i].DeferredSlot, StorageStatus.Unavailable);
+                }
+
+                _transfers[i] = default;
+            }
+        }
+        finally
+        {
+            _sendLock.Release();
         }
     }
 

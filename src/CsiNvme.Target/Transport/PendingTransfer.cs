@@ -23,4 +23,9 @@ internal struct PendingTransfer
     /// <summary>For data-out commands other than Write (e.g. Dataset Management): the data is gathered here first.</summary>
     public byte[]? Buffer;
     public long StartTimestamp;
+    /// <summary>
+    /// For a Write to an asynchronous volume: the deferred command its chunks report to (each chunk is started as a
+    /// part of it, with FUA when the command asked for it); -1 otherwise.
+    /// </summary>
+    public int DeferredSlot;
 }

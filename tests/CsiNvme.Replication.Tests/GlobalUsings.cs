@@ -1,0 +1,3 @@
+global using CsiNvme.Protocol.Commands;
+global using CsiNvme.Storage;
+global using NUnit.Framework;
