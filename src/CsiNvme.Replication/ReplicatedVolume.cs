@@ -813,19 +813,21 @@ public sealed partial class ReplicatedVolume : IAsyncBlockVolume
     }
 
     /// <summary>
-    /// Stops taking changes (new ones fail with a path status, for the host to retry on the next primary) and completes
-    /// once every change in flight has completed: the volume can then stop being primary here.
+    /// Stops taking changes (new ones fail with a path status, for the host to retry on the next primary), fails the
+    /// changes held by a pause or behind a barrier the same way (they were applied nowhere), and completes once every
+    /// change already sent has completed: the volume can then stop being primary here.
     /// </summary>
     public Task CloseAsync()
     {
-        List<ReplicationOp>? finished = null;
+        List<ReplicationOp> held;
         Task result;
         lock (_gate)
         {
             _closing = true;
             _paused = false;
-            ReleaseWaitingLocked(ref finished);
-            if (Volatile.Read(ref _inFlight) == 0)
+            held = [.. _waiting];
+            _waiting.Clear();
+            if (Volatile.Read(ref _inFlight) == held.Count)
             {
                 result = Task.CompletedTask;
             }
@@ -836,12 +838,10 @@ public sealed partial class ReplicatedVolume : IAsyncBlockVolume
             }
         }
 
-        if (finished is not null)
+        foreach (var op in held)
         {
-            foreach (var op in finished)
-            {
-                Finish(op);
-            }
+            op.Outcome = StorageStatus.PathUnavailable;
+            Complete(op, recorded: true);
         }
 
         return result;
