@@ -686,6 +686,11 @@ public sealed partial class ReplicatedVolume : IAsyncBlockVolume
                 await _stateSink.MarkOutOfSyncAsync(node, reason, timeout.Token).ConfigureAwait(false);
                 return true;
             }
+            catch (NotPrimaryException e)
+            {
+                LogRecordFailed(_logger, node, e.Message);
+                return false;
+            }
             catch (Exception e) when (!timeout.IsCancellationRequested)
             {
                 LogRecordRetry(_logger, node, e.Message);

@@ -20,6 +20,12 @@ public interface IReplicaStateSink
     Task MarkOutOfSyncAsync(string node, string reason, CancellationToken cancellationToken);
 }
 
+/// <summary>
+/// Thrown by an <see cref="IReplicaStateSink"/> when this node is no longer the volume's primary at its epoch: final,
+/// the change that waited for the record fails at once with a path status.
+/// </summary>
+public sealed class NotPrimaryException(string message) : Exception(message);
+
 /// <summary>How a replica takes part in the volume's writes.</summary>
 public enum ReplicaMode
 {
