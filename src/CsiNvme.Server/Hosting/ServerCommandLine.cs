@@ -21,7 +21,8 @@ public static class ServerCommandLine
     {
         var dataDir = new Option<string>("--data-dir")
         {
-            Description = "Directory for volume files and the metadata database.",
+            Description = "Directory for volume files and the metadata database. Thin pools remember the metadata store they are used with: " +
+                          "started over the same pools with another (or an emptied) data directory, the server refuses to start and changes nothing.",
             HelpName = "DIR",
             DefaultValueFactory = _ => "./csinvme-data",
         };
@@ -67,7 +68,7 @@ public static class ServerCommandLine
             Description = "Free space of each thin pool that snapshots may not promise away: a snapshot (or a clone from a volume) is refused " +
                           "with RESOURCE_EXHAUSTED when the pool's free space beyond the reserve could not take an overwrite of all the data " +
                           "the source volume would then share with it. A percentage of the pool's capacity or a size (0 keeps only that guarantee); " +
-                          "NAME=... for one pool; repeat for several. Default: 5%.",
+                          "POOL=... for one pool; repeat for several. Default: 5%.",
             HelpName = "[POOL=]PERCENT%|SIZE",
             Arity = ArgumentArity.OneOrMore,
             AllowMultipleArgumentsPerToken = false,
