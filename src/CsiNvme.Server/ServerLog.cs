@@ -61,7 +61,7 @@ internal static partial class ServerLog
     [LoggerMessage(EventId = 17, Level = LogLevel.Information, Message = "Pool {Pool} open: {Path}, pool id {PoolId}, {CapacityBytes} bytes, {UsedBytes} used, {ClusterSize}-byte clusters, {ReserveBytes} bytes reserve for snapshots")]
     public static partial void PoolOpened(ILogger logger, string pool, string path, Guid poolId, long capacityBytes, long usedBytes, int clusterSize, long reserveBytes);
 
-    [LoggerMessage(EventId = 24, Level = LogLevel.Warning, Message = "Recovered {Kind} {Name} from pool {Pool} into metadata store {Store}: id {Id}, {SizeBytes} bytes, block size {BlockSize}, created {CreatedAt:u}, {Access}, labels {Labels}{Source}")]
+    [LoggerMessage(EventId = 24, Level = LogLevel.Warning, Message = "Recovered {Kind} {Name} from pool {Pool} into metadata store {Store}: id {Id}, {SizeBytes} bytes, block size {BlockSize}, created {CreatedAt:u}{Access}, labels {Labels}{Source}")]
     public static partial void RecordRecovered(ILogger logger, string kind, string name, string pool, string store, Guid id, long sizeBytes, int blockSize, DateTimeOffset createdAt, string access, string labels, string source);
 
     [LoggerMessage(EventId = 25, Level = LogLevel.Warning, Message = "Pool {Pool}: {Kind} {Name} (id {Id}) {Problem}; its record is rebuilt from what the pool knows: no allowed hosts, no labels{Missing}. Allow its hosts again")]

@@ -33,6 +33,7 @@ internal sealed class PoolReconciliation
     private readonly List<(string Pool, PoolImage Image)> _orphans = [];
     private readonly List<(string Pool, PoolImage Image)> _interrupted = [];
     private readonly List<PoolStatus> _toPair = [];
+    private int _recovered;
 
     public PoolReconciliation(IMetadataStore store, IVolumeBackend backend, ISnapshotBackend pools, ILogger logger)
     {
@@ -208,7 +209,7 @@ internal sealed class PoolReconciliation
                 {
                     var source = record.SourceVolumeName.Length > 0 ? $", of volume {record.SourceVolumeName} (id {record.SourceVolumeId})" : "";
                     ServerLog.RecordRecovered(
-                        _logger, image.Kind, record.Name, pool, _store.Description, record.Id, record.SizeBytes, record.BlockSize, record.CreatedAt, "no host list (a snapshot)",
+                        _logger, image.Kind, record.Name, pool, _store.Description, record.Id, record.SizeBytes, record.BlockSize, record.CreatedAt, "",
                         FormatLabels(record.Labels), source);
                 }
             }
@@ -218,7 +219,7 @@ internal sealed class PoolReconciliation
                 created = await _store.TryCreateVolumeAsync(record, cancellationToken);
                 if (created)
                 {
-                    var access = record.AllowAnyHost ? "any host allowed" : record.AllowedHosts.Count == 0 ? "no host allowed" : "hosts " + string.Join(", ", record.AllowedHosts);
+                    var access = record.AllowAnyHost ? ", any host allowed" : record.AllowedHosts.Count == 0 ? ", no host allowed" : ", hosts " + string.Join(" ", record.AllowedHosts);
                     var source = info?.ClonedFrom is { } clonedFrom ? $", cloned from {clonedFrom}" : "";
                     ServerLog.RecordRecovered(
                         _logger, image.Kind, record.Name, pool, _store.Description, record.Id, record.SizeBytes, record.BlockSize, record.CreatedAt, access,
@@ -237,6 +238,7 @@ internal sealed class PoolReconciliation
             }
         }
 
+        _recovered = rebuilt.Count;
         ServerLog.RecoveryFinished(_logger, rebuilt.Count, _store.Description, known.Count);
     }
 
@@ -300,7 +302,10 @@ internal sealed class PoolReconciliation
 
     private string Refusal(List<string> storeProblems, List<string> poolProblems)
     {
-        var message = new StringBuilder($"metadata store {_store.Description} and the pools disagree; nothing was changed and every pool image was left in place:");
+        var message = new StringBuilder($"metadata store {_store.Description} and the pools disagree; ");
+        message.Append(_recovered == 0
+            ? "nothing was changed and every pool image was left in place:"
+            : $"the {Count(_recovered, "record")} rebuilt by --recover-metadata were kept, nothing was deleted and every pool image was left in place:");
         message.Append(Lines(storeProblems)).Append(Lines(poolProblems));
         if (storeProblems.Count > 0)
         {
