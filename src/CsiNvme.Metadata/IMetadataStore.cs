@@ -112,6 +112,12 @@ public sealed record SnapshotRecord(
 }
 
 /// <summary>
+/// A storage pool this store holds records for, with the identity the pool had: a different pool under the same name
+/// (a mount that went elsewhere) is then told apart from the one the records describe.
+/// </summary>
+public sealed record PoolBinding(string Name, Guid PoolId);
+
+/// <summary>
 /// Where cluster metadata lives: an embedded SQLite file on a single node, etcd when several nodes form
 /// a cluster. Writes are durable when the returned task completes.
 /// </summary>
@@ -119,6 +125,18 @@ public interface IMetadataStore : IAsyncDisposable
 {
     /// <summary>A short human name of the store, e.g. "sqlite:/var/lib/csinvme/metadata.db".</summary>
     string Description { get; }
+
+    /// <summary>
+    /// Identity of the store, fixed when it was created. Pools remember the store they are used with, so a server
+    /// started with another (or a recreated) store is recognised as such instead of taking the pools' images for leftovers.
+    /// </summary>
+    Guid StoreId { get; }
+
+    /// <summary>The pools this store was used with, ordered by name; empty for a new store.</summary>
+    Task<IReadOnlyList<PoolBinding>> ListPoolBindingsAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Records the identity of the pool of that name, replacing the one recorded before.</summary>
+    Task SetPoolBindingAsync(PoolBinding binding, CancellationToken cancellationToken = default);
 
     Task<VolumeRecord?> GetVolumeAsync(string name, CancellationToken cancellationToken = default);
 

@@ -6,8 +6,31 @@ public sealed class InMemoryMetadataStore : IMetadataStore
     private readonly Lock _lock = new();
     private readonly Dictionary<string, VolumeRecord> _volumes = new(StringComparer.Ordinal);
     private readonly Dictionary<string, SnapshotRecord> _snapshots = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, PoolBinding> _pools = new(StringComparer.Ordinal);
 
     public string Description => "memory";
+
+    public Guid StoreId { get; } = Guid.NewGuid();
+
+    public Task<IReadOnlyList<PoolBinding>> ListPoolBindingsAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            IReadOnlyList<PoolBinding> list = _pools.Values.OrderBy(p => p.Name, StringComparer.Ordinal).ToArray();
+            return Task.FromResult(list);
+        }
+    }
+
+    public Task SetPoolBindingAsync(PoolBinding binding, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(binding);
+        ArgumentException.ThrowIfNullOrEmpty(binding.Name);
+        lock (_lock)
+        {
+            _pools[binding.Name] = binding;
+            return Task.CompletedTask;
+        }
+    }
 
     public Task<VolumeRecord?> GetVolumeAsync(string name, CancellationToken cancellationToken = default)
     {

@@ -58,6 +58,14 @@ public sealed class SqliteMetadataStore : IMetadataStore
             PRIMARY KEY (snapshot_id, key)
         );
         """,
+        // 4: the store's own identity (one row, written at the first open) and the pools it was used with.
+        """
+        CREATE TABLE store_identity (id TEXT NOT NULL);
+        CREATE TABLE pools (
+            name TEXT NOT NULL PRIMARY KEY,
+            pool_id TEXT NOT NULL
+        );
+        """,
     ];
 
     private const int SqliteUniqueConstraint = 2067; // SQLITE_CONSTRAINT_UNIQUE
@@ -69,15 +77,18 @@ public sealed class SqliteMetadataStore : IMetadataStore
     private readonly SemaphoreSlim _gate = new(1, 1);
     private bool _disposed;
 
-    private SqliteMetadataStore(string databasePath, SqliteConnection connection)
+    private SqliteMetadataStore(string databasePath, SqliteConnection connection, Guid storeId)
     {
         DatabasePath = databasePath;
         _connection = connection;
+        StoreId = storeId;
     }
 
     public string DatabasePath { get; }
 
     public string Description => "sqlite:" + DatabasePath;
+
+    public Guid StoreId { get; }
 
     /// <summary>The schema version this code writes; files at an older version are migrated on open.</summary>
     public static int SchemaVersion => s_migrations.Length;
@@ -98,7 +109,7 @@ public sealed class SqliteMetadataStore : IMetadataStore
             await connection.OpenAsync(ct).ConfigureAwait(false);
             Execute(connection, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;");
             Migrate(connection, fullPath);
-            return new SqliteMetadataStore(fullPath, connection);
+            return new SqliteMetadataStore(fullPath, connection, ReadOrCreateIdentity(connection));
         }
         catch
         {
@@ -312,6 +323,34 @@ public sealed class SqliteMetadataStore : IMetadataStore
             return command.ExecuteNonQuery() > 0;
         }, cancellationToken);
 
+    public Task<IReadOnlyList<PoolBinding>> ListPoolBindingsAsync(CancellationToken cancellationToken = default) =>
+        RunAsync<IReadOnlyList<PoolBinding>>(() =>
+        {
+            using SqliteCommand command = Command("SELECT name, pool_id FROM pools ORDER BY name");
+            using SqliteDataReader reader = command.ExecuteReader();
+            var pools = new List<PoolBinding>();
+            while (reader.Read())
+            {
+                pools.Add(new PoolBinding(reader.GetString(0), Guid.Parse(reader.GetString(1))));
+            }
+
+            return pools;
+        }, cancellationToken);
+
+    public Task SetPoolBindingAsync(PoolBinding binding, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(binding);
+        ArgumentException.ThrowIfNullOrEmpty(binding.Name);
+        return RunAsync(() =>
+        {
+            using SqliteCommand command = Command(
+                "INSERT INTO pools (name, pool_id) VALUES ($name, $id) ON CONFLICT (name) DO UPDATE SET pool_id = excluded.pool_id",
+                ("$name", binding.Name),
+                ("$id", IdText(binding.PoolId)));
+            return command.ExecuteNonQuery();
+        }, cancellationToken);
+    }
+
     public async ValueTask DisposeAsync()
     {
         await _gate.WaitAsync().ConfigureAwait(false);
@@ -474,6 +513,31 @@ public sealed class SqliteMetadataStore : IMetadataStore
         using SqliteCommand command = connection.CreateCommand();
         command.CommandText = sql;
         command.ExecuteNonQuery();
+    }
+
+    /// <summary>The store's identity: written once, at the first open of a new (or newly migrated) file.</summary>
+    private static Guid ReadOrCreateIdentity(SqliteConnection connection)
+    {
+        using SqliteTransaction transaction = connection.BeginTransaction();
+        using (SqliteCommand read = connection.CreateCommand())
+        {
+            read.CommandText = "SELECT id FROM store_identity";
+            if (read.ExecuteScalar() is string existing)
+            {
+                return Guid.Parse(existing);
+            }
+        }
+
+        var id = Guid.NewGuid();
+        using (SqliteCommand write = connection.CreateCommand())
+        {
+            write.CommandText = "INSERT INTO store_identity (id) VALUES ($id)";
+            write.Parameters.AddWithValue("$id", IdText(id));
+            write.ExecuteNonQuery();
+        }
+
+        transaction.Commit();
+        return id;
     }
 
     private static void Migrate(SqliteConnection connection, string path)

@@ -49,11 +49,41 @@ internal static partial class ServerLog
     [LoggerMessage(EventId = 15, Level = LogLevel.Information, Message = "Snapshot {Name} deleted (id {Id})")]
     public static partial void SnapshotDeleted(ILogger logger, string name, Guid id);
 
-    [LoggerMessage(EventId = 16, Level = LogLevel.Warning, Message = "Pool {Pool}: {Kind} image {Id} has no metadata record (a crash interrupted its creation or deletion); reclaimed")]
-    public static partial void OrphanImageReclaimed(ILogger logger, string kind, Guid id, string pool);
+    [LoggerMessage(EventId = 16, Level = LogLevel.Warning, Message = "Pool {Pool}: {Kind} {Name} (id {Id}) was left {State} by an interrupted {Operation} and has no metadata record; reclaimed")]
+    public static partial void OrphanImageReclaimed(ILogger logger, string pool, string kind, string name, Guid id, string state, string operation);
 
-    [LoggerMessage(EventId = 17, Level = LogLevel.Information, Message = "Pool {Pool} open: {Path}, {CapacityBytes} bytes, {UsedBytes} used, {ClusterSize}-byte clusters")]
-    public static partial void PoolOpened(ILogger logger, string pool, string path, long capacityBytes, long usedBytes, int clusterSize);
+    [LoggerMessage(EventId = 18, Level = LogLevel.Error, Message = "Pool {Pool}: {Kind} {Name} (id {Id}, {SizeBytes} bytes, created {CreatedAt:u}) has no record in metadata store {Store}; left in place")]
+    public static partial void UnknownPoolImage(ILogger logger, string pool, string kind, string name, Guid id, long sizeBytes, DateTimeOffset createdAt, string store);
+
+    [LoggerMessage(EventId = 19, Level = LogLevel.Warning, Message = "Pool {Pool}: {Kind} {Name} (id {Id}) was left {State} by an interrupted operation but has its metadata record; kept")]
+    public static partial void InterruptedImageKept(ILogger logger, string pool, string kind, string name, Guid id, string state);
+
+    [LoggerMessage(EventId = 17, Level = LogLevel.Information, Message = "Pool {Pool} open: {Path}, pool id {PoolId}, {CapacityBytes} bytes, {UsedBytes} used, {ClusterSize}-byte clusters, {ReserveBytes} bytes reserve for snapshots")]
+    public static partial void PoolOpened(ILogger logger, string pool, string path, Guid poolId, long capacityBytes, long usedBytes, int clusterSize, long reserveBytes);
+
+    [LoggerMessage(EventId = 24, Level = LogLevel.Warning, Message = "Recovered {Kind} {Name} from pool {Pool} into metadata store {Store}: id {Id}, {SizeBytes} bytes, block size {BlockSize}, created {CreatedAt:u}{Access}, labels {Labels}{Source}")]
+    public static partial void RecordRecovered(ILogger logger, string kind, string name, string pool, string store, Guid id, long sizeBytes, int blockSize, DateTimeOffset createdAt, string access, string labels, string source);
+
+    [LoggerMessage(EventId = 25, Level = LogLevel.Warning, Message = "Pool {Pool}: {Kind} {Name} (id {Id}) {Problem}; its record is rebuilt from what the pool knows: no allowed hosts, no labels{Missing}. Allow its hosts again")]
+    public static partial void RecoveredWithoutDetails(ILogger logger, string pool, string kind, string name, Guid id, string problem, string missing);
+
+    [LoggerMessage(EventId = 26, Level = LogLevel.Warning, Message = "Pool {Pool} (id {PoolId}): {Problem}; adopted for metadata store {Store} (store id {StoreId}) by --recover-metadata")]
+    public static partial void PoolAdopted(ILogger logger, string pool, Guid poolId, string problem, string store, Guid storeId);
+
+    [LoggerMessage(EventId = 27, Level = LogLevel.Warning, Message = "Pool {Pool}: recording that {Kind} {Name} (id {Id}) is {State} failed; the next start settles it")]
+    public static partial void ImageStateNotRecorded(ILogger logger, Exception exception, string pool, string kind, string name, Guid id, string state);
+
+    [LoggerMessage(EventId = 28, Level = LogLevel.Information, Message = "Metadata recovery: {Recovered} records rebuilt from the pools into {Store}, {Existing} existing records kept")]
+    public static partial void RecoveryFinished(ILogger logger, int recovered, string store, int existing);
+
+    [LoggerMessage(EventId = 40, Level = LogLevel.Warning, Message = "Pool {Pool} is full: a write to volume {Volume} needed a new cluster and none of its {CapacityBytes} bytes is free. Writes that need new space fail with Capacity Exceeded until space is freed (delete snapshots or volumes, or trim)")]
+    public static partial void PoolFull(ILogger logger, string pool, string volume, long capacityBytes);
+
+    [LoggerMessage(EventId = 41, Level = LogLevel.Warning, Message = "Pool {Pool}: a write to volume {Volume} failed because the file system holding {Path} is out of space, although the pool still has {FreeBytes} bytes free. Writes that need new space fail with Capacity Exceeded until the file system has room")]
+    public static partial void PoolFileSystemFull(ILogger logger, string pool, string volume, string path, long freeBytes);
+
+    [LoggerMessage(EventId = 42, Level = LogLevel.Information, Message = "Pool {Pool} has space again: {FreeBytes} of {CapacityBytes} bytes free")]
+    public static partial void PoolSpaceAvailable(ILogger logger, string pool, long freeBytes, long capacityBytes);
 
     [LoggerMessage(EventId = 20, Level = LogLevel.Information, Message = "Storage server started: backend {Backend}, data {DataDirectory}, metadata {MetadataStore}, {VolumeCount} volumes, NVMe/TCP on {NvmeEndpoints}, management on {ManagementEndpoint}, metrics on {MetricsEndpoint}")]
     public static partial void ServerStarted(ILogger logger, string backend, string dataDirectory, string metadataStore, int volumeCount, string nvmeEndpoints, string managementEndpoint, string metricsEndpoint);

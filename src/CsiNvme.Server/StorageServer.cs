@@ -163,13 +163,13 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
                 : await SqliteMetadataStore.OpenAsync(Path.Combine(dataDirectory, MetadataFileName), cancellationToken);
             backend = options.Backend switch
             {
-                StorageBackend.Thin => ThinVolumeBackend.Open(options.Pools, dataDirectory),
+                StorageBackend.Thin => ThinVolumeBackend.Open(options.Pools, dataDirectory, options.PoolReserves, loggerFactory.CreateLogger<ThinVolumeBackend>()),
                 StorageBackend.File => new FileVolumeBackend(Path.Combine(dataDirectory, VolumesDirectoryName)),
                 _ => new MemoryVolumeBackend(),
             };
             foreach (var pool in backend.GetPools())
             {
-                ServerLog.PoolOpened(logger, pool.Name, pool.DataPath, pool.CapacityBytes, pool.UsedBytes, pool.ClusterSize);
+                ServerLog.PoolOpened(logger, pool.Name, pool.DataPath, pool.Id, pool.CapacityBytes, pool.UsedBytes, pool.ClusterSize, pool.ReserveBytes);
             }
 
             metrics.ObservePools(backend.GetPools);
@@ -182,7 +182,7 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
             volumes = new VolumeManager(store, backend, target, metrics, loggerFactory.CreateLogger<VolumeManager>());
             server = new StorageServer(options, dataDirectory, app, store, dataDirectoryLock, target, volumes, metrics, logger);
 
-            await volumes.LoadAsync(cancellationToken);
+            await volumes.LoadAsync(options.RecoverMetadata, cancellationToken);
             server.NvmeEndpoints = target.Start();
             volumes.SetListenAddresses(AdvertisedEndpoints.For(server.NvmeEndpoints, options.AdvertiseAddresses, AdvertisedEndpoints.HostIPv4Addresses));
             await app.StartAsync(cancellationToken);

@@ -25,6 +25,30 @@ public enum StorageBackend
 /// </summary>
 public sealed record PoolDefinition(string Path, long? SizeBytes);
 
+/// <summary>
+/// Free space of a pool that snapshots may not promise away: a snapshot (or a clone from a volume) is refused when the
+/// pool's free space beyond the reserve could not take an overwrite of everything the source volume would then share.
+/// A share of the pool's capacity (<paramref name="Percent"/>) or a size; for the pool named <paramref name="Pool"/>, or
+/// for every pool without one of its own when null.
+/// </summary>
+public sealed record PoolReserve(string? Pool, double? Percent, long? Bytes)
+{
+    public static PoolReserve Default { get; } = new(null, 5, null);
+
+    public long BytesOf(long capacityBytes) => Math.Min(capacityBytes, Bytes ?? (long)(capacityBytes * Percent!.Value / 100));
+
+    /// <summary>"5%" or "10 GiB", as given.</summary>
+    public string Amount => Percent is { } percent
+        ? percent.ToString(System.Globalization.CultureInfo.InvariantCulture) + "%"
+        : CsiNvme.Api.ByteSize.Format(Bytes ?? 0);
+
+    public override string ToString() => (Pool is null ? "" : Pool + "=") + Amount;
+
+    /// <summary>The reserve of <paramref name="pool"/>: its own entry, else the general one, else <see cref="Default"/>; the last given wins.</summary>
+    public static PoolReserve For(string pool, IReadOnlyList<PoolReserve> reserves) =>
+        reserves.LastOrDefault(r => r.Pool == pool) ?? reserves.LastOrDefault(r => r.Pool is null) ?? Default;
+}
+
 public sealed class StorageServerOptions
 {
     public const int DefaultNvmePort = 4420;
@@ -52,6 +76,15 @@ public sealed class StorageServerOptions
 
     /// <summary>Pools of the thin backend; when empty it uses DataDirectory/pools/default.pool.</summary>
     public List<PoolDefinition> Pools { get; set; } = [];
+
+    /// <summary>Reserves of the thin backend's pools; a pool without one keeps <see cref="PoolReserve.Default"/>.</summary>
+    public List<PoolReserve> PoolReserves { get; set; } = [];
+
+    /// <summary>
+    /// Before loading, rebuild the volume and snapshot records the metadata store lacks from what the pools record about
+    /// their images, and adopt pools last used with another store; then start as usual. For a lost or mismatched store.
+    /// </summary>
+    public bool RecoverMetadata { get; set; }
 
     /// <summary>How long each NVMe/TCP connection polls for the next command before it sleeps (see NvmeTargetOptions.ReceivePollTime).</summary>
     public TimeSpan NvmePollTime { get; set; } = DefaultNvmePollTime;

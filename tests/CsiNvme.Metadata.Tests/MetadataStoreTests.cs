@@ -233,6 +233,23 @@ public sealed class MetadataStoreTests(StoreKind kind)
     }
 
     [Test]
+    public async Task PoolBindingsAreRecordedAndReplacedByName()
+    {
+        Assert.That(_store.StoreId, Is.Not.EqualTo(Guid.Empty));
+        Assert.That(await _store.ListPoolBindingsAsync(), Is.Empty);
+        var first = new PoolBinding("fast", Guid.NewGuid());
+        var other = new PoolBinding("slow", Guid.NewGuid());
+        await _store.SetPoolBindingAsync(other);
+        await _store.SetPoolBindingAsync(first);
+        Assert.That(await _store.ListPoolBindingsAsync(), Is.EqualTo(new[] { first, other }));
+
+        var replaced = first with { PoolId = Guid.NewGuid() };
+        await _store.SetPoolBindingAsync(replaced);
+        Assert.That(await _store.ListPoolBindingsAsync(), Is.EqualTo(new[] { replaced, other }));
+        Assert.That(async () => await _store.SetPoolBindingAsync(new PoolBinding("", Guid.NewGuid())), Throws.InstanceOf<ArgumentException>());
+    }
+
+    [Test]
     public async Task LabelsAreStoredReturnedAndFixedAtCreation()
     {
         var given = new Dictionary<string, string> { ["csi/fsType"] = "ext4", ["empty"] = "", ["k8s.io/pvc-name"] = "data-0" };

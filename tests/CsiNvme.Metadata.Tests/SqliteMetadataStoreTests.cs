@@ -115,12 +115,41 @@ public sealed class SqliteMetadataStoreTests
             Assert.That(old.Labels, Is.Empty, "volumes from before labels have none");
             Assert.That(await store.ListSnapshotsAsync(), Is.Empty);
             Assert.That(await store.TryCreateSnapshotAsync(MetadataStoreTests.Snapshot("s", old)), Is.True);
+            Assert.That(store.StoreId, Is.Not.EqualTo(Guid.Empty), "a migrated file gets an identity");
+            Assert.That(await store.ListPoolBindingsAsync(), Is.Empty);
         }
 
-        Assert.That(SqliteMetadataStore.SchemaVersion, Is.EqualTo(3));
+        Assert.That(SqliteMetadataStore.SchemaVersion, Is.EqualTo(4));
         await using var check = new SqliteConnection($"Data Source={path};Pooling=False");
         await check.OpenAsync();
-        Assert.That(Scalar(check, "SELECT version FROM schema_version"), Is.EqualTo(3L));
+        Assert.That(Scalar(check, "SELECT version FROM schema_version"), Is.EqualTo(4L));
+    }
+
+    [Test]
+    public async Task TheIdentityAndThePoolBindingsSurviveAReopenAndANewFileHasAnotherIdentity()
+    {
+        string path = _dir.Combine("metadata.db");
+        Guid storeId;
+        var fast = new PoolBinding("fast", Guid.NewGuid());
+        await using (SqliteMetadataStore store = await SqliteMetadataStore.OpenAsync(path))
+        {
+            storeId = store.StoreId;
+            await store.SetPoolBindingAsync(fast);
+            await store.SetPoolBindingAsync(new PoolBinding("default", Guid.NewGuid()));
+        }
+
+        await using (SqliteMetadataStore reopened = await SqliteMetadataStore.OpenAsync(path))
+        {
+            Assert.That(reopened.StoreId, Is.EqualTo(storeId));
+            Assert.That((await reopened.ListPoolBindingsAsync()).Select(p => p.Name), Is.EqualTo(new[] { "default", "fast" }));
+            Assert.That((await reopened.ListPoolBindingsAsync())[1], Is.EqualTo(fast));
+        }
+
+        // The same path after the file was lost: another store, and the pools can tell.
+        File.Delete(path);
+        await using SqliteMetadataStore recreated = await SqliteMetadataStore.OpenAsync(path);
+        Assert.That(recreated.StoreId, Is.Not.EqualTo(storeId));
+        Assert.That(await recreated.ListPoolBindingsAsync(), Is.Empty);
     }
 
     [Test]

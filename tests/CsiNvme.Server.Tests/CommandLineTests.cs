@@ -23,6 +23,8 @@ public sealed class CommandLineTests
             Assert.That(options.MetricsListen, Is.EqualTo(new IPEndPoint(IPAddress.Loopback, 9501)));
             Assert.That(options.Backend, Is.EqualTo(StorageBackend.Thin));
             Assert.That(options.Pools, Is.Empty, "the thin backend then makes its default pool");
+            Assert.That(options.PoolReserves, Is.Empty, "every pool then keeps the default reserve");
+            Assert.That(options.RecoverMetadata, Is.False);
             Assert.That(options.NvmePollTime, Is.EqualTo(TimeSpan.FromMicroseconds(50)));
             Assert.That(options.LogLevel, Is.EqualTo(LogLevel.Information));
         });
@@ -42,6 +44,10 @@ public sealed class CommandLineTests
             "--pool", "/srv/fast.img,10GiB",
             "--pool", "/dev/nvme1n1",
             "--pool", "relative/slow.pool,500G",
+            "--pool-reserve", "2.5%",
+            "--pool-reserve", "fast=10GiB",
+            "--pool-reserve", "slow=0",
+            "--recover-metadata",
             "--nvme-poll-us", "12.5",
             "--log-level", "debug",
         ]);
@@ -61,6 +67,13 @@ public sealed class CommandLineTests
                 new PoolDefinition("/dev/nvme1n1", null),
                 new PoolDefinition("relative/slow.pool", 500L << 30),
             }));
+            Assert.That(options.PoolReserves, Is.EqualTo(new[]
+            {
+                new PoolReserve(null, 2.5, null),
+                new PoolReserve("fast", null, 10L << 30),
+                new PoolReserve("slow", null, 0),
+            }));
+            Assert.That(options.RecoverMetadata, Is.True);
             Assert.That(options.NvmePollTime, Is.EqualTo(TimeSpan.FromMicroseconds(12.5)));
             Assert.That(options.LogLevel, Is.EqualTo(LogLevel.Debug));
         });
@@ -82,6 +95,12 @@ public sealed class CommandLineTests
     [TestCase(new[] { "--pool", "/srv/bad name.img" }, "pool name")]
     [TestCase(new[] { "--pool", "/a/p.img,1G", "--pool", "/b/p.pool,1G" }, "both be pool 'p'")]
     [TestCase(new[] { "--backend", "file", "--pool", "/srv/p.img,1G" }, "--pool needs --backend thin")]
+    [TestCase(new[] { "--pool-reserve", "101%" }, "0% to 100%")]
+    [TestCase(new[] { "--pool-reserve", "-1%" }, "0% to 100%")]
+    [TestCase(new[] { "--pool-reserve", "lots" }, "neither a percentage")]
+    [TestCase(new[] { "--pool-reserve", "bad name=1G" }, "not a pool name")]
+    [TestCase(new[] { "--backend", "file", "--pool-reserve", "1%" }, "--pool-reserve needs --backend thin")]
+    [TestCase(new[] { "--backend", "memory", "--recover-metadata" }, "--recover-metadata needs --backend thin")]
     [TestCase(new[] { "--nvme-poll-us", "-1" }, "--nvme-poll-us")]
     [TestCase(new[] { "--nvme-poll-us", "fast" }, "--nvme-poll-us")]
     [TestCase(new[] { "--log-level", "loud" }, "trace")]
@@ -102,6 +121,19 @@ public sealed class CommandLineTests
     {
         Assert.That(ServerCommandLine.Parse(["--backend", "memory"]).Options!.Backend, Is.EqualTo(StorageBackend.Memory));
         Assert.That(ServerCommandLine.Parse(["--backend", "file"]).Options!.Backend, Is.EqualTo(StorageBackend.File));
+    }
+
+    [Test]
+    public void APoolKeepsItsOwnReserveElseTheGeneralOneElseFivePercent()
+    {
+        PoolReserve[] reserves = [new(null, 10, null), new("fast", null, 1L << 30), new("fast", 1, null)];
+        Assert.That(PoolReserve.For("fast", reserves), Is.EqualTo(reserves[2]), "the last one given for the pool");
+        Assert.That(PoolReserve.For("slow", reserves), Is.EqualTo(reserves[0]));
+        Assert.That(PoolReserve.For("slow", []), Is.EqualTo(PoolReserve.Default));
+        Assert.That(PoolReserve.Default.BytesOf(1000L << 20), Is.EqualTo(50L << 20));
+        Assert.That(new PoolReserve(null, null, 8L << 30).BytesOf(1L << 30), Is.EqualTo(1L << 30), "never more than the pool");
+        Assert.That(reserves[1].ToString(), Is.EqualTo("fast=1.0 GiB"));
+        Assert.That(reserves[0].Amount, Is.EqualTo("10%"));
     }
 
     [Test]

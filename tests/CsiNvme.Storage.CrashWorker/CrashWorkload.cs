@@ -32,6 +32,9 @@ public sealed record CrashOp(int Index, CrashOpKind Kind, Guid Target, Guid Sour
 
     public int Blocks => (int)(Length / BlockSize);
 
+    /// <summary>What an image created by this operation is annotated with.</summary>
+    public string Annotation => $"{{\"createdBy\":{Index},\"kind\":\"{Kind}\"}}";
+
     /// <summary>The line the worker prints once the operation returned durably; the test compares it verbatim.</summary>
     public string AckLine => $"ack {Index} {Kind} target={Target:N} source={Source:N} offset={Offset} length={Length} gen={Generation} fua={(Fua ? 1 : 0)} .";
 }

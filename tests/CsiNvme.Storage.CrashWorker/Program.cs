@@ -7,7 +7,8 @@ using CsiNvme.Storage.Thin;
 //          [--size BYTES (creates the pool)] [--cluster-size BYTES] [--compact-threshold BYTES] [--commit-interval-ms MS] [--max-seconds S]
 // Prints "ready" once the pool is open, then "ack ..." (CrashOp.AckLine) after every operation that returned
 // durably, and "done" if it runs out of time. Any failed operation is an error (exit code 3): the workload never
-// fills the pool.
+// fills the pool. Images are created and deleted as the storage server does: created pending with an annotation,
+// then committed; marked deleting before the delete.
 var options = new Dictionary<string, string>(StringComparer.Ordinal);
 for (var i = 0; i + 1 < args.Length; i += 2)
 {
@@ -55,7 +56,8 @@ void Run(CrashOp op)
     switch (op.Kind)
     {
         case CrashOpKind.CreateVolume:
-            pool.CreateVolume(op.Target, $"v-{op.Index}", op.Length, CrashOp.BlockSize);
+            pool.CreateVolume(op.Target, $"v-{op.Index}", op.Length, CrashOp.BlockSize, ThinImageState.Pending, op.Annotation);
+            pool.SetImageState(op.Target, ThinImageState.Committed);
             break;
         case CrashOpKind.Write:
             {
@@ -79,18 +81,23 @@ void Run(CrashOp op)
             Expect(pool.OpenVolume(op.Target).Flush(), op);
             break;
         case CrashOpKind.Snapshot:
-            pool.CreateSnapshot(op.Source, op.Target, $"s-{op.Index}");
+            pool.CreateSnapshot(op.Source, op.Target, $"s-{op.Index}", ThinImageState.Pending, op.Annotation);
+            pool.SetImageState(op.Target, ThinImageState.Committed);
             break;
         case CrashOpKind.CloneFromSnapshot:
-            pool.CloneFromSnapshot(op.Target, $"c-{op.Index}", op.Source, op.Length, CrashOp.BlockSize);
+            pool.CloneFromSnapshot(op.Target, $"c-{op.Index}", op.Source, op.Length, CrashOp.BlockSize, ThinImageState.Pending, op.Annotation);
+            pool.SetImageState(op.Target, ThinImageState.Committed);
             break;
         case CrashOpKind.CloneFromVolume:
-            pool.CloneFromVolume(op.Target, $"c-{op.Index}", op.Source, op.Length, CrashOp.BlockSize);
+            pool.CloneFromVolume(op.Target, $"c-{op.Index}", op.Source, op.Length, CrashOp.BlockSize, ThinImageState.Pending, op.Annotation);
+            pool.SetImageState(op.Target, ThinImageState.Committed);
             break;
         case CrashOpKind.DeleteVolume:
+            pool.SetImageState(op.Target, ThinImageState.Deleting);
             pool.DeleteVolume(op.Target);
             break;
         case CrashOpKind.DeleteSnapshot:
+            pool.SetImageState(op.Target, ThinImageState.Deleting);
             pool.DeleteSnapshot(op.Target);
             break;
         case CrashOpKind.Resize:

@@ -14,6 +14,7 @@ internal sealed class EtcdKeys
     public const string VolumeIds = "volume-ids/";
     public const string Snapshots = "snapshots/";
     public const string SnapshotIds = "snapshot-ids/";
+    public const string PoolBindings = "pool-bindings/";
 
     public EtcdKeys(string prefix)
     {
@@ -44,6 +45,11 @@ internal sealed class EtcdKeys
 
     public ByteString SnapshotId(Guid id) => Key(SnapshotIds + id.ToString("D"));
 
+    /// <summary>The pool bindings of one node: pool names are only unique per node.</summary>
+    public string PoolBindingsOf(string scope) => PoolBindings + scope + "/";
+
+    public ByteString PoolBinding(string scope, string pool) => Key(PoolBindingsOf(scope) + pool);
+
     /// <summary>The whole store: every key under the prefix.</summary>
     public (ByteString Key, ByteString RangeEnd) All => Range("");
 
@@ -69,7 +75,7 @@ internal sealed class EtcdKeys
         }
 
         string rest = text[Prefix.Length..];
-        foreach (string family in (ReadOnlySpan<string>)[Ordinals, Known, Nodes, Volumes, VolumeIds, Snapshots, SnapshotIds])
+        foreach (string family in (ReadOnlySpan<string>)[Ordinals, Known, Nodes, Volumes, VolumeIds, Snapshots, SnapshotIds, PoolBindings])
         {
             if (rest.StartsWith(family, StringComparison.Ordinal))
             {

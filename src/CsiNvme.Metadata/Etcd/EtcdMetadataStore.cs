@@ -49,6 +49,48 @@ public sealed class EtcdMetadataStore : IClusterStore
 
     public string ClusterId { get; }
 
+    /// <summary>The cluster id: every node's pools are paired with the cluster (and, by <see cref="BindingScope"/>, the node).</summary>
+    public Guid StoreId => Guid.Parse(ClusterId);
+
+    /// <summary>
+    /// The node whose pool bindings <see cref="ListPoolBindingsAsync"/> and <see cref="SetPoolBindingAsync"/> read and
+    /// write: pool names are unique per node only. Set once by the node before it checks its pools.
+    /// </summary>
+    public string BindingScope { get; set; } = "";
+
+    public async Task<IReadOnlyList<PoolBinding>> ListPoolBindingsAsync(CancellationToken cancellationToken = default)
+    {
+        var family = _keys.PoolBindingsOf(BindingScope);
+        RangeResponse response = await _connection.RangeAsync("listing pool bindings", _keys.Range(family), cancellationToken).ConfigureAwait(false);
+        var bindings = new List<PoolBinding>();
+        foreach (var kv in response.Kvs)
+        {
+            var key = kv.Key.ToStringUtf8();
+            var name = key[(key.LastIndexOf('/') + 1)..];
+            if (Guid.TryParse(kv.Value.ToStringUtf8(), out var id))
+            {
+                bindings.Add(new PoolBinding(name, id));
+            }
+        }
+
+        return ByName(bindings, b => b.Name);
+    }
+
+    public async Task SetPoolBindingAsync(PoolBinding binding, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(binding);
+        ArgumentException.ThrowIfNullOrEmpty(binding.Name);
+        if (binding.Name.Contains('/'))
+        {
+            throw new ArgumentException($"pool name '{binding.Name}' contains '/'", nameof(binding));
+        }
+
+        var key = _keys.PoolBinding(BindingScope, binding.Name);
+        await _connection.CallAsync("recording pool binding " + binding.Name, (_, deadline, token) =>
+            _connection.Client.PutAsync(new PutRequest { Key = key, Value = ByteString.CopyFromUtf8(binding.PoolId.ToString("D")) }, deadline: deadline, cancellationToken: token),
+            cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>
     /// Connects to etcd and reads the cluster id, creating it when the prefix is empty. Fails with
     /// <see cref="MetadataStoreUnavailableException"/> when no endpoint answers within the options' deadline.

@@ -21,7 +21,8 @@ public static class ServerCommandLine
     {
         var dataDir = new Option<string>("--data-dir")
         {
-            Description = "Directory for volume files and the metadata database.",
+            Description = "Directory for volume files and the metadata database. Thin pools remember the metadata store they are used with: " +
+                          "started over the same pools with another (or an emptied) data directory, the server refuses to start and changes nothing.",
             HelpName = "DIR",
             DefaultValueFactory = _ => "./csinvme-data",
         };
@@ -62,6 +63,23 @@ public static class ServerCommandLine
             AllowMultipleArgumentsPerToken = false,
             CustomParser = result => result.Tokens.Select(t => ParsePoolOrError(result, t.Value)).ToArray(),
         };
+        var poolReserves = new Option<PoolReserve[]>("--pool-reserve")
+        {
+            Description = "Free space of each thin pool that snapshots may not promise away: a snapshot (or a clone from a volume) is refused " +
+                          "with RESOURCE_EXHAUSTED when the pool's free space beyond the reserve could not take an overwrite of all the data " +
+                          "the source volume would then share with it. A percentage of the pool's capacity or a size (0 keeps only that guarantee); " +
+                          "POOL=... for one pool; repeat for several. Default: 5%.",
+            HelpName = "[POOL=]PERCENT%|SIZE",
+            Arity = ArgumentArity.OneOrMore,
+            AllowMultipleArgumentsPerToken = false,
+            CustomParser = result => result.Tokens.Select(t => ParsePoolReserveOrError(result, t.Value)).ToArray(),
+        };
+        var recoverMetadata = new Option<bool>("--recover-metadata")
+        {
+            Description = "Rebuild the volume and snapshot records the metadata store lacks from what the thin pools record about their images " +
+                          "(names, sizes, hosts, labels, sources), adopt pools last used with another metadata store, then start as usual. " +
+                          "Existing records are kept. For a lost or emptied --data-dir; use once, not as a standing option.",
+        };
         var nvmePoll = new Option<double>("--nvme-poll-us")
         {
             Description = "Microseconds an NVMe/TCP connection's thread keeps polling its socket for the next command before it sleeps " +
@@ -98,6 +116,8 @@ public static class ServerCommandLine
             metricsListen,
             backend,
             pools,
+            poolReserves,
+            recoverMetadata,
             nvmePoll,
             logLevel,
         };
@@ -123,13 +143,18 @@ public static class ServerCommandLine
             MetricsListen = parse.GetValue(metricsListen)!,
             Backend = parse.GetValue(backend),
             Pools = [.. parse.GetValue(pools) ?? []],
+            PoolReserves = [.. parse.GetValue(poolReserves) ?? []],
+            RecoverMetadata = parse.GetValue(recoverMetadata),
             NvmePollTime = TimeSpan.FromMicroseconds(parse.GetValue(nvmePoll)),
             LogLevel = parse.GetValue(logLevel),
         };
 
-        if (options.Pools.Count > 0 && options.Backend != StorageBackend.Thin)
+        foreach (var (given, option) in new[] { (options.Pools.Count > 0, "--pool"), (options.PoolReserves.Count > 0, "--pool-reserve"), (options.RecoverMetadata, "--recover-metadata") })
         {
-            return new ServerCommandLineResult(null, [$"--pool needs --backend thin, not {options.Backend.ToString().ToLowerInvariant()}"], parse);
+            if (given && options.Backend != StorageBackend.Thin)
+            {
+                return new ServerCommandLineResult(null, [$"{option} needs --backend thin, not {options.Backend.ToString().ToLowerInvariant()}"], parse);
+            }
         }
 
         var duplicate = options.Pools.GroupBy(p => ThinVolumeBackend.PoolNameOf(p.Path)).FirstOrDefault(g => g.Count() > 1);
@@ -264,6 +289,54 @@ public static class ServerCommandLine
         pool = new PoolDefinition(path, size);
         error = null;
         return true;
+    }
+
+    /// <summary>"PERCENT%" or "SIZE", optionally prefixed with "POOL=".</summary>
+    public static bool TryParsePoolReserve(string text, out PoolReserve? reserve, out string? error)
+    {
+        reserve = null;
+        var equals = text.IndexOf('=');
+        string? pool = equals < 0 ? null : text[..equals];
+        var amount = equals < 0 ? text : text[(equals + 1)..];
+        if (pool is not null && !ThinVolumeBackend.IsValidPoolName(pool))
+        {
+            error = $"'{text}': '{pool}' is not a pool name (1 to 64 of [A-Za-z0-9._-])";
+            return false;
+        }
+
+        if (amount.EndsWith('%'))
+        {
+            if (!double.TryParse(amount[..^1], NumberStyles.Float, CultureInfo.InvariantCulture, out var percent) || percent is < 0 or > 100 || double.IsNaN(percent))
+            {
+                error = $"'{text}': '{amount}' is not a percentage from 0% to 100%";
+                return false;
+            }
+
+            reserve = new PoolReserve(pool, percent, null);
+        }
+        else if (ByteSize.TryParse(amount, out var bytes, out var sizeError) && bytes >= 0)
+        {
+            reserve = new PoolReserve(pool, null, bytes);
+        }
+        else
+        {
+            error = $"'{text}': '{amount}' is neither a percentage (5%) nor a size (10GiB): {sizeError ?? "it is negative"}";
+            return false;
+        }
+
+        error = null;
+        return true;
+    }
+
+    private static PoolReserve ParsePoolReserveOrError(ArgumentResult result, string text)
+    {
+        if (TryParsePoolReserve(text, out var reserve, out var error))
+        {
+            return reserve!;
+        }
+
+        result.AddError($"--pool-reserve: {error}");
+        return PoolReserve.Default;
     }
 
     private static PoolDefinition ParsePoolOrError(ArgumentResult result, string text)

@@ -54,6 +54,7 @@ internal sealed class ErrorMappingInterceptor(ILogger<ErrorMappingInterceptor> l
         VolumeError.NotFound => StatusCode.NotFound,
         VolumeError.AlreadyExists => StatusCode.AlreadyExists,
         VolumeError.FailedPrecondition => StatusCode.FailedPrecondition,
+        VolumeError.ResourceExhausted => StatusCode.ResourceExhausted,
         _ => StatusCode.Internal,
     };
 }

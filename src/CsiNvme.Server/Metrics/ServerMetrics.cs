@@ -21,6 +21,8 @@ public sealed class ServerMetrics : ITargetObserver
     private readonly Gauge _volumeSize;
     private readonly Gauge _poolCapacity;
     private readonly Gauge _poolUsed;
+    private readonly Gauge _poolReserve;
+    private readonly Gauge _poolOutOfSpace;
 
     public ServerMetrics()
     {
@@ -47,6 +49,9 @@ public sealed class ServerMetrics : ITargetObserver
         _volumeSize = factory.CreateGauge("csinvme_volume_size_bytes", "Size of each volume in bytes.", ["volume"]);
         _poolCapacity = factory.CreateGauge("csinvme_pool_capacity_bytes", "Bytes of each storage pool available to volumes and snapshots.", ["pool"]);
         _poolUsed = factory.CreateGauge("csinvme_pool_used_bytes", "Bytes of each storage pool allocated to volumes and snapshots.", ["pool"]);
+        _poolReserve = factory.CreateGauge("csinvme_pool_reserve_bytes", "Free bytes of each storage pool that snapshots may not promise away (--pool-reserve).", ["pool"]);
+        _poolOutOfSpace = factory.CreateGauge(
+            "csinvme_pool_out_of_space", "1 from a write that failed for lack of space in the pool until space comes back, else 0.", ["pool"]);
     }
 
     public CollectorRegistry Registry { get; }
@@ -85,6 +90,8 @@ public sealed class ServerMetrics : ITargetObserver
             {
                 _poolCapacity.WithLabels(pool.Name).Set(pool.CapacityBytes);
                 _poolUsed.WithLabels(pool.Name).Set(pool.UsedBytes);
+                _poolReserve.WithLabels(pool.Name).Set(pool.ReserveBytes);
+                _poolOutOfSpace.WithLabels(pool.Name).Set(pool.OutOfSpace ? 1 : 0);
             }
         });
 

@@ -7,6 +7,8 @@ public enum VolumeError
     NotFound,
     AlreadyExists,
     FailedPrecondition,
+    /// <summary>The pool lacks the space the operation needs (or would need later, as a snapshot does).</summary>
+    ResourceExhausted,
     Internal,
 }
 

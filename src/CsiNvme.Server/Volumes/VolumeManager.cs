@@ -5,6 +5,7 @@ using CsiNvme.Api.V1;
 using CsiNvme.Metadata;
 using CsiNvme.Server.Metrics;
 using CsiNvme.Storage;
+using CsiNvme.Storage.Thin;
 using CsiNvme.Target;
 using CsiNvme.Target.Subsystems;
 using Microsoft.Extensions.Logging;
@@ -59,12 +60,27 @@ public sealed class VolumeManager : IAsyncDisposable
     public void SetListenAddresses(IEnumerable<IPEndPoint> endpoints) =>
         Volatile.Write(ref _listenAddresses, endpoints.Select(e => e.ToString()).ToArray());
 
-    /// <summary>Re-opens and exports every volume of the metadata store (server start).</summary>
-    public async Task LoadAsync(CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Re-opens and exports every volume of the metadata store (server start). With pools, the store and the pools must
+    /// agree first (<see cref="PoolReconciliation"/>); <paramref name="recoverMetadata"/> rebuilds the records the store
+    /// lacks from the pools before that.
+    /// </summary>
+    public async Task LoadAsync(bool recoverMetadata = false, CancellationToken cancellationToken = default)
     {
         await _mutation.WaitAsync(cancellationToken);
         try
         {
+            PoolReconciliation? reconciliation = null;
+            if (_backend is ISnapshotBackend pools)
+            {
+                reconciliation = new PoolReconciliation(_store, _backend, pools, _logger);
+                await reconciliation.PrepareAsync(recoverMetadata, cancellationToken);
+            }
+            else if (recoverMetadata)
+            {
+                throw new InvalidOperationException($"--recover-metadata rebuilds records from thin pools; the {_backend.Name} backend has none");
+            }
+
             foreach (var stored in await _store.ListVolumesAsync(cancellationToken))
             {
                 var record = stored;
@@ -97,7 +113,16 @@ public sealed class VolumeManager : IAsyncDisposable
                 _snapshots[snapshot.Name] = snapshot;
             }
 
-            ReconcilePools();
+            if (reconciliation is not null)
+            {
+                await reconciliation.FinishAsync(_volumes.Values.Select(v => v.Record).ToArray(), _snapshots.Values.ToArray(), cancellationToken);
+            }
+            else if (!_snapshots.IsEmpty)
+            {
+                throw new InvalidOperationException(
+                    $"the metadata store has {_snapshots.Count} snapshots (e.g. {_snapshots.Keys.First()}), which the {_backend.Name} backend cannot serve; start with --backend thin");
+            }
+
             _metrics.SetVolumeCount(_volumes.Count);
         }
         finally
@@ -166,8 +191,12 @@ public sealed class VolumeManager : IAsyncDisposable
             }
 
             var id = Guid.NewGuid();
+            var createdAt = DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+            VolumeRecord RecordIn(string pool, long size, int blockSize) =>
+                new(id, name, size, blockSize, allowAnyHost, hosts.ToArray(), createdAt) { Pool = pool, Labels = labels };
             IBlockVolume storage;
             string placedIn;
+            string? clonedFrom = null;
             if (isClone)
             {
                 var snapshots = SnapshotBackend(sourceSnapshot is not null ? "cloning a snapshot" : "cloning a volume");
@@ -212,11 +241,13 @@ public sealed class VolumeManager : IAsyncDisposable
                 }
 
                 placedIn = sourcePool;
+                clonedFrom = $"{kind} {sourceName}";
+                var annotation = ImageRecoveryInfo.Of(RecordIn(placedIn, sizeBytes, effectiveBlockSize), clonedFrom);
                 try
                 {
                     storage = sourceSnapshot is not null
-                        ? snapshots.CloneFromSnapshot(sourcePool, id, name, sourceId, sizeBytes, effectiveBlockSize)
-                        : snapshots.CloneFromVolume(sourcePool, id, name, sourceId, sizeBytes, effectiveBlockSize);
+                        ? snapshots.CloneFromSnapshot(sourcePool, id, name, sourceId, sizeBytes, effectiveBlockSize, annotation)
+                        : snapshots.CloneFromVolume(sourcePool, id, name, sourceId, sizeBytes, effectiveBlockSize, annotation);
                 }
                 catch (Exception e) when (IsStorageFailure(e))
                 {
@@ -228,7 +259,7 @@ public sealed class VolumeManager : IAsyncDisposable
                 placedIn = _backend.PlaceVolume(pool);
                 try
                 {
-                    storage = _backend.Create(placedIn, id, name, sizeBytes, effectiveBlockSize);
+                    storage = _backend.Create(placedIn, id, name, sizeBytes, effectiveBlockSize, ImageRecoveryInfo.Of(RecordIn(placedIn, sizeBytes, effectiveBlockSize), null));
                 }
                 catch (Exception e) when (IsStorageFailure(e) || e is OutOfMemoryException)
                 {
@@ -236,18 +267,7 @@ public sealed class VolumeManager : IAsyncDisposable
                 }
             }
 
-            var record = new VolumeRecord(
-                id,
-                name,
-                sizeBytes,
-                effectiveBlockSize,
-                allowAnyHost,
-                hosts.ToArray(),
-                DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()))
-            {
-                Pool = placedIn,
-                Labels = labels,
-            };
+            var record = RecordIn(placedIn, sizeBytes, effectiveBlockSize);
             bool created;
             try
             {
@@ -265,6 +285,8 @@ public sealed class VolumeManager : IAsyncDisposable
                 throw new VolumeException(VolumeError.AlreadyExists, $"volume {name} already exists in the metadata store");
             }
 
+            // Until here a crash leaves a pending image that the next start reclaims: the create was never acknowledged.
+            SettleState(record.Pool, id, "volume", name, ThinImageState.Committed);
             var managed = Export(record, storage);
             _metrics.SetVolumeCount(_volumes.Count);
             ServerLog.VolumeCreated(_logger, name, id, sizeBytes, (long)requestedSizeBytes, effectiveBlockSize, managed.Subsystem.Nqn);
@@ -304,11 +326,22 @@ public sealed class VolumeManager : IAsyncDisposable
             _target.RemoveSubsystem(managed.Subsystem.Nqn);
             try
             {
+                MarkDeleting(record.Pool, record.Id, "volume", name);
+            }
+            catch
+            {
+                _target.AddSubsystem(managed.Subsystem);
+                throw;
+            }
+
+            try
+            {
                 await _store.DeleteVolumeAsync(name, CancellationToken.None);
             }
             catch (Exception e)
             {
                 _target.AddSubsystem(managed.Subsystem);
+                SettleState(record.Pool, record.Id, "volume", name, ThinImageState.Committed);
                 throw new VolumeException(VolumeError.Internal, $"removing volume {name} from the metadata store failed: {e.Message}", e);
             }
 
@@ -500,28 +533,29 @@ public sealed class VolumeManager : IAsyncDisposable
             }
 
             var id = Guid.NewGuid();
-            long sizeBytes;
-            try
-            {
-                sizeBytes = snapshots.CreateSnapshot(volume.Pool, volume.Id, id, snapshotName);
-            }
-            catch (Exception e) when (IsStorageFailure(e))
-            {
-                throw new VolumeException(VolumeError.Internal, $"taking snapshot {snapshotName} of volume {volumeName} failed: {e.Message}", e);
-            }
-
+            // A snapshot has its volume's size at the moment it is taken; the mutation lock keeps resizes out until then.
             var record = new SnapshotRecord(
                 id,
                 snapshotName,
                 volume.Id,
                 volume.Name,
-                sizeBytes,
+                volume.SizeBytes,
                 volume.BlockSize,
                 DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()),
                 volume.Pool)
             {
                 Labels = labels,
             };
+            try
+            {
+                record = record with { SizeBytes = snapshots.CreateSnapshot(volume.Pool, volume.Id, id, snapshotName, ImageRecoveryInfo.Of(record)) };
+            }
+            catch (Exception e) when (IsStorageFailure(e))
+            {
+                throw new VolumeException(VolumeError.Internal, $"taking snapshot {snapshotName} of volume {volumeName} failed: {e.Message}", e);
+            }
+
+            var sizeBytes = record.SizeBytes;
             bool created;
             try
             {
@@ -539,6 +573,7 @@ public sealed class VolumeManager : IAsyncDisposable
                 throw new VolumeException(VolumeError.AlreadyExists, $"snapshot {snapshotName} already exists in the metadata store");
             }
 
+            SettleState(record.Pool, id, "snapshot", snapshotName, ThinImageState.Committed);
             _snapshots[snapshotName] = record;
             ServerLog.SnapshotCreated(_logger, snapshotName, id, volumeName, sizeBytes, volume.Pool);
             return Describe(record);
@@ -578,17 +613,19 @@ public sealed class VolumeManager : IAsyncDisposable
         try
         {
             var record = FindSnapshot(name);
+            MarkDeleting(record.Pool, record.Id, "snapshot", name);
             try
             {
                 await _store.DeleteSnapshotAsync(name, CancellationToken.None);
             }
             catch (Exception e)
             {
+                SettleState(record.Pool, record.Id, "snapshot", name, ThinImageState.Committed);
                 throw new VolumeException(VolumeError.Internal, $"removing snapshot {name} from the metadata store failed: {e.Message}", e);
             }
 
             _snapshots.TryRemove(name, out _);
-            // The record is gone, so a failure here leaves only an orphan image, reclaimed at the next start.
+            // The record is gone and the image marked deleting, so a failure here leaves an orphan the next start reclaims.
             DiscardSnapshot(record);
             ServerLog.SnapshotDeleted(_logger, name, record.Id);
         }
@@ -612,6 +649,8 @@ public sealed class VolumeManager : IAsyncDisposable
             CapacityBytes = (ulong)p.CapacityBytes,
             UsedBytes = (ulong)p.UsedBytes,
             FreeBytes = (ulong)p.FreeBytes,
+            ReserveBytes = (ulong)p.ReserveBytes,
+            OutOfSpace = p.OutOfSpace,
             VolumeCount = (uint)volumesByPool.GetValueOrDefault(p.Name),
             SnapshotCount = (uint)snapshotsByPool.GetValueOrDefault(p.Name),
         }).ToArray();
@@ -668,61 +707,63 @@ public sealed class VolumeManager : IAsyncDisposable
             : throw new VolumeException(VolumeError.NotFound, $"snapshot {name} not found");
 
     /// <summary>
-    /// Makes the pools and the metadata store agree after a crash between their two writes: pool images without a
-    /// record are reclaimed; a record without its image stops the start, as a missing volume file does.
+    /// Moves a pool image to another lifecycle state. After the record was written (committed) or could not be removed
+    /// (committed again), a failure only leaves a state the next start settles, so it is logged, not raised.
     /// </summary>
-    private void ReconcilePools()
+    private void SettleState(string pool, Guid id, string kind, string name, ThinImageState state)
     {
-        if (_backend is not ISnapshotBackend snapshots)
+        if (_backend is not ISnapshotBackend pools)
         {
-            if (!_snapshots.IsEmpty)
-            {
-                throw new InvalidOperationException(
-                    $"the metadata store has {_snapshots.Count} snapshots (e.g. {_snapshots.Keys.First()}), which the {_backend.Name} backend cannot serve; start with --backend thin");
-            }
-
             return;
         }
 
-        var volumeIds = _volumes.Values.Select(v => v.Record.Id).ToHashSet();
-        var snapshotIds = _snapshots.Values.Select(s => s.Id).ToHashSet();
-        foreach (var pool in _backend.GetPools())
+        try
         {
-            var images = snapshots.ListImages(pool.Name);
-            var present = images.Select(i => i.Id).ToHashSet();
-            foreach (var snapshot in _snapshots.Values.Where(s => s.Pool == pool.Name))
-            {
-                if (!present.Contains(snapshot.Id))
-                {
-                    throw new InvalidOperationException($"snapshot {snapshot.Name} (id {snapshot.Id}) is missing from pool {pool.Name}");
-                }
-            }
+            pools.SetImageState(pool, id, state);
+        }
+        catch (Exception e) when (IsStorageFailure(e) || e is ObjectDisposedException)
+        {
+            ServerLog.ImageStateNotRecorded(_logger, e, pool, kind, name, id, state.ToString().ToLowerInvariant());
+        }
+    }
 
-            foreach (var image in images)
-            {
-                if (image.IsSnapshot ? snapshotIds.Contains(image.Id) : volumeIds.Contains(image.Id))
-                {
-                    continue;
-                }
-
-                ServerLog.OrphanImageReclaimed(_logger, image.IsSnapshot ? "snapshot" : "volume", image.Id, pool.Name);
-                if (image.IsSnapshot)
-                {
-                    snapshots.DeleteSnapshot(pool.Name, image.Id);
-                }
-                else
-                {
-                    _backend.Delete(pool.Name, image.Id);
-                }
-            }
+    /// <summary>
+    /// Before a record is removed its image is marked deleting, so that a crash after the removal leaves an image the
+    /// next start may reclaim; without the mark it would be a committed image without a record, which stops the start.
+    /// </summary>
+    private void MarkDeleting(string pool, Guid id, string kind, string name)
+    {
+        if (_backend is not ISnapshotBackend pools)
+        {
+            return;
         }
 
-        foreach (var snapshot in _snapshots.Values)
+        try
         {
-            if (!_backend.GetPools().Any(p => p.Name == snapshot.Pool))
-            {
-                throw new InvalidOperationException($"snapshot {snapshot.Name} is in pool {snapshot.Pool}, which is not configured (--pool)");
-            }
+            pools.SetImageState(pool, id, ThinImageState.Deleting);
+        }
+        catch (Exception e) when (IsStorageFailure(e) || e is ObjectDisposedException)
+        {
+            throw new VolumeException(VolumeError.Internal, $"marking {kind} {name} for deletion in pool {pool} failed: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Keeps the pool's copy of what rebuilds the record current, so --recover-metadata restores today's access.</summary>
+    private void KeepRecoveryInfo(VolumeRecord record)
+    {
+        if (_backend is not ISnapshotBackend pools)
+        {
+            return;
+        }
+
+        try
+        {
+            var clonedFrom = ImageRecoveryInfo.Read(pools.GetImageAnnotation(record.Pool, record.Id), out _)?.ClonedFrom;
+            pools.SetImageAnnotation(record.Pool, record.Id, ImageRecoveryInfo.Of(record, clonedFrom));
+        }
+        catch (Exception e) when (IsStorageFailure(e) || e is ObjectDisposedException)
+        {
+            throw new VolumeException(VolumeError.Internal, $"recording volume {record.Name} in pool {record.Pool} failed: {e.Message}", e);
         }
     }
 
@@ -782,6 +823,8 @@ public sealed class VolumeManager : IAsyncDisposable
         {
             throw new VolumeException(VolumeError.Internal, $"volume {updated.Name} is missing from the metadata store");
         }
+
+        KeepRecoveryInfo(updated);
     }
 
     private async Task<VolumeRecord> ReconcileSizeAsync(VolumeRecord record, IBlockVolume storage)

@@ -17,6 +17,12 @@ internal enum JournalRecordType : byte
     ImageState = 7,
     /// <summary>Ends every commit; records after the last one are an interrupted commit and are dropped whole.</summary>
     Commit = 8,
+    /// <summary>Lifecycle state of an image (<see cref="ThinImageState"/>); images without one are committed.</summary>
+    ImageLifecycle = 9,
+    /// <summary>The text the pool's owner keeps with an image, replacing the previous one.</summary>
+    ImageAnnotation = 10,
+    /// <summary>The text the pool's owner keeps with the pool itself, replacing the previous one.</summary>
+    PoolAnnotation = 11,
 }
 
 /// <summary>

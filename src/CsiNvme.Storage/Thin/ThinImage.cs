@@ -9,6 +9,22 @@ public enum ThinImageKind : byte
     Snapshot = 2,
 }
 
+/// <summary>
+/// Where an image is in the two-step life its owner gives it when it keeps its own record of the image elsewhere (a
+/// metadata store): created <see cref="Pending"/>, <see cref="Committed"/> once that record exists, <see cref="Deleting"/>
+/// before the record is removed. An image that is not committed and has no record was never acknowledged (or its
+/// deletion was), so it may be reclaimed; a committed one must never be.
+/// </summary>
+public enum ThinImageState : byte
+{
+    /// <summary>In use; also every image of a pool written before states existed.</summary>
+    Committed = 0,
+    /// <summary>Created, its owner's record not yet written.</summary>
+    Pending = 1,
+    /// <summary>Its owner is removing it.</summary>
+    Deleting = 2,
+}
+
 /// <summary>A read-only view of an image for listings.</summary>
 public sealed record ThinImageInfo(
     Guid Id,
@@ -20,7 +36,9 @@ public sealed record ThinImageInfo(
     long OwnedBytes,
     DateTimeOffset CreatedAt,
     bool Deleted,
-    int ChildCount);
+    int ChildCount,
+    ThinImageState State,
+    string Annotation);
 
 /// <summary>
 /// A node of the pool's image tree. A volume owns the clusters written since its last snapshot and reads the rest
@@ -65,4 +83,9 @@ internal sealed class ThinImage
 
     /// <summary>Set when the image left the pool; late I/O on a stale handle then fails instead of touching clusters.</summary>
     public volatile bool Removed;
+
+    public ThinImageState State;
+
+    /// <summary>Opaque to the pool: what its owner keeps with the image (the server: what rebuilds its metadata record).</summary>
+    public string Annotation = "";
 }

@@ -28,6 +28,25 @@ public sealed class ThinPoolOptions
 
     /// <summary>Journal size above which it is rewritten with just the current state.</summary>
     public long CompactThresholdBytes { get; init; } = 64L * 1024 * 1024;
+
+    /// <summary>Told when writes start and stop failing for lack of space, once per change.</summary>
+    public IThinPoolSpaceObserver? SpaceObserver { get; init; }
+}
+
+/// <summary>
+/// Hears when a pool runs out of space and when it has some again: once per change, not per failed write, so a full
+/// pool is one log line and not one per write. Called on the thread of the write or commit that saw the change.
+/// </summary>
+public interface IThinPoolSpaceObserver
+{
+    /// <summary>
+    /// A write to <paramref name="imageName"/> failed for lack of space: the pool has no free cluster
+    /// (<paramref name="noFreeCluster"/>), or the file system under a file pool is full.
+    /// </summary>
+    void OutOfSpace(ThinPool pool, string imageName, bool noFreeCluster);
+
+    /// <summary>After <see cref="OutOfSpace"/>: clusters were freed, or a write got a new cluster again.</summary>
+    void SpaceAvailable(ThinPool pool);
 }
 
 /// <summary>Result of a consistency check of a pool.</summary>
@@ -47,7 +66,7 @@ public sealed record ThinPoolCheckReport(long ReferencedClusters, long Allocated
 /// crash the journal replays to the last commit and the free space is recomputed from the maps, so nothing leaks.
 /// </para>
 /// </summary>
-public sealed class ThinPool : IDisposable
+public sealed partial class ThinPool : IDisposable
 {
     private const ulong HeaderMagic = 0x314C504E56495343; // "CSINVPL1"
     private const int StripeCount = 256;
@@ -303,15 +322,23 @@ public sealed class ThinPool : IDisposable
         image.Map.OwnedCount * _clusterSize,
         DateTimeOffset.FromUnixTimeMilliseconds(image.CreatedUnixMs),
         image.Deleted,
-        image.Children.Count);
+        image.Children.Count,
+        image.State,
+        image.Annotation);
 
-    /// <summary>Creates an empty thin volume; durable on return.</summary>
-    public ThinVolume CreateVolume(Guid id, string name, long sizeBytes, int blockSize) =>
-        CreateImage(id, name, sizeBytes, blockSize, parent: null);
+    /// <summary>
+    /// Creates an empty thin volume; durable on return, with <paramref name="state"/> and <paramref name="annotation"/>
+    /// in the same commit.
+    /// </summary>
+    public ThinVolume CreateVolume(
+        Guid id, string name, long sizeBytes, int blockSize, ThinImageState state = ThinImageState.Committed, string annotation = "") =>
+        CreateImage(id, name, sizeBytes, blockSize, parent: null, state, annotation);
 
     /// <summary>A new volume reading through <paramref name="snapshotId"/>: O(1), writable at once, shares every unchanged cluster.</summary>
-    public ThinVolume CloneFromSnapshot(Guid id, string name, Guid snapshotId, long sizeBytes, int blockSize)
+    public ThinVolume CloneFromSnapshot(
+        Guid id, string name, Guid snapshotId, long sizeBytes, int blockSize, ThinImageState state = ThinImageState.Committed, string annotation = "")
     {
+        ValidateAnnotation(annotation);
         _topology.EnterWriteLock();
         try
         {
@@ -327,7 +354,7 @@ public sealed class ThinPool : IDisposable
             }
 
             VolumeGeometry.Validate(sizeBytes, blockSize);
-            AddImage(id, name, sizeBytes, blockSize, snapshot);
+            AddImage(id, name, sizeBytes, blockSize, snapshot, state, annotation);
         }
         finally
         {
@@ -340,8 +367,10 @@ public sealed class ThinPool : IDisposable
     }
 
     /// <summary>A new volume from the current content of another: an internal snapshot is taken and hidden.</summary>
-    public ThinVolume CloneFromVolume(Guid id, string name, Guid sourceVolumeId, long sizeBytes, int blockSize)
+    public ThinVolume CloneFromVolume(
+        Guid id, string name, Guid sourceVolumeId, long sizeBytes, int blockSize, ThinImageState state = ThinImageState.Committed, string annotation = "")
     {
+        ValidateAnnotation(annotation);
         _topology.EnterWriteLock();
         try
         {
@@ -362,8 +391,8 @@ public sealed class ThinPool : IDisposable
                     throw new InvalidOperationException($"image {id} already exists");
                 }
 
-                var hidden = TakeSnapshot(source, Guid.NewGuid(), $"clone-source-of-{id:D}");
-                AddImage(id, name, sizeBytes, blockSize, hidden);
+                var hidden = TakeSnapshot(source, Guid.NewGuid(), $"clone-source-of-{id:D}", ThinImageState.Committed, "");
+                AddImage(id, name, sizeBytes, blockSize, hidden, state, annotation);
                 // Hidden from the start: it disappears (merging into the survivor) once either side is deleted.
                 DeleteImage(hidden);
             }
@@ -380,8 +409,9 @@ public sealed class ThinPool : IDisposable
     /// <summary>
     /// Takes a crash-consistent snapshot in O(1): in-flight writes finish first, later ones copy on write. Durable on return.
     /// </summary>
-    public ThinImageInfo CreateSnapshot(Guid volumeId, Guid snapshotId, string name)
+    public ThinImageInfo CreateSnapshot(Guid volumeId, Guid snapshotId, string name, ThinImageState state = ThinImageState.Committed, string annotation = "")
     {
+        ValidateAnnotation(annotation);
         ThinImage snapshot;
         _topology.EnterWriteLock();
         try
@@ -392,7 +422,7 @@ public sealed class ThinPool : IDisposable
                 throw new InvalidOperationException($"image {snapshotId} already exists");
             }
 
-            snapshot = TakeSnapshot(volume, snapshotId, name);
+            snapshot = TakeSnapshot(volume, snapshotId, name, state, annotation);
         }
         finally
         {
@@ -470,15 +500,20 @@ public sealed class ThinPool : IDisposable
         return image;
     }
 
-    private ThinVolume CreateImage(Guid id, string name, long sizeBytes, int blockSize, ThinImage? parent)
+    private ThinVolume CreateImage(Guid id, string name, long sizeBytes, int blockSize, ThinImage? parent, ThinImageState state, string annotation)
     {
         VolumeGeometry.Validate(sizeBytes, blockSize);
-        AddImage(id, name, sizeBytes, blockSize, parent);
+        ValidateAnnotation(annotation);
+        AddImage(id, name, sizeBytes, blockSize, parent, state, annotation);
         Commit();
         return OpenVolume(id);
     }
 
-    private void AddImage(Guid id, string name, long sizeBytes, int blockSize, ThinImage? parent)
+    /// <summary>
+    /// The state and annotation records follow the creation under the same hold of the lock, so no commit can make the
+    /// image durable without them (a committed image without its owner's record would stop the owner's start).
+    /// </summary>
+    private void AddImage(Guid id, string name, long sizeBytes, int blockSize, ThinImage? parent, ThinImageState state, string annotation)
     {
         lock (_metaLock)
         {
@@ -491,10 +526,11 @@ public sealed class ThinPool : IDisposable
             var created = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
             var image = ApplyCreate(index, id, ThinImageKind.Volume, parent?.Index ?? -1, sizeBytes, blockSize, created, name);
             _journal.Append(JournalRecordType.CreateImage, EncodeCreate(image));
+            Annotate(_journal, image, state, annotation);
         }
     }
 
-    private ThinImage TakeSnapshot(ThinImage volume, Guid snapshotId, string name)
+    private ThinImage TakeSnapshot(ThinImage volume, Guid snapshotId, string name, ThinImageState state, string annotation)
     {
         lock (_metaLock)
         {
@@ -507,6 +543,7 @@ public sealed class ThinPool : IDisposable
             BinaryPrimitives.WriteInt64LittleEndian(payload.AsSpan(24), created);
             WriteName(payload.AsSpan(32), name);
             _journal.Append(JournalRecordType.Snapshot, payload);
+            Annotate(_journal, snapshot, state, annotation);
             return snapshot;
         }
     }
@@ -762,6 +799,11 @@ public sealed class ThinPool : IDisposable
                 case JournalRecordType.Resize:
                     ApplyResize(_imagesByIndex[BinaryPrimitives.ReadInt32LittleEndian(span)], BinaryPrimitives.ReadInt64LittleEndian(span[4..]));
                     break;
+                case JournalRecordType.ImageLifecycle:
+                case JournalRecordType.ImageAnnotation:
+                case JournalRecordType.PoolAnnotation:
+                    ReplayAnnotation(type, span);
+                    break;
                 default:
                     throw new InvalidDataException($"unknown journal record type {type}");
             }
@@ -927,6 +969,11 @@ public sealed class ThinPool : IDisposable
             status = WriteCore(image, offset, source, zeroes: false);
         }
 
+        if (status == StorageStatus.CapacityExceeded)
+        {
+            NoteOutOfSpace(image);
+        }
+
         return status == StorageStatus.Success && forceUnitAccess ? Flush() : status;
     }
 
@@ -937,6 +984,11 @@ public sealed class ThinPool : IDisposable
         if (status == StorageStatus.CapacityExceeded && HasPendingFrees && Flush() == StorageStatus.Success)
         {
             status = WriteCore(image, offset, default, zeroes: true, zeroLength: length);
+        }
+
+        if (status == StorageStatus.CapacityExceeded)
+        {
+            NoteOutOfSpace(image);
         }
 
         return status;
@@ -1044,6 +1096,11 @@ public sealed class ThinPool : IDisposable
             }
 
             Publish(image, cluster, (int)physical + 1);
+            if (Volatile.Read(ref _outOfSpace) != 0)
+            {
+                NoteSpaceAvailable();
+            }
+
             return StorageStatus.Success;
         }
     }
@@ -1345,6 +1402,11 @@ public sealed class ThinPool : IDisposable
                 _allocatedCount--;
             }
         }
+
+        if (Volatile.Read(ref _outOfSpace) != 0)
+        {
+            NoteSpaceAvailable();
+        }
     }
 
     /// <summary>Rewrites the journal as the current state; runs under the commit lock with no change in between.</summary>
@@ -1366,6 +1428,11 @@ public sealed class ThinPool : IDisposable
                 BinaryPrimitives.WriteInt32LittleEndian(header[16..], _clusterSize);
                 BinaryPrimitives.WriteInt64LittleEndian(header[20..], _clusterCount);
                 compact.Append(JournalRecordType.PoolHeader, header);
+                if (_annotation.Length > 0)
+                {
+                    AnnotatePool(compact, _annotation);
+                }
+
                 var ordered = new List<ThinImage>();
                 foreach (var root in _images.Values.Where(i => i.Parent is null).OrderBy(i => i.Index))
                 {
@@ -1385,6 +1452,7 @@ public sealed class ThinPool : IDisposable
                 foreach (var image in ordered)
                 {
                     compact.Append(JournalRecordType.ImageState, EncodeImage(image, image.Parent?.Index ?? -1, includeDeleted: true));
+                    Annotate(compact, image, image.State, image.Annotation);
                     foreach (var (cluster, value) in image.Map.Entries())
                     {
                         BinaryPrimitives.WriteInt32LittleEndian(mapping, image.Index);

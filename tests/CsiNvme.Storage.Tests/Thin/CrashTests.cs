@@ -17,24 +17,34 @@ public sealed class CrashTests
     private const long CompactThreshold = 256 * 1024;
     private const int Block = CrashOp.BlockSize;
 
-    /// <summary>What an image may read as, block by block, given what was acknowledged.</summary>
+    /// <summary>What an image may read as, block by block, and which lifecycle states it may be in, given what was acknowledged.</summary>
     private sealed class ImageModel
     {
-        public ImageModel(bool isSnapshot, long sizeBytes)
+        public ImageModel(bool isSnapshot, long sizeBytes, string annotation)
         {
             IsSnapshot = isSnapshot;
+            Annotation = annotation;
             Durable = new long[sizeBytes / Block];
             Latest = new long[sizeBytes / Block];
         }
 
-        public ImageModel(bool isSnapshot, long sizeBytes, long[] content)
-            : this(isSnapshot, sizeBytes)
+        public ImageModel(bool isSnapshot, long sizeBytes, string annotation, long[] content)
+            : this(isSnapshot, sizeBytes, annotation)
         {
             content.AsSpan(0, Math.Min(content.Length, Durable.Length)).CopyTo(Durable);
             content.AsSpan(0, Math.Min(content.Length, Latest.Length)).CopyTo(Latest);
         }
 
         public bool IsSnapshot { get; }
+
+        /// <summary>Given at creation, in the same commit as the image.</summary>
+        public string Annotation { get; }
+
+        /// <summary>
+        /// Acknowledged creations are committed; an interrupted creation may have stopped before its state change, an
+        /// interrupted delete after its own.
+        /// </summary>
+        public HashSet<ThinImageState> States { get; init; } = [ThinImageState.Committed];
 
         public long SizeBytes => Durable.LongLength * Block;
 
@@ -336,13 +346,13 @@ public sealed class CrashTests
 
                 break;
             case CrashOpKind.CreateVolume:
-                Add(pool, op.Target, new ImageModel(false, op.Length), done);
+                Add(pool, op.Target, new ImageModel(false, op.Length, op.Annotation), done);
                 break;
             case CrashOpKind.Snapshot:
                 {
                     // A snapshot holds every write completed before it, so the volume is durable up to here as well.
                     var volume = images[op.Source];
-                    var snapshot = new ImageModel(true, volume.SizeBytes, volume.Latest);
+                    var snapshot = new ImageModel(true, volume.SizeBytes, op.Annotation, volume.Latest);
                     if (done)
                     {
                         volume.MakeAllDurable();
@@ -361,7 +371,7 @@ public sealed class CrashTests
                         source.MakeAllDurable();
                     }
 
-                    Add(pool, op.Target, new ImageModel(false, op.Length, source.Latest), done);
+                    Add(pool, op.Target, new ImageModel(false, op.Length, op.Annotation, source.Latest), done);
                     break;
                 }
 
@@ -369,6 +379,7 @@ public sealed class CrashTests
             case CrashOpKind.DeleteSnapshot:
                 if (images.Remove(op.Target, out var deleted) && !done)
                 {
+                    deleted.States.Add(ThinImageState.Deleting);
                     pool.Optional[op.Target] = deleted;
                 }
 
@@ -399,6 +410,7 @@ public sealed class CrashTests
         }
         else
         {
+            image.States.Add(ThinImageState.Pending);
             pool.Optional[id] = image;
         }
     }
@@ -432,6 +444,8 @@ public sealed class CrashTests
             }
 
             Assert.That(info.Kind == ThinImageKind.Snapshot, Is.EqualTo(image.IsSnapshot), $"{context}: kind of {id}");
+            Assert.That(info.Annotation, Is.EqualTo(image.Annotation), $"{context}: annotation of {id}");
+            Assert.That(image.States, Does.Contain(info.State), $"{context}: state of {id}");
             if (info.SizeBytes != image.SizeBytes)
             {
                 Assert.That(info.SizeBytes, Is.EqualTo(image.AlternativeSize), $"{context}: size of {id}");
@@ -460,7 +474,7 @@ public sealed class CrashTests
                 }
             }
 
-            model.Images[id] = new ImageModel(image.IsSnapshot, info.SizeBytes, found);
+            model.Images[id] = new ImageModel(image.IsSnapshot, info.SizeBytes, image.Annotation, found) { States = [info.State] };
         }
 
         listing = live.Values.Select(i => new CrashImage(i.Id, i.Kind == ThinImageKind.Snapshot, i.SizeBytes)).ToArray();
