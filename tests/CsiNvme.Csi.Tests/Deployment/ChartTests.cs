@@ -91,7 +91,22 @@ public sealed partial class ChartTests
     [TestCase("csi:\n  node:\n    healthPort: 70000\n", "at '/csi/node/healthPort'")]
     [TestCase("image:\n  pullPolicy: Sometimes\n", "at '/image/pullPolicy'")]
     [TestCase("image:\n  tag: latest\n", "at '/image/tag'")]
-    [TestCase("replicas: 3\n", "at '/replicas'")]
+    [TestCase("replicas: 0\n", "at '/replicas'")]
+    [TestCase("replicas: 3\n", "at '/etcd/enabled': value must be true")]
+    [TestCase("etcd:\n  enabled: true\n  endpoints: [http://etcd:2379]\n", "at '/etcd/endpoints': maxItems")]
+    [TestCase("etcd:\n  enabled: true\n  replicas: 2\n", "at '/etcd/replicas'")]
+    [TestCase("etcd:\n  endpoints: [etcd:2379]\n", "at '/etcd/endpoints/0'")]
+    [TestCase("etcd:\n  endpoints: [\"http://a:2379,http://b:2379\"]\n", "at '/etcd/endpoints/0'")]
+    [TestCase("etcd:\n  enabled: true\n  image: registry.k8s.io/etcd\n", "at '/etcd/image'")]
+    [TestCase("etcd:\n  enabled: true\n  initialClusterState: join\n", "at '/etcd/initialClusterState'")]
+    [TestCase("etcd:\n  enabled: true\nserver:\n  backend: memory\n", "at '/server/backend'")]
+    [TestCase("etcd:\n  enabled: true\nstorage:\n  type: emptyDir\n", "at '/storage/type'")]
+    [TestCase("etcd:\n  enabled: true\nserver:\n  nvmeAddress: 10.0.0.5\n", "at '/server/nvmeAddress'")]
+    [TestCase("cluster:\n  antiAffinity:\n    type: soft\n", "at '/cluster/antiAffinity/type'")]
+    [TestCase("cluster:\n  leaseTtlSeconds: 1\n", "at '/cluster/leaseTtlSeconds'")]
+    [TestCase("cluster:\n  rebuildRate: 200MB\n", "at '/cluster/rebuildRate'")]
+    [TestCase("cluster:\n  drainTimeoutSeconds: 0\n", "at '/cluster/drainTimeoutSeconds'")]
+    [TestCase("storageClasses:\n  block:\n    parameters:\n      replicas: 4\n", "at '/storageClasses/block/parameters/replicas'")]
     [TestCase("storageClasses:\n  block:\n    volumeBindingMode: Later\n", "at '/storageClasses/block/volumeBindingMode'")]
     [TestCase("storageClasses:\n  ext4:\n    enabled: 1\n", "at '/storageClasses/ext4/enabled'")]
     [TestCase("volumeSnapshotClass:\n  deletionPolicy: Keep\n", "at '/volumeSnapshotClass/deletionPolicy'")]
@@ -147,6 +162,21 @@ public sealed partial class ChartTests
             CtrlLossTmo = -1, ReconnectDelay = 2, FastIoFailTmo = -1, KeepAliveTmo = 30, NrIoQueues = 4,
             HeaderDigest = true, DataDigest = true, DisableSqFlow = false,
         }));
+    }
+
+    [Test]
+    public void The_cluster_flags_and_parameters_of_the_chart_are_known_to_the_programs()
+    {
+        // The chart renders the names of the cluster's contract; until the programs parse them, the packaging tests
+        // strip them (ClusterContract). A server that knows some of its cluster flags but not all means a name changed.
+        var known = ClusterContract.ServerFlags.Except(ClusterContract.ServerFlagsPending).ToList();
+        Assert.That(known.Count == 0 || ClusterContract.ServerFlagsPending.Count == 0, Is.True,
+            $"csinvme-server parses {string.Join(", ", known)} but not {string.Join(", ", ClusterContract.ServerFlagsPending)}: the chart passes the contract's names");
+        var pending = ClusterContract.ServerFlagsPending.Concat(ClusterContract.ControllerParsesReplicas ? [] : [$"StorageClass parameter {ClusterContract.ReplicasParameter}"]).ToList();
+        if (pending.Count > 0)
+        {
+            Assert.Ignore($"not parsed by the programs yet, so the chart tests strip them: {string.Join(", ", pending)}");
+        }
     }
 
     [Test]
