@@ -101,6 +101,7 @@ public sealed partial class ChartTests
     [TestCase("etcd:\n  enabled: true\n  initialClusterState: join\n", "at '/etcd/initialClusterState'")]
     [TestCase("etcd:\n  enabled: true\nserver:\n  backend: memory\n", "at '/server/backend'")]
     [TestCase("etcd:\n  enabled: true\nstorage:\n  type: emptyDir\n", "at '/storage/type'")]
+    [TestCase("etcd:\n  endpoints: [http://etcd:2379]\nstorage:\n  type: hostPath\n", "at '/storage/type': value must be 'persistentVolumeClaim'")]
     [TestCase("etcd:\n  enabled: true\nserver:\n  nvmeAddress: 10.0.0.5\n", "at '/server/nvmeAddress'")]
     [TestCase("cluster:\n  antiAffinity:\n    type: soft\n", "at '/cluster/antiAffinity/type'")]
     [TestCase("cluster:\n  leaseTtlSeconds: 1\n", "at '/cluster/leaseTtlSeconds'")]
