@@ -18,6 +18,16 @@ public sealed record ChartValues(string Name, string? File)
 
     public IReadOnlyList<string> Arguments => File is null ? [] : ["--values", File];
 
+    /// <summary>The values the chart is rendered with: values.yaml, merged with the file as Helm merges it.</summary>
+    public System.Text.Json.Nodes.JsonNode Values
+    {
+        get
+        {
+            var defaults = YamlJson.Parse(System.IO.File.ReadAllText(Path.Combine(Helm.Chart, "values.yaml")))!;
+            return File is null ? defaults : YamlJson.Merge(defaults, YamlJson.Parse(System.IO.File.ReadAllText(File)))!;
+        }
+    }
+
     public override string ToString() => Name;
 }
 

@@ -10,13 +10,16 @@ using NUnit.Framework;
 
 namespace CsiNvme.Csi.Tests.Deployment;
 
-/// <summary>One way the driver's objects are rendered: deploy/ through kustomize, or the chart through helm with a set of values.</summary>
-public sealed record Rendering(string Name, Func<string> Render)
+/// <summary>
+/// One way the driver's objects are rendered: deploy/ through kustomize, or the chart through helm with a set of
+/// values (<see cref="Values"/>; null for deploy/, which is the chart's default rendering).
+/// </summary>
+public sealed record Rendering(string Name, Func<string> Render, ChartValues? Values = null)
 {
     public static IEnumerable<Rendering> All =>
     [
         new("deploy (kustomize)", () => Kustomize.Render("deploy")),
-        .. ChartValues.All.Select(v => new Rendering("chart, " + v.Name, () => Helm.Template(v.Arguments))),
+        .. ChartValues.All.Select(v => new Rendering("chart, " + v.Name, () => Helm.Template(v.Arguments), v)),
     ];
 
     public override string ToString() => Name;
@@ -94,17 +97,21 @@ public sealed partial class RenderedManifestTests(Rendering rendering)
 
     private V1DaemonSet Node => Objects.OfKind<V1DaemonSet>().Single();
 
-    private V1StatefulSet Server => Objects.OfKind<V1StatefulSet>().Single();
+    /// <summary>The storage server's StatefulSet (a cluster's storage nodes); etcd's, when the chart deploys it, is <see cref="Etcd"/>.</summary>
+    private V1StatefulSet Server => Objects.OfKind<V1StatefulSet>().Single(s => s.Metadata.Labels["app.kubernetes.io/component"] == "storage-server");
 
-    /// <summary>The storage server's Service: the one selecting the server's pods.</summary>
+    private V1StatefulSet? Etcd => Objects.OfKind<V1StatefulSet>().SingleOrDefault(s => s.Metadata.Labels["app.kubernetes.io/component"] == "etcd");
+
+    /// <summary>The storage server's Service: the one with a cluster IP selecting the server's pods (a cluster also has a headless one).</summary>
     private V1Service ServerService => Objects.OfKind<V1Service>()
-        .Single(s => s.Spec.Selector.All(l => Server.Spec.Template.Metadata.Labels.TryGetValue(l.Key, out var v) && v == l.Value));
+        .Single(s => s.Spec.ClusterIP != "None" && Selects(s.Spec.Selector, Server.Spec.Template.Metadata.Labels));
 
     private IEnumerable<(string Name, V1PodSpec Spec, IDictionary<string, string> Labels)> Pods =>
     [
         ("controller", Controller.Spec.Template.Spec, Controller.Spec.Template.Metadata.Labels),
         ("node", Node.Spec.Template.Spec, Node.Spec.Template.Metadata.Labels),
         ("server", Server.Spec.Template.Spec, Server.Spec.Template.Metadata.Labels),
+        .. Etcd is { } etcd ? [("etcd", etcd.Spec.Template.Spec, etcd.Spec.Template.Metadata.Labels)] : Array.Empty<(string, V1PodSpec, IDictionary<string, string>)>(),
     ];
 
     [Test]
@@ -181,7 +188,7 @@ public sealed partial class RenderedManifestTests(Rendering rendering)
         var controllerArgs = ProgramArgs(Controller.Spec.Template.Spec, DriverContainer(Controller.Spec.Template.Spec), "csi");
         var nodeArgs = ProgramArgs(Node.Spec.Template.Spec, DriverContainer(Node.Spec.Template.Spec), "csi");
         var serverContainer = Server.Spec.Template.Spec.Containers.Single();
-        var serverArgs = ProgramArgs(Server.Spec.Template.Spec, serverContainer, "server");
+        var serverArgs = ClusterContract.WithoutPendingServerFlags(ProgramArgs(Server.Spec.Template.Spec, serverContainer, "server"));
 
         var controller = CsiCommandLine.Parse(controllerArgs);
         var node = CsiCommandLine.Parse(nodeArgs);
@@ -342,7 +349,7 @@ public sealed partial class RenderedManifestTests(Rendering rendering)
 
         foreach (var service in Objects.OfKind<V1Service>())
         {
-            var pod = Pods.Where(p => service.Spec.Selector.All(s => p.Labels.TryGetValue(s.Key, out var v) && v == s.Value)).ToList();
+            var pod = Pods.Where(p => Selects(service.Spec.Selector, p.Labels)).ToList();
             if (pod.Count != 1)
             {
                 problems.Add($"Service {service.Metadata.Name} selects {pod.Count} workloads");
@@ -366,7 +373,7 @@ public sealed partial class RenderedManifestTests(Rendering rendering)
     {
         var spec = Server.Spec.Template.Spec;
         var container = spec.Containers.Single();
-        var options = ServerCommandLine.Parse(ProgramArgs(spec, container, "server")).Options!;
+        var options = ServerCommandLine.Parse(ClusterContract.WithoutPendingServerFlags(ProgramArgs(spec, container, "server"))).Options!;
         var volumes = (spec.Volumes ?? []).Select(v => v.Name).Concat((Server.Spec.VolumeClaimTemplates ?? []).Select(c => c.Metadata.Name)).ToHashSet(StringComparer.Ordinal);
         var mounts = container.VolumeMounts.ToDictionary(m => m.MountPath, m => m.Name, StringComparer.Ordinal);
         Assert.Multiple(() =>
@@ -417,7 +424,7 @@ public sealed partial class RenderedManifestTests(Rendering rendering)
     public void Storage_class_parameters_are_accepted_by_the_controller_and_name_pools_the_server_has()
     {
         var spec = Server.Spec.Template.Spec;
-        var server = ServerCommandLine.Parse(ProgramArgs(spec, spec.Containers.Single(), "server")).Options!;
+        var server = ServerCommandLine.Parse(ClusterContract.WithoutPendingServerFlags(ProgramArgs(spec, spec.Containers.Single(), "server"))).Options!;
         var pools = server.Pools.Count == 0
             ? [CsiNvme.Server.Volumes.ThinVolumeBackend.DefaultPoolName]
             : server.Pools.Select(p => CsiNvme.Server.Volumes.ThinVolumeBackend.PoolNameOf(p.Path)).ToArray();
@@ -427,7 +434,7 @@ public sealed partial class RenderedManifestTests(Rendering rendering)
         {
             foreach (var storageClass in classes)
             {
-                var parameters = VolumeParameters.Parse(new Dictionary<string, string>(storageClass.Parameters ?? new Dictionary<string, string>()), out var error);
+                var parameters = VolumeParameters.Parse(ClusterContract.WithoutPendingParameters(storageClass.Parameters), out var error);
                 Assert.That(error, Is.Null, storageClass.Metadata.Name);
                 if (parameters.Pool.Length > 0)
                 {
@@ -493,17 +500,27 @@ public sealed partial class RenderedManifestTests(Rendering rendering)
 
     internal static int Port(V1Container c, string name) => c.Ports.Single(p => p.Name == name).ContainerPort;
 
-    /// <summary>The program's arguments after the entrypoint's program word, with $(VAR) expanded as the kubelet does.</summary>
-    internal static string[] ProgramArgs(V1PodSpec spec, V1Container c, string program)
+    /// <summary>
+    /// The program's arguments after the entrypoint's program word, with $(VAR) expanded as the kubelet does for a pod
+    /// named <paramref name="podName"/> on node "node-a" with IP 10.1.2.3.
+    /// </summary>
+    internal static string[] ProgramArgs(V1PodSpec spec, V1Container c, string program, string podName = "pod-0")
     {
         Assert.That(c.Args[0], Is.EqualTo(program));
+        return ExpandedArgs(c, podName).Skip(1).ToArray();
+    }
+
+    /// <summary>The container's arguments with $(VAR) expanded as the kubelet does (see <see cref="ProgramArgs"/>).</summary>
+    internal static string[] ExpandedArgs(V1Container c, string podName)
+    {
         var sample = new Dictionary<string, string>
         {
             ["spec.nodeName"] = "node-a",
             ["status.podIP"] = "10.1.2.3",
+            ["metadata.name"] = podName,
         };
         var env = (c.Env ?? []).ToDictionary(e => e.Name, e => e.Value ?? sample[e.ValueFrom.FieldRef.FieldPath]);
-        return c.Args.Skip(1).Select(a => VariableReference().Replace(a, m => env.TryGetValue(m.Groups[1].Value, out var v) ? v : m.Value)).ToArray();
+        return c.Args.Select(a => VariableReference().Replace(a, m => env.TryGetValue(m.Groups[1].Value, out var v) ? v : m.Value)).ToArray();
     }
 
     /// <summary>Ports some container of the pod listens on, read from the programs' own flags.</summary>
@@ -517,6 +534,15 @@ public sealed partial class RenderedManifestTests(Rendering rendering)
                 if (Flag(c, flag) is { } value && int.TryParse(value[(value.LastIndexOf(':') + 1)..], out var port))
                 {
                     served.Add(port);
+                }
+            }
+
+            // etcd listens on URLs, several per flag.
+            foreach (var flag in new[] { "listen-client-urls", "listen-peer-urls", "listen-metrics-urls" })
+            {
+                foreach (var url in (Flag(c, flag) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries))
+                {
+                    served.Add(new Uri(url).Port);
                 }
             }
         }
@@ -535,6 +561,10 @@ public sealed partial class RenderedManifestTests(Rendering rendering)
             .Where(b => b.Metadata.NamespaceProperty == Namespace && b.Subjects.Any(s => s.Kind == "ServiceAccount" && s.Name == serviceAccount && s.NamespaceProperty == Namespace))
             .SelectMany(b => Objects.OfKind<V1Role>().Where(r => r.Metadata.Name == b.RoleRef.Name && r.Metadata.NamespaceProperty == Namespace && b.RoleRef.Kind == "Role"))
             .SelectMany(r => r.Rules);
+
+    /// <summary>Whether a Service's (or a selector's) labels all appear on a pod's.</summary>
+    internal static bool Selects(IDictionary<string, string> selector, IDictionary<string, string> labels) =>
+        selector.All(l => labels.TryGetValue(l.Key, out var v) && v == l.Value);
 
     private static bool Covers(V1PolicyRule rule, string group, string resource, string verb) =>
         (rule.ApiGroups ?? []).Contains(group) && (rule.Resources ?? []).Contains(resource) && rule.Verbs.Contains(verb);
