@@ -5,7 +5,10 @@ using CsiNvme.Metadata;
 using CsiNvme.Server.Management;
 using CsiNvme.Server.Hosting;
 using CsiNvme.Server.Metrics;
-using CsiNvme.Server.Volumes;
+using CsiNvme.Volumes;
+using CsiNvme.Volumes.Backends;
+using CsiNvme.Volumes.Catalog;
+using CsiNvme.Volumes.Local;
 using CsiNvme.Target;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -45,7 +48,8 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
         IMetadataStore store,
         FileStream? dataDirectoryLock,
         NvmeTarget target,
-        VolumeManager volumes,
+        LocalVolumes local,
+        IVolumeCatalog catalog,
         ServerMetrics metrics,
         ILogger logger)
     {
@@ -55,7 +59,8 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
         _store = store;
         _dataDirectoryLock = dataDirectoryLock;
         Target = target;
-        Volumes = volumes;
+        Local = local;
+        Catalog = catalog;
         Metrics = metrics;
         _logger = logger;
     }
@@ -67,7 +72,11 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
 
     public NvmeTarget Target { get; }
 
-    public VolumeManager Volumes { get; }
+    /// <summary>The volumes this node serves (storage, subsystems).</summary>
+    public LocalVolumes Local { get; }
+
+    /// <summary>The volumes behind the management API.</summary>
+    public IVolumeCatalog Catalog { get; }
 
     public ServerMetrics Metrics { get; }
 
@@ -125,7 +134,7 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
         ConfigureLogging(builder.Logging, options);
         builder.Services.AddGrpc(grpc => grpc.Interceptors.Add<ErrorMappingInterceptor>());
         builder.Services.AddSingleton(_ => server ?? throw new InvalidOperationException("server not constructed"));
-        builder.Services.AddSingleton(sp => sp.GetRequiredService<StorageServer>().Volumes);
+        builder.Services.AddSingleton(sp => sp.GetRequiredService<StorageServer>().Catalog);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
@@ -155,7 +164,7 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
         IMetadataStore? store = null;
         IVolumeBackend? backend = null;
         NvmeTarget? target = null;
-        VolumeManager? volumes = null;
+        LocalVolumes? local = null;
         try
         {
             store = options.Backend == StorageBackend.Memory
@@ -169,7 +178,7 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
             };
             foreach (var pool in backend.GetPools())
             {
-                ServerLog.PoolOpened(logger, pool.Name, pool.DataPath, pool.Id, pool.CapacityBytes, pool.UsedBytes, pool.ClusterSize, pool.ReserveBytes);
+                VolumeLog.PoolOpened(logger, pool.Name, pool.DataPath, pool.Id, pool.CapacityBytes, pool.UsedBytes, pool.ClusterSize, pool.ReserveBytes);
             }
 
             metrics.ObservePools(backend.GetPools);
@@ -179,12 +188,13 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
             targetOptions.Listen.Clear();
             targetOptions.Listen.AddRange(options.NvmeListen);
             target = new NvmeTarget(targetOptions, loggerFactory, metrics);
-            volumes = new VolumeManager(store, backend, target, metrics, loggerFactory.CreateLogger<VolumeManager>());
-            server = new StorageServer(options, dataDirectory, app, store, dataDirectoryLock, target, volumes, metrics, logger);
+            local = new LocalVolumes(backend, target, metrics, loggerFactory.CreateLogger<LocalVolumes>());
+            var catalog = new VolumeCatalog(store, local, loggerFactory.CreateLogger<VolumeCatalog>());
+            server = new StorageServer(options, dataDirectory, app, store, dataDirectoryLock, target, local, catalog, metrics, logger);
 
-            await volumes.LoadAsync(options.RecoverMetadata, cancellationToken);
+            await catalog.LoadAsync(options.RecoverMetadata, cancellationToken);
             server.NvmeEndpoints = target.Start();
-            volumes.SetListenAddresses(AdvertisedEndpoints.For(server.NvmeEndpoints, options.AdvertiseAddresses, AdvertisedEndpoints.HostIPv4Addresses));
+            local.SetListenAddresses(AdvertisedEndpoints.For(server.NvmeEndpoints, options.AdvertiseAddresses, AdvertisedEndpoints.HostIPv4Addresses));
             await app.StartAsync(cancellationToken);
 
             // Kestrel rewrites each ListenOptions endpoint with the bound one, so port 0 becomes the real port.
@@ -196,7 +206,7 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
                 backend.Name,
                 dataDirectory,
                 store.Description,
-                volumes.Count,
+                local.Count,
                 string.Join(',', server.NvmeEndpoints),
                 server.ManagementEndpoint.ToString(),
                 server.MetricsEndpoint.ToString());
@@ -211,10 +221,10 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
             else
             {
                 await DisposeQuietly(target);
-                if (volumes is not null)
+                if (local is not null)
                 {
                     // It closes the backend too.
-                    await DisposeQuietly(volumes);
+                    await DisposeQuietly(local);
                 }
                 else
                 {
@@ -244,10 +254,10 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
             Version = Version,
             DiscoveryNqn = NvmeTarget.DiscoveryNqn,
             ManagementAddress = ManagementEndpoint.ToString(),
-            Backend = Volumes.BackendName,
+            Backend = Local.BackendName,
             DataDir = Options.Backend == StorageBackend.Memory ? "" : DataDirectory,
             MetadataStore = _store.Description,
-            VolumeCount = (uint)Volumes.Count,
+            VolumeCount = (uint)Local.Count,
             ConnectionCount = (uint)Math.Max(0, Target.ConnectionCount),
             StartedUnixMs = StartedAt.ToUnixTimeMilliseconds(),
         };
@@ -273,7 +283,7 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
         }
 
         await Step("close NVMe/TCP connections", () => Target.DisposeAsync().AsTask());
-        await Step("flush and close volumes", () => Volumes.DisposeAsync().AsTask());
+        await Step("flush and close volumes", () => Local.DisposeAsync().AsTask());
         await Step("close metadata store", () => _store.DisposeAsync().AsTask());
         ServerLog.ServerStopped(_logger);
         await Step("dispose host", () => _app.DisposeAsync().AsTask());

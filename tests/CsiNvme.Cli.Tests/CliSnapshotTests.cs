@@ -182,7 +182,7 @@ public sealed class CliSnapshotTests
     }
 
     private IBlockVolume StorageOf(string volume) =>
-        _server.Target.FindSubsystem(_server.Volumes.Get(volume).SubsystemNqn)!.Namespaces[0].Volume;
+        _server.Local.Find(volume).Storage;
 
     private byte[] Read(string volume, long offset, int length)
     {

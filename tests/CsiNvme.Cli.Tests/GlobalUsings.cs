@@ -1,2 +1,3 @@
 global using CsiNvme.TestSupport;
 global using NUnit.Framework;
+global using CsiNvme.Volumes.Backends;

@@ -137,7 +137,7 @@ public sealed class ControllerListTests
     public async Task CreateVolume_places_the_volume_in_the_pool_parameter()
     {
         await using var harness = await CsiHarness.StartAsync(configureServer: server =>
-            server.Pools.Add(new CsiNvme.Server.PoolDefinition(Path.Combine(server.DataDirectory, "pool1.pool"), CsiHarness.PoolBytes)));
+            server.Pools.Add(new CsiNvme.Volumes.Backends.PoolDefinition(Path.Combine(server.DataDirectory, "pool1.pool"), CsiHarness.PoolBytes)));
         var request = Caps.Create("pvc-placed");
         request.Parameters.Add("pool", "pool1");
         await harness.Controller.CreateVolumeAsync(request);

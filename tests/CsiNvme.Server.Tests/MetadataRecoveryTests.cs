@@ -199,7 +199,7 @@ public sealed class MetadataRecoveryTests
             }
         }
 
-        // The states a crash leaves at each step of a create and a delete (see VolumeManager): the server is down, so
+        // The states a crash leaves at each step of a create and a delete (see VolumeCatalog): the server is down, so
         // the pool is opened directly, as the crashed server had it.
         var poolPath = Path.Combine(data, "pools", "default.pool");
         var store = await SqliteMetadataStore.OpenAsync(Path.Combine(data, StorageServer.MetadataFileName));

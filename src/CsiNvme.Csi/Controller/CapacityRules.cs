@@ -11,7 +11,7 @@ public static class CapacityRules
     /// <summary>Size of a volume created without a capacity range (and without a source).</summary>
     public const long DefaultVolumeBytes = 1L << 30;
 
-    /// <summary>Largest volume the storage server creates (VolumeManager.MaxVolumeSizeBytes): 64 TiB.</summary>
+    /// <summary>Largest volume the storage server creates (VolumeRules.MaxVolumeSizeBytes in the server): 64 TiB.</summary>
     public const long MaximumVolumeBytes = 64L << 40;
 
     public static long RoundUp(long bytes) => bytes > long.MaxValue - (Granularity - 1)

@@ -3,7 +3,8 @@ using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Net;
 using CsiNvme.Api;
-using CsiNvme.Server.Volumes;
+using CsiNvme.Volumes;
+using CsiNvme.Volumes.Backends;
 using Microsoft.Extensions.Logging;
 
 namespace CsiNvme.Server.Hosting;

@@ -1,4 +1,4 @@
-using CsiNvme.Server.Volumes;
+using CsiNvme.Volumes;
 using Grpc.Core;
 using Grpc.Core.Interceptors;
 using Microsoft.Extensions.Logging;

@@ -1,33 +1,23 @@
 using CsiNvme.Api.V1;
-using CsiNvme.Server.Volumes;
+using CsiNvme.Volumes.Catalog;
 using Grpc.Core;
 
 namespace CsiNvme.Server.Management;
 
 /// <summary>The VolumeService RPCs; refusals become status codes in <see cref="ErrorMappingInterceptor"/>.</summary>
-internal sealed class VolumeGrpcService(VolumeManager volumes) : VolumeService.VolumeServiceBase
+internal sealed class VolumeGrpcService(IVolumeCatalog volumes) : VolumeService.VolumeServiceBase
 {
     public override Task<Volume> CreateVolume(CreateVolumeRequest request, ServerCallContext context) =>
-        volumes.CreateAsync(
-            request.Name,
-            request.SizeBytes,
-            request.BlockSize,
-            request.AllowAnyHost,
-            request.AllowedHosts,
-            request.SourceSnapshot,
-            request.SourceVolume,
-            request.Pool,
-            request.Labels,
-            context.CancellationToken);
+        volumes.CreateAsync(request, context.CancellationToken);
 
     public override Task<Volume> GetVolume(GetVolumeRequest request, ServerCallContext context) =>
-        Task.FromResult(volumes.Get(request.Name));
+        volumes.GetAsync(request.Name, context.CancellationToken);
 
-    public override Task<ListVolumesResponse> ListVolumes(ListVolumesRequest request, ServerCallContext context)
+    public override async Task<ListVolumesResponse> ListVolumes(ListVolumesRequest request, ServerCallContext context)
     {
         var response = new ListVolumesResponse();
-        response.Volumes.AddRange(volumes.List());
-        return Task.FromResult(response);
+        response.Volumes.AddRange(await volumes.ListAsync(context.CancellationToken));
+        return response;
     }
 
     public override async Task<DeleteVolumeResponse> DeleteVolume(DeleteVolumeRequest request, ServerCallContext context)
@@ -52,13 +42,13 @@ internal sealed class VolumeGrpcService(VolumeManager volumes) : VolumeService.V
         volumes.CreateSnapshotAsync(request.Volume, request.Name, request.Labels, context.CancellationToken);
 
     public override Task<Snapshot> GetSnapshot(GetSnapshotRequest request, ServerCallContext context) =>
-        Task.FromResult(volumes.GetSnapshot(request.Name));
+        volumes.GetSnapshotAsync(request.Name, context.CancellationToken);
 
-    public override Task<ListSnapshotsResponse> ListSnapshots(ListSnapshotsRequest request, ServerCallContext context)
+    public override async Task<ListSnapshotsResponse> ListSnapshots(ListSnapshotsRequest request, ServerCallContext context)
     {
         var response = new ListSnapshotsResponse();
-        response.Snapshots.AddRange(volumes.ListSnapshots(request.Volume));
-        return Task.FromResult(response);
+        response.Snapshots.AddRange(await volumes.ListSnapshotsAsync(request.Volume, context.CancellationToken));
+        return response;
     }
 
     public override async Task<DeleteSnapshotResponse> DeleteSnapshot(DeleteSnapshotRequest request, ServerCallContext context)
@@ -66,4 +56,7 @@ internal sealed class VolumeGrpcService(VolumeManager volumes) : VolumeService.V
         await volumes.DeleteSnapshotAsync(request.Name, context.CancellationToken);
         return new DeleteSnapshotResponse();
     }
+
+    public override Task<VerifyVolumeResponse> VerifyVolume(VerifyVolumeRequest request, ServerCallContext context) =>
+        volumes.VerifyAsync(request.Name, request.RegionSize, context.CancellationToken);
 }

@@ -1,3 +1,5 @@
+using CsiNvme.Volumes;
+using CsiNvme.Volumes.Backends;
 using CsiNvme.Target.Subsystems;
 using Prometheus;
 
@@ -7,7 +9,7 @@ namespace CsiNvme.Server.Metrics;
 /// The server's Prometheus collectors. Each server owns its registry so several servers in one process
 /// (tests) keep separate counters.
 /// </summary>
-public sealed class ServerMetrics : ITargetObserver
+public sealed class ServerMetrics : ITargetObserver, IVolumeMetricsFactory
 {
     /// <summary>The "op" label value of each <see cref="IoKind"/>, indexed by the enum value.</summary>
     internal static readonly string[] OperationLabels = CreateOperationLabels();
@@ -59,7 +61,7 @@ public sealed class ServerMetrics : ITargetObserver
     public double ConnectionCount => _connections.Value;
 
     /// <summary>Resolves every labelled series of a volume once, so recording I/O costs no lookups.</summary>
-    public VolumeIoMetrics ForVolume(string volumeName, long sizeBytes)
+    public IVolumeMetrics ForVolume(string volumeName, long sizeBytes)
     {
         var count = OperationLabels.Length;
         var operations = new Counter.Child[count];
@@ -83,7 +85,7 @@ public sealed class ServerMetrics : ITargetObserver
     public void SetVolumeCount(int count) => _volumes.Set(count);
 
     /// <summary>Pool space changes with every allocating write, so it is read when scraped rather than pushed.</summary>
-    public void ObservePools(Func<IReadOnlyList<Volumes.PoolStatus>> pools) =>
+    public void ObservePools(Func<IReadOnlyList<PoolStatus>> pools) =>
         Registry.AddBeforeCollectCallback(() =>
         {
             foreach (var pool in pools())

@@ -1,3 +1,4 @@
+using CsiNvme.Volumes;
 using System.Diagnostics;
 using CsiNvme.Target.Subsystems;
 using Prometheus;
@@ -8,7 +9,7 @@ namespace CsiNvme.Server.Metrics;
 /// The metric series of one volume, indexed by <see cref="IoKind"/>. <see cref="Record"/> runs on a connection's
 /// thread once per receive batch and kind, so it only touches pre-resolved children.
 /// </summary>
-public sealed class VolumeIoMetrics : INamespaceMetrics
+public sealed class VolumeIoMetrics : IVolumeMetrics
 {
     private static readonly double _secondsPerTick = 1.0 / Stopwatch.Frequency;
 

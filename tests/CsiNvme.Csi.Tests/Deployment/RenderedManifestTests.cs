@@ -426,8 +426,8 @@ public sealed partial class RenderedManifestTests(Rendering rendering)
         var spec = Server.Spec.Template.Spec;
         var server = ServerCommandLine.Parse(ClusterContract.WithoutPendingServerFlags(ProgramArgs(spec, spec.Containers.Single(), "server"))).Options!;
         var pools = server.Pools.Count == 0
-            ? [CsiNvme.Server.Volumes.ThinVolumeBackend.DefaultPoolName]
-            : server.Pools.Select(p => CsiNvme.Server.Volumes.ThinVolumeBackend.PoolNameOf(p.Path)).ToArray();
+            ? [CsiNvme.Volumes.Backends.ThinVolumeBackend.DefaultPoolName]
+            : server.Pools.Select(p => CsiNvme.Volumes.Backends.ThinVolumeBackend.PoolNameOf(p.Path)).ToArray();
         var classes = Objects.OfKind<V1StorageClass>().ToList();
         Assert.That(classes, Is.Not.Empty);
         Assert.Multiple(() =>

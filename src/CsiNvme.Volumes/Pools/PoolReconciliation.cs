@@ -3,7 +3,9 @@ using CsiNvme.Metadata;
 using CsiNvme.Storage.Thin;
 using Microsoft.Extensions.Logging;
 
-namespace CsiNvme.Server.Volumes;
+using CsiNvme.Volumes.Backends;
+
+namespace CsiNvme.Volumes.Pools;
 
 /// <summary>
 /// Makes the metadata store and the thin pools agree at server start, never by deleting what a user may still need.
@@ -72,7 +74,7 @@ internal sealed class PoolReconciliation
         foreach (var (pool, image) in _orphans)
         {
             var operation = image.State == ThinImageState.Pending ? "creation" : "deletion";
-            ServerLog.OrphanImageReclaimed(_logger, pool, image.Kind, image.Name, image.Id, StateName(image.State), operation);
+            VolumeLog.OrphanImageReclaimed(_logger, pool, image.Kind, image.Name, image.Id, StateName(image.State), operation);
             if (image.IsSnapshot)
             {
                 _pools.DeleteSnapshot(pool, image.Id);
@@ -87,7 +89,7 @@ internal sealed class PoolReconciliation
         {
             // Pending with a record: the crash came between the record and the state change. Deleting with a record:
             // the record was never removed, so the delete was never acknowledged; the volume stays.
-            ServerLog.InterruptedImageKept(_logger, pool, image.Kind, image.Name, image.Id, StateName(image.State));
+            VolumeLog.InterruptedImageKept(_logger, pool, image.Kind, image.Name, image.Id, StateName(image.State));
             _pools.SetImageState(pool, image.Id, ThinImageState.Committed);
         }
 
@@ -146,7 +148,7 @@ internal sealed class PoolReconciliation
             {
                 if (recover)
                 {
-                    ServerLog.PoolAdopted(_logger, pool.Name, pool.Id, problem, _store.Description, _store.StoreId);
+                    VolumeLog.PoolAdopted(_logger, pool.Name, pool.Id, problem, _store.Description, _store.StoreId);
                 }
                 else
                 {
@@ -208,7 +210,7 @@ internal sealed class PoolReconciliation
                 if (created)
                 {
                     var source = record.SourceVolumeName.Length > 0 ? $", of volume {record.SourceVolumeName} (id {record.SourceVolumeId})" : "";
-                    ServerLog.RecordRecovered(
+                    VolumeLog.RecordRecovered(
                         _logger, image.Kind, record.Name, pool, _store.Description, record.Id, record.SizeBytes, record.BlockSize, record.CreatedAt, "",
                         FormatLabels(record.Labels), source);
                 }
@@ -221,7 +223,7 @@ internal sealed class PoolReconciliation
                 {
                     var access = record.AllowAnyHost ? ", any host allowed" : record.AllowedHosts.Count == 0 ? ", no host allowed" : ", hosts " + string.Join(" ", record.AllowedHosts);
                     var source = info?.ClonedFrom is { } clonedFrom ? $", cloned from {clonedFrom}" : "";
-                    ServerLog.RecordRecovered(
+                    VolumeLog.RecordRecovered(
                         _logger, image.Kind, record.Name, pool, _store.Description, record.Id, record.SizeBytes, record.BlockSize, record.CreatedAt, access,
                         FormatLabels(record.Labels), source);
                 }
@@ -234,12 +236,12 @@ internal sealed class PoolReconciliation
 
             if (info is null)
             {
-                ServerLog.RecoveredWithoutDetails(_logger, pool, image.Kind, image.Name, image.Id, problem!, image.IsSnapshot ? ", no source volume" : "");
+                VolumeLog.RecoveredWithoutDetails(_logger, pool, image.Kind, image.Name, image.Id, problem!, image.IsSnapshot ? ", no source volume" : "");
             }
         }
 
         _recovered = rebuilt.Count;
-        ServerLog.RecoveryFinished(_logger, rebuilt.Count, _store.Description, known.Count);
+        VolumeLog.RecoveryFinished(_logger, rebuilt.Count, _store.Description, known.Count);
     }
 
     private void Compare(
@@ -274,7 +276,7 @@ internal sealed class PoolReconciliation
                 else
                 {
                     unknown.Add(image);
-                    ServerLog.UnknownPoolImage(_logger, pool.Name, image.Kind, image.Name, image.Id, image.SizeBytes, image.CreatedAt, _store.Description);
+                    VolumeLog.UnknownPoolImage(_logger, pool.Name, image.Kind, image.Name, image.Id, image.SizeBytes, image.CreatedAt, _store.Description);
                 }
             }
 

@@ -1,4 +1,4 @@
-namespace CsiNvme.Server.Volumes;
+namespace CsiNvme.Volumes;
 
 /// <summary>Why a volume operation was refused; mapped one to one onto gRPC status codes.</summary>
 public enum VolumeError

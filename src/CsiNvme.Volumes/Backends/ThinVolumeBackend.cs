@@ -4,7 +4,7 @@ using CsiNvme.Storage;
 using CsiNvme.Storage.Thin;
 using Microsoft.Extensions.Logging;
 
-namespace CsiNvme.Server.Volumes;
+namespace CsiNvme.Volumes.Backends;
 
 /// <summary>
 /// Thin volumes, snapshots and clones in one or more <see cref="ThinPool"/>s. A volume lives in one pool for its
@@ -281,15 +281,15 @@ public sealed partial class ThinVolumeBackend : IVolumeBackend, ISnapshotBackend
         {
             if (noFreeCluster)
             {
-                ServerLog.PoolFull(logger, poolName, imageName, pool.CapacityBytes);
+                VolumeLog.PoolFull(logger, poolName, imageName, pool.CapacityBytes);
             }
             else
             {
-                ServerLog.PoolFileSystemFull(logger, poolName, imageName, pool.DataPath, pool.FreeBytes);
+                VolumeLog.PoolFileSystemFull(logger, poolName, imageName, pool.DataPath, pool.FreeBytes);
             }
         }
 
-        public void SpaceAvailable(ThinPool pool) => ServerLog.PoolSpaceAvailable(logger, poolName, pool.FreeBytes, pool.CapacityBytes);
+        public void SpaceAvailable(ThinPool pool) => VolumeLog.PoolSpaceAvailable(logger, poolName, pool.FreeBytes, pool.CapacityBytes);
     }
 
     [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]

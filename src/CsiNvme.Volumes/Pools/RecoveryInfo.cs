@@ -2,7 +2,9 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using CsiNvme.Metadata;
 
-namespace CsiNvme.Server.Volumes;
+using CsiNvme.Volumes.Backends;
+
+namespace CsiNvme.Volumes.Pools;
 
 /// <summary>
 /// What a thin pool keeps with each image, in the image's annotation, so that --recover-metadata can rebuild the

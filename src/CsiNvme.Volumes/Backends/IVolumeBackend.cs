@@ -1,7 +1,7 @@
 using CsiNvme.Storage;
 using CsiNvme.Storage.Thin;
 
-namespace CsiNvme.Server.Volumes;
+namespace CsiNvme.Volumes.Backends;
 
 /// <summary>
 /// Space of one storage pool, as reported by the API and metrics. <paramref name="ReserveBytes"/> is the free space
