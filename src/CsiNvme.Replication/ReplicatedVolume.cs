@@ -158,6 +158,8 @@ public sealed partial class ReplicatedVolume : IAsyncBlockVolume
             entry.Link = link;
             entry.Mode = ReplicaMode.Rebuilding;
             entry.OutOfSyncRecord = null;
+            entry.Unflushed = new RegionMap(SizeBytes, _options.RegionSize);
+            entry.FlushesInFlight.Clear();
         }
 
         link.Failed += OnLinkFailed;
@@ -441,6 +443,17 @@ public sealed partial class ReplicatedVolume : IAsyncBlockVolume
         var commands = 0;
         foreach (var target in targets)
         {
+            if (op.IsChange)
+            {
+                // What the replica could lose in a power failure until a flush completes on it.
+                target.Unflushed.Mark(op.Offset, op.Length);
+            }
+            else if (op.Kind == OpKind.Flush)
+            {
+                target.FlushesInFlight.Add((op, target.Unflushed));
+                target.Unflushed = new RegionMap(SizeBytes, _options.RegionSize);
+            }
+
             commands += target.Link!.CommandCount(op);
             if (op.Kind is OpKind.Write or OpKind.Copy or OpKind.Verify && op.DataLength > target.Link.InCapsuleLimit)
             {
@@ -512,6 +525,21 @@ public sealed partial class ReplicatedVolume : IAsyncBlockVolume
             for (var i = 0; i < op.Targets.Length; i++)
             {
                 var target = op.Targets[i];
+                if (op.Kind == OpKind.Flush)
+                {
+                    // Succeeded: the regions it covered are durable there. Failed: the drop below takes them over.
+                    var index = target.FlushesInFlight.FindIndex(f => ReferenceEquals(f.Op, op));
+                    if (index >= 0)
+                    {
+                        if ((op.FailedMask & (1 << i)) != 0)
+                        {
+                            target.Dirty.UnionWith(target.FlushesInFlight[index].Covered);
+                        }
+
+                        target.FlushesInFlight.RemoveAt(index);
+                    }
+                }
+
                 if ((op.FailedMask & (1 << i)) == 0)
                 {
                     if (op.IsChange)
@@ -656,6 +684,14 @@ public sealed partial class ReplicatedVolume : IAsyncBlockVolume
         var link = target.Link;
         target.Mode = ReplicaMode.OutOfSync;
         target.Link = null;
+
+        // A replica that went away may also lose what it had not flushed yet (a power failure): those regions are
+        // rebuilt too, not only the ones written from now on.
+        target.Dirty.UnionWith(target.Unflushed);
+        foreach (var (_, covered) in target.FlushesInFlight)
+        {
+            target.Dirty.UnionWith(covered);
+        }
         if (wasInSync)
         {
             target.OutOfSyncRecord = RecordOutOfSyncAsync(target.Node, reason);
@@ -892,6 +928,12 @@ internal sealed class ReplicaEntry(string node, ReplicaMode mode, ReplicaLink? l
 
     /// <summary>The out-of-sync record started when it was dropped while in sync; changes that skipped it wait for it.</summary>
     public Task<bool>? OutOfSyncRecord;
+
+    /// <summary>Regions sent to it since the last flush submitted to it.</summary>
+    public RegionMap Unflushed = new(dirty.RegionCount * (long)dirty.RegionSize, dirty.RegionSize);
+
+    /// <summary>Flushes sent to it and not completed, each with the regions it covers.</summary>
+    public List<(ReplicationOp Op, RegionMap Covered)> FlushesInFlight { get; } = [];
 
     public long WritesReplicated;
 

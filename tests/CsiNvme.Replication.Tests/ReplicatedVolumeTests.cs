@@ -121,6 +121,8 @@ public sealed class ReplicatedVolumeTests
         fixture.Sink.Delay = TimeSpan.FromMilliseconds(300);
         var log = new CompletionLog();
         Assert.That(await log.Run(1, (c, k) => fixture.Volume.StartWrite(0, Pattern(4096, 1), false, c, k)), Is.EqualTo(StorageStatus.Success));
+        Assert.That(await log.Run(3, (c, k) => fixture.Volume.StartFlush(c, k)), Is.EqualTo(StorageStatus.Success));
+        Assert.That(await log.Run(4, (c, k) => fixture.Volume.StartWrite(2L << 20, Pattern(4096, 4), false, c, k)), Is.EqualTo(StorageStatus.Success));
 
         await fixture.NodeC.StopAsync();
         var write = log.Run(2, (c, k) => fixture.Volume.StartWrite(1 << 20, Pattern(4096, 2), false, c, k));
@@ -139,8 +141,9 @@ public sealed class ReplicatedVolumeTests
         var dirty = fixture.Volume.DirtyRegions("node-c");
         Assert.That(dirty.IsMarked(1), Is.True, "the region of the write that failed on it");
         Assert.That(dirty.IsMarked(3), Is.True, "the region written while it was out");
-        Assert.That(dirty.IsMarked(0), Is.False, "written before it failed");
-        Assert.That(dirty.MarkedCount, Is.EqualTo(2));
+        Assert.That(dirty.IsMarked(2), Is.True, "written before it failed but never flushed there: a power failure could have lost it");
+        Assert.That(dirty.IsMarked(0), Is.False, "written and flushed before it failed");
+        Assert.That(dirty.MarkedCount, Is.EqualTo(3));
         Assert.That(fixture.Sink.Marks, Has.Count.EqualTo(1));
     }
 
@@ -167,6 +170,7 @@ public sealed class ReplicatedVolumeTests
             Assert.That(await Write(i * (1L << 20), i), Is.EqualTo(StorageStatus.Success));
         }
 
+        Assert.That(await log.Run(++cookie, (c, k) => fixture.Volume.StartFlush(c, k)), Is.EqualTo(StorageStatus.Success));
         await fixture.NodeC.StopAsync();
         for (var i = 0; i < 5; i++)
         {
