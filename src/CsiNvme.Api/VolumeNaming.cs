@@ -18,6 +18,15 @@ public static class VolumeNaming
     public static string SubsystemNqn(Guid volumeId) => $"{NqnPrefix}:volume:{volumeId:D}";
 
     /// <summary>
+    /// The subsystem a storage node exports its copy of a volume under for the volume's primary to replicate to: open
+    /// only to the cluster's storage nodes (<see cref="StorageNodeHostNqn"/>), never to hosts.
+    /// </summary>
+    public static string ReplicaSubsystemNqn(Guid volumeId) => $"{NqnPrefix}:replica:{volumeId:D}";
+
+    /// <summary>The host NQN a storage node connects to other nodes' replica subsystems with.</summary>
+    public static string StorageNodeHostNqn(string clusterId, string nodeName) => $"{NqnPrefix}:storage-node:{clusterId}:{nodeName}";
+
+    /// <summary>
     /// 1..128 characters of [a-z0-9._-] starting with a letter or digit. Lower case only so names
     /// compare the same everywhere (Kubernetes object names, file systems, NQN-like strings);
     /// long enough for CSI names such as "pvc-&lt;uuid&gt;".

@@ -98,11 +98,14 @@ public static class ClusterLimits
     /// <summary>Node names are used in etcd keys and NVMe-visible strings: letters, digits, '-', '_' and '.', at most this long.</summary>
     public const int MaxNodeNameLength = 63;
 
+    public static bool IsValidNodeName(string? name) =>
+        !string.IsNullOrEmpty(name) && name.Length <= MaxNodeNameLength && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
+
     /// <summary>Throws unless <paramref name="name"/> is a valid node name.</summary>
     public static void ValidateNodeName(string name)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
-        if (name.Length > MaxNodeNameLength || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))
+        if (!IsValidNodeName(name))
         {
             throw new ArgumentException(
                 $"node name '{name}' is invalid: use at most {MaxNodeNameLength} ASCII letters, digits, '-', '_' or '.'", nameof(name));

@@ -767,10 +767,10 @@ public sealed partial class ReplicatedVolume : IAsyncBlockVolume
     /// Copies a range of the primary's copy to one replica, in the write order (read and send under the lock, a barrier
     /// for later overlapping changes). True when the replica acknowledged it.
     /// </summary>
-    internal Task<bool> CopyAsync(string node, long offset, int length) => StartInternal(OpKind.Copy, node, offset, length);
+    public Task<bool> CopyAsync(string node, long offset, int length) => StartInternal(OpKind.Copy, node, offset, length);
 
     /// <summary>Reads a range from the primary's copy and from one replica at one point of the write order and compares them.</summary>
-    internal Task<bool> VerifyAsync(string node, long offset, int length) => StartInternal(OpKind.Verify, node, offset, length);
+    public Task<bool> VerifyAsync(string node, long offset, int length) => StartInternal(OpKind.Verify, node, offset, length);
 
     private Task<bool> StartInternal(OpKind kind, string node, long offset, int length)
     {

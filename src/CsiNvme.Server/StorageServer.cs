@@ -5,6 +5,9 @@ using CsiNvme.Metadata;
 using CsiNvme.Server.Management;
 using CsiNvme.Server.Hosting;
 using CsiNvme.Server.Metrics;
+using CsiNvme.Cluster;
+using CsiNvme.Metadata.Etcd;
+using CsiNvme.Replication;
 using CsiNvme.Volumes;
 using CsiNvme.Volumes.Backends;
 using CsiNvme.Volumes.Catalog;
@@ -78,6 +81,12 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
     /// <summary>The volumes behind the management API.</summary>
     public IVolumeCatalog Catalog { get; }
 
+    /// <summary>The storage nodes behind the management API's NodeService (this server alone when not in a cluster).</summary>
+    public INodeCatalog Nodes { get; private set; } = null!;
+
+    /// <summary>This server's part in its cluster; null for a single server.</summary>
+    public ClusterNode? Node { get; private init; }
+
     public ServerMetrics Metrics { get; }
 
     /// <summary>NVMe/TCP listeners with their real ports.</summary>
@@ -135,6 +144,8 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
         builder.Services.AddGrpc(grpc => grpc.Interceptors.Add<ErrorMappingInterceptor>());
         builder.Services.AddSingleton(_ => server ?? throw new InvalidOperationException("server not constructed"));
         builder.Services.AddSingleton(sp => sp.GetRequiredService<StorageServer>().Catalog);
+        builder.Services.AddSingleton(sp => sp.GetRequiredService<StorageServer>().Nodes);
+        builder.Services.AddSingleton(sp => sp.GetRequiredService<StorageServer>().Node ?? throw new InvalidOperationException("not a cluster node"));
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
@@ -159,6 +170,11 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
         app.Use(RouteByListener);
         app.MapGrpcService<VolumeGrpcService>();
         app.MapGrpcService<ServerGrpcService>();
+        app.MapGrpcService<NodeGrpcService>();
+        if (options.IsClusterNode)
+        {
+            app.MapGrpcService<NodeAgentGrpcService>();
+        }
         app.MapMetrics("/metrics", metrics.Registry);
 
         IMetadataStore? store = null;
@@ -167,9 +183,22 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
         LocalVolumes? local = null;
         try
         {
-            store = options.Backend == StorageBackend.Memory
-                ? new InMemoryMetadataStore()
-                : await SqliteMetadataStore.OpenAsync(Path.Combine(dataDirectory, MetadataFileName), cancellationToken);
+            EtcdMetadataStore? etcd = null;
+            var ordinal = 0;
+            if (options.IsClusterNode)
+            {
+                etcd = await EtcdMetadataStore.ConnectAsync(options.EtcdEndpoints, logger: loggerFactory.CreateLogger<EtcdMetadataStore>(), cancellationToken: cancellationToken);
+                store = etcd;
+                etcd.BindingScope = options.NodeName!;
+                ordinal = await etcd.ReserveOrdinalAsync(options.NodeName!, cancellationToken);
+            }
+            else
+            {
+                store = options.Backend == StorageBackend.Memory
+                    ? new InMemoryMetadataStore()
+                    : await SqliteMetadataStore.OpenAsync(Path.Combine(dataDirectory, MetadataFileName), cancellationToken);
+            }
+
             backend = options.Backend switch
             {
                 StorageBackend.Thin => ThinVolumeBackend.Open(options.Pools, dataDirectory, options.PoolReserves, loggerFactory.CreateLogger<ThinVolumeBackend>()),
@@ -187,20 +216,60 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
             options.ConfigureTarget?.Invoke(targetOptions);
             targetOptions.Listen.Clear();
             targetOptions.Listen.AddRange(options.NvmeListen);
+            if (etcd is not null)
+            {
+                // Every node exports the same subsystems: controller and port ids come from ranges of the node's own.
+                targetOptions.ControllerIdBase = ClusterNodeOptions.ControllerIdBaseOf(ordinal);
+                targetOptions.ControllerIdCount = ClusterNodeOptions.ControllerIdsPerNode - 1;
+                targetOptions.PortIdBase = ClusterNodeOptions.PortIdBaseOf(ordinal);
+            }
+
             target = new NvmeTarget(targetOptions, loggerFactory, metrics);
             local = new LocalVolumes(backend, target, metrics, loggerFactory.CreateLogger<LocalVolumes>());
-            var catalog = new VolumeCatalog(store, local, loggerFactory.CreateLogger<VolumeCatalog>());
-            server = new StorageServer(options, dataDirectory, app, store, dataDirectoryLock, target, local, catalog, metrics, logger);
+            ClusterNode? node = null;
+            IVolumeCatalog catalog;
+            INodeCatalog? nodes = null;
+            if (etcd is not null)
+            {
+                await ClusterNode.CheckPoolsAsync(etcd, backend, options.NodeName!, logger, cancellationToken);
+                var clusterOptions = new ClusterNodeOptions
+                {
+                    NodeName = options.NodeName!,
+                    LeaseTtl = options.LeaseTtl,
+                    Replication = new ReplicationOptions { RecordTimeout = options.ReplicaRecordTimeout },
+                    Rebuild = new RebuildOptions { BytesPerSecond = options.RebuildBytesPerSecond },
+                };
+                node = new ClusterNode(etcd, local, ordinal, clusterOptions, new NodeAgentClients(clusterOptions.AgentCallTimeout), loggerFactory);
+                var clusterCatalog = new ClusterCatalog(node, loggerFactory.CreateLogger<ClusterCatalog>());
+                (catalog, nodes) = (clusterCatalog, clusterCatalog);
+                metrics.ObserveCluster(node);
+            }
+            else
+            {
+                var single = new VolumeCatalog(store, local, loggerFactory.CreateLogger<VolumeCatalog>());
+                await single.LoadAsync(options.RecoverMetadata, cancellationToken);
+                catalog = single;
+            }
 
-            await catalog.LoadAsync(options.RecoverMetadata, cancellationToken);
+            server = new StorageServer(options, dataDirectory, app, store, dataDirectoryLock, target, local, catalog, metrics, logger) { Node = node };
+            server.Nodes = nodes ?? new SingleNodeCatalog(server);
             server.NvmeEndpoints = target.Start();
-            local.SetListenAddresses(AdvertisedEndpoints.For(server.NvmeEndpoints, options.AdvertiseAddresses, AdvertisedEndpoints.HostIPv4Addresses));
+            var advertised = AdvertisedEndpoints.For(server.NvmeEndpoints, options.AdvertiseAddresses, AdvertisedEndpoints.HostIPv4Addresses);
+            local.SetListenAddresses(advertised);
             await app.StartAsync(cancellationToken);
 
             // Kestrel rewrites each ListenOptions endpoint with the bound one, so port 0 becomes the real port.
             server.ManagementEndpoint = managementListen!.IPEndPoint!;
             server.MetricsEndpoint = metricsListen!.IPEndPoint!;
             server.StartedAt = DateTimeOffset.UtcNow;
+            if (node is not null)
+            {
+                var management = AdvertisedEndpoints.For([server.ManagementEndpoint], options.AdvertiseAddresses, AdvertisedEndpoints.HostIPv4Addresses).First();
+                await node.StartAsync(
+                    new NodeRecord(options.NodeName!, ordinal, advertised.Select(e => e.ToString()).ToArray(), management.ToString(), [], server.StartedAt, Version),
+                    cancellationToken);
+            }
+
             ServerLog.ServerStarted(
                 logger,
                 backend.Name,
@@ -260,6 +329,8 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
             VolumeCount = (uint)Local.Count,
             ConnectionCount = (uint)Math.Max(0, Target.ConnectionCount),
             StartedUnixMs = StartedAt.ToUnixTimeMilliseconds(),
+            NodeName = Node?.Name ?? "",
+            ClusterId = Node?.Store.ClusterId ?? "",
         };
         info.NvmeListenAddresses.AddRange(NvmeEndpoints.Select(e => e.ToString()));
         return info;
@@ -280,6 +351,12 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
         using (var timeout = new CancellationTokenSource(_shutdownTimeout))
         {
             await Step("stop management and metrics endpoints", () => _app.StopAsync(timeout.Token));
+        }
+
+        if (Node is not null)
+        {
+            // Primaries step down and the lease is revoked: the other nodes take over at once instead of after the lease time.
+            await Step("leave the cluster", () => Node.DisposeAsync().AsTask());
         }
 
         await Step("close NVMe/TCP connections", () => Target.DisposeAsync().AsTask());

@@ -64,6 +64,23 @@ public sealed class StorageServerOptions
 
     public LogLevel LogLevel { get; set; } = LogLevel.Information;
 
+    /// <summary>etcd client URLs; when given, the server is a node of the cluster they hold (metadata in etcd, replication).</summary>
+    public List<string> EtcdEndpoints { get; set; } = [];
+
+    /// <summary>This node's name in its cluster (default: the machine's host name); fixed for the node's life.</summary>
+    public string? NodeName { get; set; }
+
+    /// <summary>Lease of the node's cluster membership (etcd's minimum is 2 s).</summary>
+    public TimeSpan LeaseTtl { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Rebuild copy rate per replica, bytes per second.</summary>
+    public long RebuildBytesPerSecond { get; set; } = 200L << 20;
+
+    /// <summary>How long a change that skipped a failed replica waits for the out-of-sync record before it fails.</summary>
+    public TimeSpan ReplicaRecordTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    public bool IsClusterNode => EtcdEndpoints.Count > 0;
+
     /// <summary>Replaces the default console logging (all on stderr); used by embedders such as tests.</summary>
     public Action<ILoggingBuilder>? ConfigureLogging { get; set; }
 

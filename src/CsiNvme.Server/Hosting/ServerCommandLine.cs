@@ -108,8 +108,52 @@ public static class ServerCommandLine
                 result, "--log-level", result.Tokens[0].Value, LogLevel.Information, ["trace", "debug", "information", "warning", "error", "critical", "none"]),
         };
 
+        var etcd = new Option<string[]>("--etcd-endpoints")
+        {
+            Description = "etcd client URLs (http://HOST:PORT, comma separated or repeated): join the storage cluster whose metadata they hold. " +
+                          "Volumes then have 1 to 3 replicas on distinct nodes and any node answers the management API for all. Needs --backend thin.",
+            HelpName = "URL[,URL]",
+            Arity = ArgumentArity.OneOrMore,
+            AllowMultipleArgumentsPerToken = false,
+            CustomParser = result => result.Tokens.SelectMany(t => t.Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                .Select(url => ParseEtcdUrlOrError(result, url)).ToArray(),
+        };
+        var nodeName = new Option<string>("--node-name")
+        {
+            Description = "This node's name in the cluster, [A-Za-z0-9._-]{1,63}, stable across restarts (default: the host name).",
+            HelpName = "NAME",
+        };
+        var leaseTtl = new Option<int>("--lease-ttl")
+        {
+            Description = "Seconds of the node's cluster lease: a primary that cannot renew it stops completing writes, and an in-sync replica " +
+                          "takes over once it expires (the failover stall a host sees is about this long). 2 to 60; default 2.",
+            HelpName = "SECONDS",
+            DefaultValueFactory = _ => 2,
+            CustomParser = result => ParseIntOrError(result, "--lease-ttl", result.Tokens[0].Value, 2, 60),
+        };
+        var rebuildRate = new Option<long>("--rebuild-rate")
+        {
+            Description = "Copy rate of a replica rebuild, per second, so the volume's own I/O keeps its bandwidth (e.g. 200MiB; 0 for no limit).",
+            HelpName = "SIZE",
+            DefaultValueFactory = _ => 200L << 20,
+            CustomParser = result => ParseSizeOrError(result, "--rebuild-rate", result.Tokens[0].Value),
+        };
+        var recordTimeout = new Option<int>("--replica-record-timeout")
+        {
+            Description = "Seconds a write that skipped a failed replica may wait for etcd to record the replica out of sync before it fails " +
+                          "with a path error (the host retries it). 1 to 600; default 30.",
+            HelpName = "SECONDS",
+            DefaultValueFactory = _ => 30,
+            CustomParser = result => ParseIntOrError(result, "--replica-record-timeout", result.Tokens[0].Value, 1, 600),
+        };
+
         var root = new RootCommand("CsiNvme storage server: NVMe/TCP target, management gRPC API and Prometheus metrics.")
         {
+            etcd,
+            nodeName,
+            leaseTtl,
+            rebuildRate,
+            recordTimeout,
             dataDir,
             nvmeListen,
             advertise,
@@ -148,7 +192,35 @@ public static class ServerCommandLine
             RecoverMetadata = parse.GetValue(recoverMetadata),
             NvmePollTime = TimeSpan.FromMicroseconds(parse.GetValue(nvmePoll)),
             LogLevel = parse.GetValue(logLevel),
+            EtcdEndpoints = [.. parse.GetValue(etcd) ?? []],
+            NodeName = parse.GetValue(nodeName),
+            LeaseTtl = TimeSpan.FromSeconds(parse.GetValue(leaseTtl)),
+            RebuildBytesPerSecond = parse.GetValue(rebuildRate),
+            ReplicaRecordTimeout = TimeSpan.FromSeconds(parse.GetValue(recordTimeout)),
         };
+
+        if (options.IsClusterNode)
+        {
+            if (options.Backend != StorageBackend.Thin)
+            {
+                return new ServerCommandLineResult(null, [$"--etcd-endpoints needs --backend thin, not {options.Backend.ToString().ToLowerInvariant()}"], parse);
+            }
+
+            if (options.RecoverMetadata)
+            {
+                return new ServerCommandLineResult(null, ["--recover-metadata rebuilds a single server's records; a cluster node's copies are rebuilt from the other nodes"], parse);
+            }
+
+            options.NodeName ??= Environment.MachineName;
+            if (!CsiNvme.Metadata.ClusterLimits.IsValidNodeName(options.NodeName))
+            {
+                return new ServerCommandLineResult(null, [$"--node-name '{options.NodeName}' must be 1 to 63 of [A-Za-z0-9._-]"], parse);
+            }
+        }
+        else if (parse.GetResult(nodeName) is not null)
+        {
+            return new ServerCommandLineResult(null, ["--node-name names a cluster node; give --etcd-endpoints too"], parse);
+        }
 
         foreach (var (given, option) in new[] { (options.Pools.Count > 0, "--pool"), (options.PoolReserves.Count > 0, "--pool-reserve"), (options.RecoverMetadata, "--recover-metadata") })
         {
@@ -173,6 +245,39 @@ public static class ServerCommandLine
         }
 
         return new ServerCommandLineResult(options, [], parse);
+    }
+
+    private static string ParseEtcdUrlOrError(ArgumentResult result, string url)
+    {
+        if (Uri.TryCreate(url, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" && uri.Host.Length > 0 && uri.AbsolutePath == "/")
+        {
+            return url;
+        }
+
+        result.AddError($"--etcd-endpoints: '{url}' is not an http(s)://HOST:PORT URL");
+        return url;
+    }
+
+    private static int ParseIntOrError(ArgumentResult result, string option, string text, int min, int max)
+    {
+        if (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value >= min && value <= max)
+        {
+            return value;
+        }
+
+        result.AddError($"{option}: '{text}' is not a whole number from {min} to {max}");
+        return min;
+    }
+
+    private static long ParseSizeOrError(ArgumentResult result, string option, string text)
+    {
+        if (ByteSize.TryParse(text, out var bytes, out var error))
+        {
+            return bytes;
+        }
+
+        result.AddError($"{option}: {error}");
+        return 0;
     }
 
     /// <summary>

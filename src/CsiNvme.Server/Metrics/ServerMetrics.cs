@@ -85,6 +85,9 @@ public sealed class ServerMetrics : ITargetObserver, IVolumeMetricsFactory
     public void SetVolumeCount(int count) => _volumes.Set(count);
 
     /// <summary>Pool space changes with every allocating write, so it is read when scraped rather than pushed.</summary>
+    /// <summary>The cluster's series of this node (<see cref="ClusterMetrics"/>).</summary>
+    public void ObserveCluster(CsiNvme.Cluster.ClusterNode node) => ClusterMetrics.Observe(Registry, node);
+
     public void ObservePools(Func<IReadOnlyList<PoolStatus>> pools) =>
         Registry.AddBeforeCollectCallback(() =>
         {

@@ -14,7 +14,7 @@ internal sealed partial class Controller
     /// Highest ANA group id (ANAGRPMAX, NANAGRPID): one group per storage node, the node's ordinal + 1. The ANA log a
     /// Linux host sizes from it (header + ANAGRPMAX descriptors + NN NSIDs) stays far below MDTS.
     /// </summary>
-    internal const uint MaxAnaGroups = 32;
+    internal const uint MaxAnaGroups = 256;
 
     private const byte RecommendedArbitrationBurst = 6;
     private const byte CmicMultiPort = 0x01;

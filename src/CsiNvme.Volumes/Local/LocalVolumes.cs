@@ -3,6 +3,7 @@ using System.Net;
 using CsiNvme.Api;
 using CsiNvme.Api.V1;
 using CsiNvme.Metadata;
+using CsiNvme.Protocol.Logs;
 using CsiNvme.Storage;
 using CsiNvme.Storage.Thin;
 using CsiNvme.Target;
@@ -222,15 +223,18 @@ public sealed class LocalVolumes : IAsyncDisposable
 
     /// <summary>
     /// Exports a volume as its NVMe subsystem (namespace 1 over <paramref name="exported"/>, or the storage itself) and
-    /// starts serving it. <paramref name="configure"/> sets cluster properties (ANA group) on the subsystem before it is
-    /// added to the target.
+    /// starts serving it. In a cluster every replica node exports it in its own ANA group, in the state given, so that
+    /// no host sees a path optimized that is not.
     /// </summary>
-    public LocalVolume Export(VolumeRecord record, IBlockVolume storage, IBlockVolume? exported = null, Func<Subsystem, Subsystem>? configure = null)
+    public LocalVolume Export(VolumeRecord record, IBlockVolume storage, IBlockVolume? exported = null, uint anaGroupId = 1, AnaState anaState = AnaState.Optimized)
     {
         var metrics = _metrics.ForVolume(record.Name, record.SizeBytes);
         var ns = new TargetNamespace(VolumeRules.NamespaceId, exported ?? storage, record.Id) { Metrics = metrics };
-        var subsystem = new Subsystem(VolumeNaming.SubsystemNqn(record.Id), VolumeRules.SerialNumberOf(record.Id), record.AllowAnyHost, record.AllowedHosts);
-        subsystem = configure?.Invoke(subsystem) ?? subsystem;
+        var subsystem = new Subsystem(VolumeNaming.SubsystemNqn(record.Id), VolumeRules.SerialNumberOf(record.Id), record.AllowAnyHost, record.AllowedHosts)
+        {
+            AnaGroupId = anaGroupId,
+        };
+        subsystem.SetAnaState(anaState);
         subsystem.AddNamespace(ns);
         try
         {

@@ -1,0 +1,269 @@
+using CsiNvme.Metadata;
+using CsiNvme.Replication;
+using Microsoft.Extensions.Logging;
+
+namespace CsiNvme.Cluster;
+
+public sealed partial class ClusterNode
+{
+    private readonly Dictionary<string, DateTime> _primaryDownSince = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, DateTime> _quietUntil = new(StringComparer.Ordinal);
+
+    internal bool IsDraining(string node) => NodeOf(node)?.AdminState == NodeAdminState.Draining;
+
+    private int OrdinalOf(string node) => node == Name ? Ordinal : NodeOf(node)?.Ordinal ?? int.MaxValue;
+
+    /// <summary>
+    /// For every volume whose primary is gone (its lease expired) and of which this node holds an in-sync replica: the
+    /// live in-sync replicas line up by ordinal, active nodes before draining ones; the first promotes itself at once,
+    /// each next one only after a further <see cref="ClusterNodeOptions.PromotionStagger"/> (in case those before it are
+    /// gone too). The promotion itself is one compare-and-swap.
+    /// </summary>
+    private async Task CheckPromotionsAsync(CancellationToken cancellationToken)
+    {
+        if (!IsJoined)
+        {
+            return;
+        }
+
+        foreach (var record in _records.Values)
+        {
+            var mine = record.Replicas.FirstOrDefault(r => r.Node == Name);
+            if (mine is null || record.Primary == Name || (record.Primary.Length > 0 && IsLive(record.Primary)))
+            {
+                _primaryDownSince.Remove(record.Name);
+                continue;
+            }
+
+            if (mine.State != ReplicaState.InSync)
+            {
+                continue;
+            }
+
+            if (!_primaryDownSince.TryGetValue(record.Name, out var since))
+            {
+                since = DateTime.UtcNow;
+                _primaryDownSince[record.Name] = since;
+            }
+
+            var line = record.Replicas
+                .Where(r => r.Node != record.Primary && r.State == ReplicaState.InSync && IsLive(r.Node))
+                .OrderBy(r => IsDraining(r.Node) ? 1 : 0)
+                .ThenBy(r => OrdinalOf(r.Node))
+                .Select(r => r.Node)
+                .ToList();
+            var rank = line.IndexOf(Name);
+            if (rank < 0 || DateTime.UtcNow - since < rank * _options.PromotionStagger)
+            {
+                continue;
+            }
+
+            await TryPromoteAsync(record.Name, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task TryPromoteAsync(string name, CancellationToken cancellationToken)
+    {
+        var fresh = await _store.GetVolumeAsync(name, cancellationToken).ConfigureAwait(false);
+        var mine = fresh?.Replicas.FirstOrDefault(r => r.Node == Name);
+        if (fresh is null || mine is null || mine.State != ReplicaState.InSync || fresh.Primary == Name || (fresh.Primary.Length > 0 && IsLive(fresh.Primary)))
+        {
+            return;
+        }
+
+        var old = fresh.Primary;
+        var promoted = fresh with
+        {
+            Primary = Name,
+            Epoch = fresh.Epoch + 1,
+            // The old primary may hold changes it applied but never completed: it is rebuilt when it returns.
+            Replicas = fresh.Replicas.Select(r => r.Node == old && r.State != ReplicaState.OutOfSync ? r with { State = ReplicaState.OutOfSync } : r).ToArray(),
+        };
+        if (!await _store.TryUpdateVolumeAsync(promoted, fresh.Revision, cancellationToken).ConfigureAwait(false))
+        {
+            return;
+        }
+
+        var downFor = _primaryDownSince.TryGetValue(name, out var since) ? DateTime.UtcNow - since : TimeSpan.Zero;
+        ClusterLog.Promoted(_logger, name, promoted.Epoch, old.Length == 0 ? "(none)" : old, downFor.TotalMilliseconds);
+        PrimaryChanged?.Invoke(name, old, Name, downFor, "promotion");
+        if (await _store.GetVolumeAsync(name, cancellationToken).ConfigureAwait(false) is { } current)
+        {
+            _records[name] = current;
+        }
+
+        await ReconcileAsync(name, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Raised when a volume's primary role moved by this node's doing: volume, old primary, new primary, how long the
+    /// volume was without a serving primary as this node saw it (zero for a handover), and why ("promotion", "handover").
+    /// </summary>
+    public event Action<string, string, string, TimeSpan, string>? PrimaryChanged;
+
+    /// <summary>
+    /// Duties of each primary here: hand the role over when this node drains, move replicas off draining nodes, start or
+    /// retry rebuilds of replicas that are out of sync on live nodes.
+    /// </summary>
+    private async Task CheckPrimariesAsync(CancellationToken cancellationToken)
+    {
+        foreach (var volume in _volumes.Values.Where(v => v.Role == VolumeRole.Primary).ToArray())
+        {
+            if (RecordOf(volume.Name) is not { } record || record.Primary != Name)
+            {
+                continue;
+            }
+
+            if (IsDraining(Name))
+            {
+                await HandOverAsync(volume, record, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            await MoveReplicasOffDrainingNodesAsync(volume, record, cancellationToken).ConfigureAwait(false);
+            StartRebuilds(volume, record);
+        }
+    }
+
+    /// <summary>
+    /// Planned handover (this node drains): changes are held and flushed everywhere (so no replica has unflushed
+    /// regions to resync), the record names an in-sync replica on an active node primary at the next epoch, and this
+    /// node stops: the held changes fail with a path status and the hosts send them to the new primary once its path
+    /// turns optimized.
+    /// </summary>
+    private async Task HandOverAsync(ClusterVolume volume, VolumeRecord record, CancellationToken cancellationToken)
+    {
+        var target = record.Replicas
+            .Where(r => r.Node != Name && r.State == ReplicaState.InSync && IsLive(r.Node) && !IsDraining(r.Node))
+            .OrderBy(r => OrdinalOf(r.Node))
+            .Select(r => r.Node)
+            .FirstOrDefault();
+        if (target is null)
+        {
+            Quietly($"handover:{volume.Name}", () => ClusterLog.HandoverBlocked(_logger, volume.Name));
+            return;
+        }
+
+        await volume.Gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (volume.Replicated is not { } replicated || volume.Role != VolumeRole.Primary)
+            {
+                return;
+            }
+
+            await replicated.PauseAsync().WaitAsync(TimeSpan.FromSeconds(30), cancellationToken).ConfigureAwait(false);
+            var handedOver = false;
+            try
+            {
+                await Task.Run(replicated.Flush, cancellationToken).ConfigureAwait(false);
+                var fresh = await _store.GetVolumeAsync(volume.Name, cancellationToken).ConfigureAwait(false);
+                if (fresh is not null && fresh.Primary == Name && fresh.Epoch == volume.PrimaryEpoch
+                    && fresh.Replicas.Any(r => r.Node == target && r.State == ReplicaState.InSync))
+                {
+                    handedOver = await _store.TryUpdateVolumeAsync(fresh with { Primary = target, Epoch = fresh.Epoch + 1 }, fresh.Revision, cancellationToken).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                if (!handedOver)
+                {
+                    replicated.Resume();
+                }
+            }
+
+            if (handedOver)
+            {
+                ClusterLog.HandedOver(_logger, volume.Name, target, volume.PrimaryEpoch + 1);
+                PrimaryChanged?.Invoke(volume.Name, Name, target, TimeSpan.Zero, "handover");
+                await DemoteAsync(volume, $"handed over to {target} (drain)").ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            volume.Gate.Release();
+        }
+    }
+
+    /// <summary>
+    /// A replica on a draining node moves: a new replica goes to an active node without one (prepared there, added out of
+    /// sync, rebuilt), and once it is in sync the draining node's replica leaves the record. Without a node to move to,
+    /// the replica stays (the drain reports it).
+    /// </summary>
+    private async Task MoveReplicasOffDrainingNodesAsync(ClusterVolume volume, VolumeRecord record, CancellationToken cancellationToken)
+    {
+        var draining = record.Replicas.Where(r => r.Node != Name && IsDraining(r.Node)).ToArray();
+        if (draining.Length == 0)
+        {
+            return;
+        }
+
+        var wanted = Math.Max(1, record.ReplicaCount);
+        var settled = record.Replicas.Count(r => !IsDraining(r.Node) && r.State == ReplicaState.InSync);
+        if (settled >= wanted)
+        {
+            var fresh = await _store.GetVolumeAsync(record.Name, cancellationToken).ConfigureAwait(false);
+            if (fresh is not null && fresh.Primary == Name && fresh.Epoch == volume.PrimaryEpoch)
+            {
+                var kept = fresh.Replicas.Where(r => !IsDraining(r.Node) || r.Node == Name).ToArray();
+                if (await _store.TryUpdateVolumeAsync(fresh with { Replicas = kept }, fresh.Revision, cancellationToken).ConfigureAwait(false))
+                {
+                    foreach (var moved in draining)
+                    {
+                        ClusterLog.ReplicaMovedOff(_logger, record.Name, moved.Node);
+                    }
+                }
+            }
+
+            return;
+        }
+
+        if (record.Replicas.Count > wanted)
+        {
+            // A replacement is already on its way.
+            return;
+        }
+
+        var candidates = Placement.Candidates(Nodes, Records);
+        var chosen = Placement.Choose(candidates, 1, record.Replicas.Select(r => r.Node).ToArray(), record.SizeBytes);
+        if (chosen is null)
+        {
+            Quietly($"move:{record.Name}", () => ClusterLog.MoveBlocked(_logger, record.Name, string.Join(",", draining.Select(d => d.Node))));
+            return;
+        }
+
+        var node = chosen[0].Name;
+        string pool;
+        try
+        {
+            pool = await Agents.PrepareReplicaAsync(this, node, record, null, null, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            ClusterLog.MoveFailed(_logger, record.Name, node, e.Message);
+            return;
+        }
+
+        var current = await _store.GetVolumeAsync(record.Name, cancellationToken).ConfigureAwait(false);
+        if (current is null || current.Primary != Name || current.Replicas.Any(r => r.Node == node)
+            || !await _store.TryUpdateVolumeAsync(current with { Replicas = [.. current.Replicas, new ReplicaRecord(node, pool, ReplicaState.OutOfSync, 0)] }, current.Revision, cancellationToken).ConfigureAwait(false))
+        {
+            await Agents.DiscardReplicaAsync(this, node, record.Id, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        ClusterLog.ReplicaAdded(_logger, record.Name, node, pool, "moving replicas off draining nodes");
+    }
+
+    /// <summary>Logs a repeating condition at most once a minute per key.</summary>
+    private void Quietly(string key, Action log)
+    {
+        if (_quietUntil.TryGetValue(key, out var until) && DateTime.UtcNow < until)
+        {
+            return;
+        }
+
+        _quietUntil[key] = DateTime.UtcNow.AddMinutes(1);
+        log();
+    }
+}

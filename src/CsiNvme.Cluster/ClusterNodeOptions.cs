@@ -1,0 +1,41 @@
+using CsiNvme.Replication;
+
+namespace CsiNvme.Cluster;
+
+/// <summary>How a storage node takes part in its cluster.</summary>
+public sealed class ClusterNodeOptions
+{
+    /// <summary>Each node's controller ids: ordinal × this + 1, this − 1 of them (255 nodes fit under CNTLID 0xFFEF).</summary>
+    public const int ControllerIdsPerNode = 256;
+
+    /// <summary>Each node's discovery port ids: ordinal × this + 1 onward.</summary>
+    public const int PortIdsPerNode = 16;
+
+    public required string NodeName { get; init; }
+
+    /// <summary>Lease of the node's membership; a primary whose lease ran out stops completing writes, and an in-sync replica is promoted.</summary>
+    public TimeSpan LeaseTtl { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>How long after its primary is gone the in-sync replica next in line waits per rank before it promotes itself.</summary>
+    public TimeSpan PromotionStagger { get; init; } = TimeSpan.FromSeconds(1.5);
+
+    public ReplicationOptions Replication { get; init; } = new();
+
+    public RebuildOptions Rebuild { get; init; } = new();
+
+    /// <summary>Period of the checks that do not wait for a change (promotions, rebuilds to retry, free space to publish).</summary>
+    public TimeSpan CheckPeriod { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Deadline of one call to another node.</summary>
+    public TimeSpan AgentCallTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Queue depth of a replication link (commands in flight to one replica of one volume).</summary>
+    public int LinkQueueDepth { get; init; } = 256;
+
+    public static ushort ControllerIdBaseOf(int ordinal) => (ushort)(ordinal * ControllerIdsPerNode + 1);
+
+    public static ushort PortIdBaseOf(int ordinal) => (ushort)(ordinal * PortIdsPerNode + 1);
+
+    /// <summary>The node's ANA group in every subsystem it exports.</summary>
+    public static uint AnaGroupOf(int ordinal) => (uint)ordinal + 1;
+}
