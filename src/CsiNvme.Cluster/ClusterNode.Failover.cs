@@ -152,11 +152,10 @@ public sealed partial class ClusterNode
                 return;
             }
 
-            await replicated.PauseAsync().WaitAsync(TimeSpan.FromSeconds(30), cancellationToken).ConfigureAwait(false);
             var handedOver = false;
             try
             {
-                await Task.Run(replicated.Flush, cancellationToken).ConfigureAwait(false);
+                await replicated.PauseAndFlushAsync().WaitAsync(TimeSpan.FromSeconds(30), cancellationToken).ConfigureAwait(false);
                 var fresh = await _store.GetVolumeAsync(volume.Name, cancellationToken).ConfigureAwait(false);
                 if (fresh is not null && fresh.Primary == Name && fresh.Epoch == volume.PrimaryEpoch
                     && fresh.Replicas.Any(r => r.Node == target && r.State == ReplicaState.InSync))

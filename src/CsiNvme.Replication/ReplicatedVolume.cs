@@ -835,6 +835,39 @@ public sealed partial class ReplicatedVolume : IAsyncBlockVolume
         }
     }
 
+    /// <summary>
+    /// <see cref="PauseAsync"/>, then a flush of the primary's copy and of every replica taking part, past the pause: on
+    /// return the copies are identical and durable, and no replica has changes it has not flushed (a planned handover
+    /// then has nothing to resync). True when every replica flushed.
+    /// </summary>
+    public async Task<bool> PauseAndFlushAsync()
+    {
+        await PauseAsync().ConfigureAwait(false);
+        if (_local.Flush() != StorageStatus.Success)
+        {
+            return false;
+        }
+
+        var op = _pool.Rent();
+        op.Kind = OpKind.Flush;
+        op.Done = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var done = op.Done.Task;
+        bool finishNow;
+        lock (_gate)
+        {
+            Interlocked.Increment(ref _inFlight);
+            // Submitted directly: the pause holds the hosts' changes, not this flush.
+            finishNow = SubmitLocked(op);
+        }
+
+        if (finishNow)
+        {
+            Finish(op);
+        }
+
+        return await done.ConfigureAwait(false);
+    }
+
     public void Resume()
     {
         List<ReplicationOp>? finished = null;

@@ -1,0 +1,200 @@
+using CsiNvme.Api.V1;
+using CsiNvme.Host;
+using CsiNvme.Protocol.Commands;
+using CsiNvme.TestSupport;
+
+namespace CsiNvme.Cluster.Tests;
+
+/// <summary>Failover, rebuild, drain and the coordinated operations of a replicated volume, with in-process nodes.</summary>
+[Category("Cluster")]
+public sealed class ClusterFailoverTests
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(90);
+
+    private static byte[] Pattern(int length, int seed)
+    {
+        var data = new byte[length];
+        new Random(seed).NextBytes(data);
+        return data;
+    }
+
+    private static async Task<NvmeController> ConnectAsync(InProcessCluster cluster, string node, Volume volume, NvmeHostIdentity host) =>
+        await new NvmeTcpHost(new NvmeTcpHostOptions { HostNqn = host.Nqn, HostId = host.Id, Reconnect = false })
+            .ConnectAsync(cluster.Node(node).NvmeEndpoints[0], volume.SubsystemNqn);
+
+    private static async Task WriteAsync(NvmeController controller, int seed, int count, int firstBlock = 0)
+    {
+        var ns = controller.FindNamespace(1)!;
+        for (var i = 0; i < count; i++)
+        {
+            // One write per 1 MiB region (2048 blocks of 512 bytes).
+            var completion = await controller.IoQueues[0].WriteAsync(ns, (ulong)(firstBlock + i * 2048), Pattern(8192, seed + i));
+            Assert.That(completion.Status, Is.EqualTo(NvmeStatus.Success), $"write {i}");
+        }
+
+        Assert.That((await controller.IoQueues[0].FlushAsync(ns)).Status, Is.EqualTo(NvmeStatus.Success));
+    }
+
+    private static async Task<Volume> WaitForAsync(InProcessCluster cluster, string asking, string name, Func<Volume, bool> condition)
+    {
+        Volume? last = null;
+        var reached = await InProcessCluster.WaitAsync(async () =>
+        {
+            last = await cluster.Volumes(asking).GetVolumeAsync(new GetVolumeRequest { Name = name });
+            return condition(last);
+        }, Bound);
+        Assert.That(reached, Is.True, $"volume {name} never reached the expected state; last: {last}");
+        return last!;
+    }
+
+    [Test]
+    public async Task The_primary_stops_an_in_sync_replica_takes_over_and_the_old_primary_is_rebuilt_when_it_returns()
+    {
+        await using var cluster = await InProcessCluster.StartAsync(3);
+        var host = NvmeHostIdentity.Create();
+        var volume = await cluster.Volumes("node-a").CreateVolumeAsync(new CreateVolumeRequest { Name = "fo", SizeBytes = 32 << 20, Replicas = 3, AllowedHosts = { host.Nqn } });
+        var oldPrimary = volume.Primary;
+        await using (var first = await ConnectAsync(cluster, oldPrimary, volume, host))
+        {
+            await WriteAsync(first, seed: 1, count: 32);
+        }
+
+        await cluster.StopNodeAsync(oldPrimary);
+        var asking = cluster.Nodes.Keys.First(n => n != oldPrimary);
+        var failedOver = await WaitForAsync(cluster, asking, "fo", v => v.Primary != oldPrimary && v.Primary.Length > 0 && v.Epoch == 2);
+        Assert.That(failedOver.Replicas.Single(r => r.Node == oldPrimary).State, Is.EqualTo("out-of-sync"));
+
+        await using (var second = await ConnectAsync(cluster, failedOver.Primary, failedOver, host))
+        {
+            var ns = second.FindNamespace(1)!;
+            var read = new byte[8192];
+            Assert.That((await second.IoQueues[0].ReadAsync(ns, 4096, read)).Status, Is.EqualTo(NvmeStatus.Success));
+            Assert.That(read, Is.EqualTo(Pattern(8192, 3)), "what the old primary completed is on the new one");
+            await WriteAsync(second, seed: 100, count: 16, firstBlock: 32768);
+        }
+
+        await cluster.StartNodeAsync(oldPrimary);
+        var healed = await WaitForAsync(cluster, asking, "fo", v => v.Replicas.All(r => r.State == "in-sync"));
+        Assert.That(healed.Primary, Is.EqualTo(failedOver.Primary), "the returning node comes back as a replica");
+        var verify = await cluster.Volumes(asking).VerifyVolumeAsync(new VerifyVolumeRequest { Name = "fo" });
+        Assert.That(verify.Identical, Is.True, verify.ToString());
+    }
+
+    [Test]
+    public async Task A_replica_that_was_down_gets_a_delta_rebuild_of_what_was_written_meanwhile()
+    {
+        await using var cluster = await InProcessCluster.StartAsync(3);
+        var host = NvmeHostIdentity.Create();
+        var volume = await cluster.Volumes("node-a").CreateVolumeAsync(new CreateVolumeRequest { Name = "delta", SizeBytes = 64 << 20, Replicas = 3, AllowedHosts = { host.Nqn } });
+        await using var writer = await ConnectAsync(cluster, volume.Primary, volume, host);
+        await WriteAsync(writer, seed: 1, count: 64);
+        var replica = volume.Replicas.First(r => !r.Primary).Node;
+
+        await cluster.StopNodeAsync(replica);
+        // Two 1 MiB regions written while it is away.
+        await WriteAsync(writer, seed: 500, count: 1, firstBlock: 10 * 2048);
+        await WriteAsync(writer, seed: 600, count: 1, firstBlock: 40 * 2048);
+        var degraded = await WaitForAsync(cluster, volume.Primary, "delta", v => v.Replicas.Single(r => r.Node == replica).State == "out-of-sync");
+        Assert.That(degraded.Replicas.Single(r => r.Node == replica).DirtyRegions, Is.EqualTo(2ul));
+
+        await cluster.StartNodeAsync(replica);
+        await WaitForAsync(cluster, volume.Primary, "delta", v => v.Replicas.All(r => r.State == "in-sync"));
+        var verify = await cluster.Volumes("node-c").VerifyVolumeAsync(new VerifyVolumeRequest { Name = "delta" });
+        Assert.That(verify.Identical, Is.True, verify.ToString());
+    }
+
+    [Test]
+    public async Task Drain_hands_the_primary_over_and_undrain_takes_the_node_back()
+    {
+        await using var cluster = await InProcessCluster.StartAsync(3);
+        var host = NvmeHostIdentity.Create();
+        var volume = await cluster.Volumes("node-a").CreateVolumeAsync(new CreateVolumeRequest { Name = "drained", SizeBytes = 16 << 20, Replicas = 3, AllowedHosts = { host.Nqn } });
+        var primary = volume.Primary;
+        await using (var writer = await ConnectAsync(cluster, primary, volume, host))
+        {
+            await WriteAsync(writer, seed: 7, count: 8);
+        }
+
+        var drained = await cluster.NodeApi("node-a").DrainNodeAsync(new NodeRequest { Name = primary });
+        Assert.That(drained.AdminState, Is.EqualTo("draining"));
+        var moved = await WaitForAsync(cluster, "node-a", "drained", v => v.Primary != primary && v.Epoch == 2);
+        Assert.That(moved.Replicas.All(r => r.State == "in-sync"), Is.True, "a clean handover leaves every replica in sync");
+        var list = await cluster.NodeApi("node-b").ListNodesAsync(new ListNodesRequest());
+        var node = list.Nodes.Single(n => n.Name == primary);
+        Assert.That(node.PrimaryCount, Is.Zero);
+        Assert.That(node.DrainStatus, Does.StartWith("drained"), "every node already holds a replica: nothing can move, the node is drained of primaries");
+
+        await using (var writer = await ConnectAsync(cluster, moved.Primary, moved, host))
+        {
+            await WriteAsync(writer, seed: 9, count: 8, firstBlock: 8192);
+        }
+
+        Assert.That((await cluster.NodeApi("node-c").UndrainNodeAsync(new NodeRequest { Name = primary })).AdminState, Is.EqualTo("active"));
+        var verify = await cluster.Volumes("node-b").VerifyVolumeAsync(new VerifyVolumeRequest { Name = "drained" });
+        Assert.That(verify.Identical, Is.True, verify.ToString());
+    }
+
+    [Test]
+    public async Task Snapshots_clones_and_resizes_happen_on_every_replica_at_one_point_of_the_write_order()
+    {
+        await using var cluster = await InProcessCluster.StartAsync(3);
+        var host = NvmeHostIdentity.Create();
+        var volume = await cluster.Volumes("node-b").CreateVolumeAsync(new CreateVolumeRequest { Name = "src", SizeBytes = 16 << 20, Replicas = 3, AllowedHosts = { host.Nqn } });
+        await using var writer = await ConnectAsync(cluster, volume.Primary, volume, host);
+        await WriteAsync(writer, seed: 11, count: 16);
+
+        var snapshot = await cluster.Volumes("node-c").CreateSnapshotAsync(new CreateSnapshotRequest { Volume = "src", Name = "snap" });
+        Assert.That(snapshot.SizeBytes, Is.EqualTo((ulong)(16 << 20)));
+        await WriteAsync(writer, seed: 12, count: 16);
+
+        var clone = await cluster.Volumes("node-a").CreateVolumeAsync(new CreateVolumeRequest { Name = "clone", SourceSnapshot = "snap", Replicas = 3, AllowedHosts = { host.Nqn } });
+        Assert.That(clone.Replicas.Select(r => r.State), Is.All.EqualTo("in-sync"), "every node holds the snapshot, so every replica starts from it");
+        await using (var reader = await ConnectAsync(cluster, clone.Primary, clone, host))
+        {
+            var read = new byte[8192];
+            Assert.That((await reader.IoQueues[0].ReadAsync(reader.FindNamespace(1)!, 4096, read)).Status, Is.EqualTo(NvmeStatus.Success));
+            Assert.That(read, Is.EqualTo(Pattern(8192, 13)), "the clone holds the snapshot's data, not the later writes");
+        }
+
+        var grown = await cluster.Volumes("node-a").ResizeVolumeAsync(new ResizeVolumeRequest { Name = "src", SizeBytes = 24 << 20 });
+        Assert.That(grown.SizeBytes, Is.EqualTo((ulong)(24 << 20)));
+        await WriteAsync(writer, seed: 30, count: 4, firstBlock: (20 << 20) / 512);
+        foreach (var name in new[] { "src", "clone" })
+        {
+            var verify = await cluster.Volumes("node-c").VerifyVolumeAsync(new VerifyVolumeRequest { Name = name });
+            Assert.That(verify.Identical, Is.True, $"{name}: {verify}");
+        }
+    }
+
+    [Test]
+    public async Task A_two_replica_volume_keeps_serving_with_one_node_down_and_a_denied_host_loses_every_path()
+    {
+        await using var cluster = await InProcessCluster.StartAsync(3);
+        var host = NvmeHostIdentity.Create();
+        var volume = await cluster.Volumes("node-a").CreateVolumeAsync(new CreateVolumeRequest { Name = "two", SizeBytes = 16 << 20, Replicas = 2, AllowedHosts = { host.Nqn } });
+        Assert.That(volume.Replicas, Has.Count.EqualTo(2));
+        var replica = volume.Replicas.Single(r => !r.Primary).Node;
+        await using (var writer = await ConnectAsync(cluster, volume.Primary, volume, host))
+        {
+            await cluster.StopNodeAsync(replica);
+            await WriteAsync(writer, seed: 21, count: 16);
+        }
+
+        await cluster.StartNodeAsync(replica);
+        await WaitForAsync(cluster, volume.Primary, "two", v => v.Replicas.All(r => r.State == "in-sync"));
+
+        var paths = new List<NvmeController>();
+        foreach (var node in volume.Replicas.Select(r => r.Node))
+        {
+            paths.Add(await ConnectAsync(cluster, node, volume, host));
+        }
+
+        var denied = await cluster.Volumes("node-a").DenyHostAsync(new HostAccessRequest { Name = "two", HostNqn = host.Nqn });
+        Assert.That(denied.ConnectedHosts, Is.Empty, "no node keeps a controller of the denied host once the call returned");
+        foreach (var path in paths)
+        {
+            Assert.That(() => path.State, Is.Not.EqualTo(ControllerState.Live).After(10000, 50));
+            await path.DisposeAsync();
+        }
+    }
+}
