@@ -69,7 +69,7 @@ public sealed record VolumePathReport(IReadOnlyList<VolumePath> Paths, int Repli
     }
 
     /// <summary>
-    /// "2 of 3 paths live: A (nvme1, optimized), B (nvme2, inaccessible); not live: C (nvme3 connecting, optimized)", and
+    /// "2 live paths for 3 replicas: A (nvme1, optimized), B (nvme2, inaccessible); not live: C (nvme3 connecting, optimized)", and
     /// what is wrong when the volume is degraded.
     /// </summary>
     public string Describe()
@@ -77,7 +77,8 @@ public sealed record VolumePathReport(IReadOnlyList<VolumePath> Paths, int Repli
         var text = new StringBuilder();
         var live = Paths.Where(p => p.IsLive).ToList();
         var down = Paths.Where(p => !p.IsLive).ToList();
-        text.Append(live.Count).Append(" of ").Append(Replicas).Append(Replicas == 1 ? " path live" : " paths live");
+        text.Append(live.Count).Append(live.Count == 1 ? " live path for " : " live paths for ")
+            .Append(Replicas).Append(Replicas == 1 ? " replica" : " replicas");
         if (live.Count > 0)
         {
             text.Append(": ").AppendJoin(", ", live);

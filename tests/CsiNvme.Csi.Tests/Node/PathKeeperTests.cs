@@ -134,7 +134,7 @@ public sealed class PathKeeperTests
             Assert.That(pass.Report.LiveCount, Is.EqualTo(2));
             Assert.That(condition.Abnormal, Is.False, condition.Message);
             Assert.That(condition.Message, Is.EqualTo(
-                $"volume is attached; 2 of 2 paths live: 127.0.0.1:{a.Port} (nvme0, optimized), 127.0.0.1:{b.Port} (nvme1, inaccessible)"));
+                $"volume is attached; 2 live paths for 2 replicas: 127.0.0.1:{a.Port} (nvme0, optimized), 127.0.0.1:{b.Port} (nvme1, inaccessible)"));
             Assert.That(metrics, Does.Contain($"csinvme_node_volume_paths{{volume=\"{VolumeId}\",state=\"live\",ana_state=\"optimized\"}} 1"));
             Assert.That(metrics, Does.Contain($"csinvme_node_volume_paths{{volume=\"{VolumeId}\",state=\"live\",ana_state=\"inaccessible\"}} 1"));
             Assert.That(metrics, Does.Contain($"csinvme_node_volume_replicas{{volume=\"{VolumeId}\"}} 2"));
@@ -172,7 +172,7 @@ public sealed class PathKeeperTests
             Assert.That(down.Plan.Unreachable, Is.EqualTo(new[] { new FabricsTarget("127.0.0.1", port) }));
             Assert.That(connectsWhileDown, Is.EqualTo(2), "no connect is attempted while the listener does not answer");
             Assert.That(degraded.Abnormal, Is.True);
-            Assert.That(degraded.Message, Does.Contain($"1 of 2 paths live: 127.0.0.1:{a.Port} (nvme0, optimized); not live: 127.0.0.1:{port} (not connected)"));
+            Assert.That(degraded.Message, Does.Contain($"1 live path for 2 replicas: 127.0.0.1:{a.Port} (nvme0, optimized); not live: 127.0.0.1:{port} (not connected)"));
             Assert.That(back.Connected.Single(), Is.EqualTo(new PathConnectResult(new FabricsTarget("127.0.0.1", port), "nvme1", false, null)));
             Assert.That(back.Report.LiveCount, Is.EqualTo(2));
             Assert.That(whole.Abnormal, Is.False, whole.Message);
@@ -263,7 +263,7 @@ public sealed class PathKeeperTests
         {
             Assert.That(held, Is.EqualTo(("-1", "-1")));
             Assert.That(condition.Abnormal, Is.True);
-            Assert.That(condition.Message, Does.Contain("0 of 2 paths live"));
+            Assert.That(condition.Message, Does.Contain("0 live paths for 2 replicas"));
             // A regular file keeps the tail of the longer "off" that sysfs would have replaced: only the head is the write.
             Assert.That(_node.Sys.ReadControllerAttribute("nvme0", "ctrl_loss_tmo"), Does.StartWith("60"));
             Assert.That(_node.Sys.ReadControllerAttribute("nvme1", "ctrl_loss_tmo"), Does.StartWith("60"), "a dead path may go again now that another is live");

@@ -99,7 +99,7 @@ public sealed class VolumePathsTests
                 new VolumePath("10.0.0.3:4422", "nvme2", "live", "inaccessible"),
             }));
             Assert.That(report.Describe(), Is.EqualTo(
-                "3 of 3 paths live: 10.0.0.1:4420 (nvme0, optimized), 10.0.0.2:4421 (nvme1, inaccessible), 10.0.0.3:4422 (nvme2, inaccessible)"));
+                "3 live paths for 3 replicas: 10.0.0.1:4420 (nvme0, optimized), 10.0.0.2:4421 (nvme1, inaccessible), 10.0.0.3:4422 (nvme2, inaccessible)"));
         });
     }
 
@@ -118,7 +118,7 @@ public sealed class VolumePathsTests
             Assert.That(report.IsDegraded, Is.True);
             Assert.That(report.Paths.Last(), Is.EqualTo(new VolumePath("10.0.0.3:4422", null, VolumePath.Missing, VolumePath.NoAnaState)));
             Assert.That(report.Describe(), Is.EqualTo(
-                "1 of 3 paths live: 10.0.0.1:4420 (nvme0, optimized); not live: 10.0.0.2:4421 (nvme1 connecting, inaccessible), 10.0.0.3:4422 (not connected)"));
+                "1 live path for 3 replicas: 10.0.0.1:4420 (nvme0, optimized); not live: 10.0.0.2:4421 (nvme1 connecting, inaccessible), 10.0.0.3:4422 (not connected)"));
         });
     }
 
@@ -148,7 +148,7 @@ public sealed class VolumePathsTests
         Assert.Multiple(() =>
         {
             Assert.That(report.IsDegraded, Is.True);
-            Assert.That(report.Describe(), Is.EqualTo("1 of 2 paths live: 10.0.0.1:4420 (nvme0, optimized); 1 replica's listener is not known to this node"));
+            Assert.That(report.Describe(), Is.EqualTo("1 live path for 2 replicas: 10.0.0.1:4420 (nvme0, optimized); 1 replica's listener is not known to this node"));
         });
     }
 
