@@ -174,6 +174,8 @@ public sealed class PathKeeperTests
             Assert.That(degraded.Abnormal, Is.True);
             Assert.That(degraded.Message, Does.Contain($"1 live path for 2 replicas: 127.0.0.1:{a.Port} (nvme0, optimized); not live: 127.0.0.1:{port} (not connected)"));
             Assert.That(back.Connected.Single(), Is.EqualTo(new PathConnectResult(new FabricsTarget("127.0.0.1", port), "nvme1", false, null)));
+            Assert.That(_node.State.Load(VolumeId)!.ConnectSettings, Is.EqualTo(FabricsConnectSettings.MultipathDefault), "the stage's settings are recorded");
+            Assert.That(_kernel.Connects.Last(), Does.Contain("ctrl_loss_tmo=60,reconnect_delay=5,fast_io_fail_tmo=-1"), "and used for the reconnect");
             Assert.That(back.Report.LiveCount, Is.EqualTo(2));
             Assert.That(whole.Abnormal, Is.False, whole.Message);
             Assert.That(metrics, Does.Contain($"csinvme_node_path_reconnects_total{{volume=\"{VolumeId}\"}} 1"));
