@@ -14,6 +14,7 @@ internal sealed class EtcdKeys
     public const string VolumeIds = "volume-ids/";
     public const string Snapshots = "snapshots/";
     public const string SnapshotIds = "snapshot-ids/";
+    public const string Reservations = "reservations/";
 
     public EtcdKeys(string prefix)
     {
@@ -44,6 +45,8 @@ internal sealed class EtcdKeys
 
     public ByteString SnapshotId(Guid id) => Key(SnapshotIds + id.ToString("D"));
 
+    public ByteString Reservation(Guid volumeId) => Key(Reservations + volumeId.ToString("D"));
+
     /// <summary>The whole store: every key under the prefix.</summary>
     public (ByteString Key, ByteString RangeEnd) All => Range("");
 
@@ -69,7 +72,7 @@ internal sealed class EtcdKeys
         }
 
         string rest = text[Prefix.Length..];
-        foreach (string family in (ReadOnlySpan<string>)[Ordinals, Known, Nodes, Volumes, VolumeIds, Snapshots, SnapshotIds])
+        foreach (string family in (ReadOnlySpan<string>)[Ordinals, Known, Nodes, Volumes, VolumeIds, Snapshots, SnapshotIds, Reservations])
         {
             if (rest.StartsWith(family, StringComparison.Ordinal))
             {

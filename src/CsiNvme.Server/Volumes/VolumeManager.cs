@@ -6,6 +6,7 @@ using CsiNvme.Metadata;
 using CsiNvme.Server.Metrics;
 using CsiNvme.Storage;
 using CsiNvme.Target;
+using CsiNvme.Target.Io.Reservations;
 using CsiNvme.Target.Subsystems;
 using Microsoft.Extensions.Logging;
 
@@ -81,7 +82,7 @@ public sealed class VolumeManager : IAsyncDisposable
                 try
                 {
                     record = await ReconcileSizeAsync(record, storage);
-                    Export(record, storage);
+                    Export(record, storage, await LoadReservationsAsync(record.Id, cancellationToken));
                 }
                 catch
                 {
@@ -265,7 +266,7 @@ public sealed class VolumeManager : IAsyncDisposable
                 throw new VolumeException(VolumeError.AlreadyExists, $"volume {name} already exists in the metadata store");
             }
 
-            var managed = Export(record, storage);
+            var managed = Export(record, storage, await LoadReservationsAsync(record.Id, CancellationToken.None));
             _metrics.SetVolumeCount(_volumes.Count);
             ServerLog.VolumeCreated(_logger, name, id, sizeBytes, (long)requestedSizeBytes, effectiveBlockSize, managed.Subsystem.Nqn);
             if (isClone)
@@ -805,10 +806,17 @@ public sealed class VolumeManager : IAsyncDisposable
         return record;
     }
 
-    private ManagedVolume Export(VolumeRecord record, IBlockVolume storage)
+    /// <summary>
+    /// The namespace's NVMe reservations as saved in the metadata store, which then receives every change. A start of
+    /// the server is a power on: without PTPL the saved reservations are released (NVM command set 1.0, 3.2.5).
+    /// </summary>
+    private Task<NamespaceReservations> LoadReservationsAsync(Guid volumeId, CancellationToken cancellationToken) =>
+        NamespaceReservations.LoadAsync(volumeId, new MetadataReservationStore(_store), powerOn: true, cancellationToken);
+
+    private ManagedVolume Export(VolumeRecord record, IBlockVolume storage, NamespaceReservations reservations)
     {
         var metrics = _metrics.ForVolume(record.Name, record.SizeBytes);
-        var ns = new TargetNamespace(NamespaceId, storage, record.Id) { Metrics = metrics };
+        var ns = new TargetNamespace(NamespaceId, storage, record.Id) { Metrics = metrics, Reservations = reservations };
         var subsystem = new Subsystem(VolumeNaming.SubsystemNqn(record.Id), SerialNumberOf(record.Id), record.AllowAnyHost, record.AllowedHosts);
         subsystem.AddNamespace(ns);
         try
