@@ -83,6 +83,22 @@ public sealed class ReservationTests
         Assert.That(a.ReportRaw(nsid: 9).Status, Is.EqualTo(NvmeStatus.InvalidNamespaceOrFormat));
     }
 
+    [Test]
+    public async Task Keys_may_also_come_by_r2t()
+    {
+        await using var harness = TargetHarness.Start();
+        using var a = ReservationHost.Connect(harness, harness.Host);
+        var keys = new byte[ReservationKeys.RegisterOrAcquireSize];
+        new ReservationKeys(0, KeyA).Write(keys);
+        var cid = a.Io.NextCommandId();
+        a.Io.SendCapsule(TestHost.Command((byte)IoOpcode.ReservationRegister, cid, 1, TestHost.Transport(keys.Length), new ReservationCommandFields(0, false, 0, 0).ToCdw10()));
+        var r2t = a.Io.ReceivePdu();
+        Assert.That(r2t.Type, Is.EqualTo(PduType.R2T));
+        a.Io.Send(a.Io.BuildH2CData(cid, r2t.AsDataTransfer().TransferTag, 0, keys, last: true));
+        Assert.That(a.Io.ReceiveCompletion(cid).Status, Is.EqualTo(NvmeStatus.Success));
+        Assert.That(a.Report().Hosts.Single().Key, Is.EqualTo(KeyA));
+    }
+
     // One row per reservation type and role of the other host (NVMe base 2.0, 8.19.1, Figure 426): may it read, may it
     // write (Write, Flush, Write Zeroes and Dataset Management alike)? The holder may always do both.
     [TestCase(ReservationType.WriteExclusive, true, true, false)]
