@@ -113,8 +113,10 @@ public sealed partial class ReservationEndToEndTests
             Assert.That(await a.ResvAsync($"nvme resv-acquire $(nsdev) --crkey={KeyA} --rtype=1 --racqa=0"), Is.EqualTo("ok"), Describe());
             await a.CheckAsync("""
                 DEV=$(nsdev)
-                nohup sh -c 'i=0; while dd if=/dev/urandom of='"$DEV"' bs=4096 count=1 seek=$((i % 1024)) oflag=direct 2>/opt/writer.err; do i=$((i + 1)); echo $i > /opt/writer.count; done; echo stopped > /opt/writer.state' >/dev/null 2>&1 &
-                sleep 2
+                sh -c 'i=0; while dd if=/dev/urandom of='"$DEV"' bs=4096 count=1 seek=$((i % 1024)) oflag=direct 2>/opt/writer.err; do i=$((i + 1)); echo $i > /opt/writer.count; done; echo stopped > /opt/writer.state' </dev/null >/dev/null 2>&1 &
+                i=0
+                while [ ! -s /opt/writer.count ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+                cat /opt/writer.err /opt/writer.state 2>/dev/null || true
                 [ "$(cat /opt/writer.count)" -gt 0 ]
                 """);
             Assert.That(await b.ResvAsync($"nvme resv-acquire $(nsdev) --crkey={KeyB} --prkey={KeyA} --rtype=1 --racqa=2"), Is.EqualTo("ok"), "preempt and abort\n" + Describe());
@@ -124,6 +126,7 @@ public sealed partial class ReservationEndToEndTests
                 echo "state=$(cat /opt/writer.state 2>/dev/null) count=$(cat /opt/writer.count) error=$(cat /opt/writer.err | tr '\n' ' ')"
                 """, TimeSpan.FromMinutes(3));
             Assert.That(writer, Does.Contain("state=stopped").And.Contain("Invalid exchange"), "A's writes end with a reservation conflict\n" + Describe());
+            await a.CheckAsync("wait_live", TimeSpan.FromMinutes(2));
             Assert.That(await a.OutputAsync("dmesg | grep -c -i 'reconnect\\|error recovery' || true"), Is.Not.EqualTo("0"), "A's controller was ended and reconnected\n" + Describe());
             var afterAbort = await b.ReportAsync();
             Assert.That(afterAbort.Registrants, Is.EquivalentTo(new[] { (hostB.Id, KeyB, true) }), Describe());
@@ -244,6 +247,12 @@ public sealed partial class ReservationEndToEndTests
                         [ "$(cat "$c/subsysnqn" 2>/dev/null)" = "$NQN" ] && [ "$(cat "$c/state")" = live ] && { echo "/dev/${c##*/}"; return 0; }
                     done
                     return 1
+                }
+                # wait_live: until a controller of the subsystem is live again (after a reconnect)
+                wait_live() {
+                    i=0
+                    while ! ctrldev >/dev/null && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+                    ctrldev
                 }
                 # try_io NAME read|write: NAME=ok, NAME=conflict (EBADE, what the kernel makes of a reservation conflict) or NAME=error:...
                 try_io() {
