@@ -129,6 +129,43 @@ public sealed class ReservationPersistenceTests
         Assert.That(ReservationStateCodec.Decode(store.Saved(uuid)).Registrants.Single().Key, Is.EqualTo(KeyA));
     }
 
+    [Test]
+    public async Task A_node_whose_path_is_inaccessible_refuses_reservation_commands_and_reloads_the_state_when_promoted()
+    {
+        await using var harness = TargetHarness.Start();
+        var store = new MemoryReservationStore();
+        var uuid = Guid.NewGuid();
+        await AddPersistentNamespaceAsync(harness, store, uuid);
+
+        // A second subsystem exporting the same namespace stands for another storage node, whose path is inaccessible.
+        const string otherNqn = "nqn.2024-01.io.csinvme:other-node";
+        var other = harness.Target.AddSubsystem(new Subsystem(otherNqn, "sn-other", allowAnyHost: true) { AnaGroupId = 2 });
+        var otherNamespace = new TargetNamespace(Nsid, harness.NewVolume(), uuid) { Reservations = await NamespaceReservations.LoadAsync(uuid, store, powerOn: false) };
+        other.AddNamespace(otherNamespace);
+        other.SetAnaState(Protocol.Logs.AnaState.Inaccessible);
+
+        using var a = ReservationHost.Connect(harness, harness.Host);
+        Assert.That(a.Register(KeyA, nsid: Nsid), Is.EqualTo(NvmeStatus.Success));
+        Assert.That(a.Acquire(ReservationType.ExclusiveAccess, KeyA, nsid: Nsid), Is.EqualTo(NvmeStatus.Success));
+
+        using var admin = harness.Initialize();
+        Assert.That(admin.ConnectAdmin(otherNqn, harness.Host.Nqn, harness.Host.Id).Status, Is.EqualTo(NvmeStatus.Success));
+        admin.Enable();
+        using var io = harness.Initialize();
+        Assert.That(io.ConnectIo(1, admin.ControllerId, otherNqn, harness.Host.Nqn, harness.Host.Id).Status, Is.EqualTo(NvmeStatus.Success));
+        Assert.That(io.Execute(TestHost.Command((byte)IoOpcode.ReservationReport, io.NextCommandId(), Nsid, TestHost.Transport(4096), 1023, 1)).Status,
+            Is.EqualTo(NvmeStatus.AsymmetricAccessInaccessible), "a path status: the host's multipath goes to the accessible path");
+
+        // Promotion: the node reloads what the other node saved, then serves.
+        await otherNamespace.Reservations.ReloadAsync();
+        other.SetAnaState(Protocol.Logs.AnaState.Optimized);
+        var reloaded = io.Execute(TestHost.Command((byte)IoOpcode.ReservationReport, io.NextCommandId(), Nsid, TestHost.Transport(4096), 1023, 1));
+        Assert.That(reloaded.Status, Is.EqualTo(NvmeStatus.Success));
+        var parsed = ReservationStatusExtended.Parse(reloaded.Data);
+        Assert.That((parsed.Type, parsed.Hosts.Single().HostId, parsed.Hosts.Single().HoldsReservation), Is.EqualTo((ReservationType.ExclusiveAccess, harness.Host.Id, true)));
+        Assert.That(io.Read(Nsid, 0, TargetHarness.BlockSize, TargetHarness.BlockSize).Status, Is.EqualTo(NvmeStatus.Success), "the holder reads on the new path");
+    }
+
     private static readonly Gen<ReservationState> States =
         Gen.Select(Gen.Guid.Array[0, 12], Gen.ULong, Gen.UInt, Gen.Bool, Gen.Enum<ReservationType>(), Gen.Int[0, 100])
             .Select((hosts, keySeed, generation, ptpl, type, pick) =>

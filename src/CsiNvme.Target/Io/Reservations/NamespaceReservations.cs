@@ -22,7 +22,7 @@ public sealed class NamespaceReservations
     private const byte CapabilityAllTypesAndIekey = 0xFE;
 
     private readonly object _gate = new();
-    private readonly ReservationState _state;
+    private ReservationState _state;
     private readonly IReservationStore? _store;
     private readonly Guid _namespaceUuid;
     private readonly SemaphoreSlim _saving = new(1, 1);
@@ -60,6 +60,41 @@ public sealed class NamespaceReservations
         }
 
         return new NamespaceReservations(namespaceUuid, state, store);
+    }
+
+    /// <summary>
+    /// Replaces the state with the one saved in the store: a node that exported the namespace on an inaccessible path
+    /// calls it when its path becomes the one that serves (a promotion), since another node changed the state since.
+    /// Commands are not served meanwhile: the caller reloads before it makes the path accessible.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The saved state is corrupt.</exception>
+    public async Task ReloadAsync(bool powerOn = false, CancellationToken cancellationToken = default)
+    {
+        var store = _store ?? throw new InvalidOperationException("these reservations have no store to reload from");
+
+        // Saves are held off, so none of an older state lands after the load.
+        await _saving.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var blob = await store.LoadAsync(_namespaceUuid, cancellationToken).ConfigureAwait(false);
+            var state = blob is null ? new ReservationState() : ReservationStateCodec.Decode(blob);
+            if (powerOn)
+            {
+                state.PowerOn();
+            }
+
+            lock (_gate)
+            {
+                _state = state;
+                _version++;
+                Volatile.Write(ref _durableVersion, _version);
+                Volatile.Write(ref _access, AccessSnapshot.Of(state));
+            }
+        }
+        finally
+        {
+            _saving.Release();
+        }
     }
 
     /// <summary>True when changes persist (a store is attached), so PTPL may be set.</summary>

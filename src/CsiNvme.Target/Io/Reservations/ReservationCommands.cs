@@ -54,6 +54,15 @@ internal static class ReservationCommands
 
     public static void Execute(NvmeTcpConnection connection, Controller controller, in SubmissionQueueEntry sqe, ReadOnlySpan<byte> inCapsuleData)
     {
+        var refusal = controller.Subsystem.IoRefusal;
+        if (!refusal.IsSuccess)
+        {
+            // A path that does not serve I/O does not take reservation commands either (as Linux's target): where
+            // several nodes export a volume, its reservations live with the node whose path is accessible.
+            connection.Complete(sqe.CommandId, refusal);
+            return;
+        }
+
         var ns = controller.Subsystem.FindNamespace(sqe.NamespaceId);
         if (ns is null)
         {
