@@ -7,6 +7,7 @@ using CsiNvme.Server.Metrics;
 using CsiNvme.Storage;
 using CsiNvme.Storage.Thin;
 using CsiNvme.Target;
+using CsiNvme.Target.Io.Reservations;
 using CsiNvme.Target.Subsystems;
 using Microsoft.Extensions.Logging;
 
@@ -97,7 +98,7 @@ public sealed class VolumeManager : IAsyncDisposable
                 try
                 {
                     record = await ReconcileSizeAsync(record, storage);
-                    Export(record, storage);
+                    Export(record, storage, await LoadReservationsAsync(record.Id, cancellationToken));
                 }
                 catch
                 {
@@ -287,7 +288,7 @@ public sealed class VolumeManager : IAsyncDisposable
 
             // Until here a crash leaves a pending image that the next start reclaims: the create was never acknowledged.
             SettleState(record.Pool, id, "volume", name, ThinImageState.Committed);
-            var managed = Export(record, storage);
+            var managed = Export(record, storage, await LoadReservationsAsync(record.Id, CancellationToken.None));
             _metrics.SetVolumeCount(_volumes.Count);
             ServerLog.VolumeCreated(_logger, name, id, sizeBytes, (long)requestedSizeBytes, effectiveBlockSize, managed.Subsystem.Nqn);
             if (isClone)
@@ -848,10 +849,17 @@ public sealed class VolumeManager : IAsyncDisposable
         return record;
     }
 
-    private ManagedVolume Export(VolumeRecord record, IBlockVolume storage)
+    /// <summary>
+    /// The namespace's NVMe reservations as saved in the metadata store, which then receives every change. A start of
+    /// the server is a power on: without PTPL the saved reservations are released (NVM command set 1.0, 3.2.5).
+    /// </summary>
+    private Task<NamespaceReservations> LoadReservationsAsync(Guid volumeId, CancellationToken cancellationToken) =>
+        NamespaceReservations.LoadAsync(volumeId, new MetadataReservationStore(_store), powerOn: true, cancellationToken);
+
+    private ManagedVolume Export(VolumeRecord record, IBlockVolume storage, NamespaceReservations reservations)
     {
         var metrics = _metrics.ForVolume(record.Name, record.SizeBytes);
-        var ns = new TargetNamespace(NamespaceId, storage, record.Id) { Metrics = metrics };
+        var ns = new TargetNamespace(NamespaceId, storage, record.Id) { Metrics = metrics, Reservations = reservations };
         var subsystem = new Subsystem(VolumeNaming.SubsystemNqn(record.Id), SerialNumberOf(record.Id), record.AllowAnyHost, record.AllowedHosts);
         subsystem.AddNamespace(ns);
         try

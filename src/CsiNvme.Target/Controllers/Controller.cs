@@ -530,6 +530,9 @@ internal sealed partial class Controller : ISubsystemController
                 Volatile.Write(ref _writeCacheEnabled, enable);
                 connection.Complete(sqe.CommandId, NvmeStatus.Success);
                 return;
+            case FeatureId.ReservationNotificationMask or FeatureId.ReservationPersistence when !IsDiscovery:
+                SetReservationFeature(connection, sqe);
+                return;
             case FeatureId.HostIdentifier:
                 // Over fabrics the host identifier comes with Connect and cannot be changed (NVMe-oF 1.1, 3.3).
                 connection.Complete(sqe.CommandId, NvmeStatus.CommandSequenceError);
@@ -564,6 +567,12 @@ internal sealed partial class Controller : ISubsystemController
         // SEL (CDW10 bits 10:8): current, default and saved all read the same here; 3 (capabilities) reports "changeable".
         var select = (sqe.Cdw10 >> 8) & 0x7;
         var feature = (FeatureId)(byte)sqe.Cdw10;
+        if (feature is FeatureId.ReservationNotificationMask or FeatureId.ReservationPersistence && !IsDiscovery)
+        {
+            GetReservationFeature(connection, sqe, select);
+            return;
+        }
+
         if (select == 3)
         {
             var known = feature is FeatureId.NumberOfQueues or FeatureId.AsyncEventConfiguration or FeatureId.KeepAliveTimer or FeatureId.VolatileWriteCache or FeatureId.HostIdentifier;
