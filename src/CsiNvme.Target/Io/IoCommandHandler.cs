@@ -3,6 +3,7 @@ using System.Numerics;
 using CsiNvme.Protocol.Commands;
 using CsiNvme.Storage;
 using CsiNvme.Target.Controllers;
+using CsiNvme.Target.Fabrics;
 using CsiNvme.Target.Subsystems;
 using CsiNvme.Target.Transport;
 
@@ -36,6 +37,10 @@ internal static class IoCommandHandler
                 return;
             case IoOpcode.DatasetManagement:
                 DatasetManagement(connection, controller, sqe, inCapsuleData, start);
+                return;
+            case IoOpcode.Fabrics when sqe.FabricsCommandType == (byte)FabricsCommandType.Connect:
+                // Refused there as out of sequence, and logged like every refused Connect.
+                ConnectHandler.Handle(connection, sqe, inCapsuleData);
                 return;
             case IoOpcode.Fabrics:
                 // Only Connect is valid on an I/O queue, and only as its first command.
