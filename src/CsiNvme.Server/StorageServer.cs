@@ -151,6 +151,7 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
         app.MapGrpcService<VolumeGrpcService>();
         app.MapGrpcService<ServerGrpcService>();
         app.MapMetrics("/metrics", metrics.Registry);
+        HealthEndpoints.Map(app);
 
         IMetadataStore? store = null;
         IVolumeBackend? backend = null;
@@ -174,11 +175,7 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
 
             metrics.ObservePools(backend.GetPools);
 
-            var targetOptions = new NvmeTargetOptions { ReceivePollTime = options.NvmePollTime };
-            options.ConfigureTarget?.Invoke(targetOptions);
-            targetOptions.Listen.Clear();
-            targetOptions.Listen.AddRange(options.NvmeListen);
-            target = new NvmeTarget(targetOptions, loggerFactory, metrics);
+            target = new NvmeTarget(options.ToTargetOptions(), loggerFactory, metrics);
             volumes = new VolumeManager(store, backend, target, metrics, loggerFactory.CreateLogger<VolumeManager>());
             server = new StorageServer(options, dataDirectory, app, store, dataDirectoryLock, target, volumes, metrics, logger);
 
@@ -353,7 +350,7 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
     private static Task RouteByListener(HttpContext context, RequestDelegate next)
     {
         var role = ListenerRoles.Of(context);
-        var isMetrics = context.Request.Path.Equals("/metrics", StringComparison.Ordinal);
+        var isMetrics = context.Request.Path.Equals("/metrics", StringComparison.Ordinal) || HealthEndpoints.Serves(context.Request.Path);
         var allowed = role switch
         {
             ListenerRole.Metrics => isMetrics,

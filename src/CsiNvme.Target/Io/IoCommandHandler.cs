@@ -4,6 +4,7 @@ using CsiNvme.Protocol.Commands;
 using CsiNvme.Storage;
 using CsiNvme.Target.Controllers;
 using CsiNvme.Target.Io.Reservations;
+using CsiNvme.Target.Fabrics;
 using CsiNvme.Target.Subsystems;
 using CsiNvme.Target.Transport;
 
@@ -66,6 +67,10 @@ internal static class IoCommandHandler
                 return;
             case IoOpcode.ReservationRegister or IoOpcode.ReservationReport or IoOpcode.ReservationAcquire or IoOpcode.ReservationRelease:
                 ReservationCommands.Execute(connection, controller, sqe, inCapsuleData);
+                return;
+            case IoOpcode.Fabrics when sqe.FabricsCommandType == (byte)FabricsCommandType.Connect:
+                // Refused there as out of sequence, and logged like every refused Connect.
+                ConnectHandler.Handle(connection, sqe, inCapsuleData);
                 return;
             case IoOpcode.Fabrics:
                 // Only Connect is valid on an I/O queue, and only as its first command.
