@@ -117,7 +117,9 @@ public sealed partial class ClusterNode
         // The record names this node: its image is no longer a pending create that a restart may reclaim.
         _local.SettleState(here.Pool, record.Id, "volume", record.Name, ThinImageState.Committed);
         var volume = new ClusterVolume(here, storage);
-        volume.Host = _local.Export(here, storage, volume.Switch, ClusterNodeOptions.AnaGroupOf(Ordinal), AnaState.Inaccessible);
+        // A node start is no power loss of the volume (the other nodes kept serving it): the reservations stay as saved.
+        var reservations = await LocalVolumes.LoadReservationsAsync(_store, record.Id, powerOn: false, cancellationToken).ConfigureAwait(false);
+        volume.Host = _local.Export(here, storage, reservations, volume.Switch, ClusterNodeOptions.AnaGroupOf(Ordinal), AnaState.Inaccessible);
         var replica = new Subsystem(volume.ReplicaNqn, VolumeRules.SerialNumberOf(record.Id), allowAnyHost: false, StorageNodeHosts()) { Fence = volume.Fence };
         replica.AddNamespace(new TargetNamespace(VolumeRules.NamespaceId, volume.Tracked, record.Id));
         _local.Target.AddSubsystem(replica);
@@ -275,6 +277,13 @@ public sealed partial class ClusterNode
         }
 
         await ResyncAfterPromotionAsync(volume, replicated, linked, cancellationToken).ConfigureAwait(false);
+
+        // The reservations the old primary saved (registrations, the holder) are the ones this path enforces from now on.
+        if (volume.Host!.Namespace.Reservations is { } reservations)
+        {
+            await reservations.ReloadAsync(powerOn: false, cancellationToken).ConfigureAwait(false);
+        }
+
         replicated.ReplicaDropped += (_, _, _) => _wake.Release();
         volume.Replicated = replicated;
         volume.Recorder = recorder;

@@ -40,9 +40,13 @@ public sealed class CsiDriverOptions
 
     /// <summary>
     /// NVMe/TCP connection settings the node uses for keys a volume's context lacks (--ctrl-loss-tmo and the
-    /// other connection flags); a StorageClass parameter, copied into the volume context, wins over them.
+    /// other connection flags; --multipath-ctrl-loss-tmo and its siblings for volumes with several replicas); a
+    /// StorageClass parameter, copied into the volume context, wins over them.
     /// </summary>
-    public Node.FabricsConnectSettings NodeConnectDefaults { get; set; } = Node.FabricsConnectSettings.Default;
+    public Node.FabricsConnectDefaults NodeConnectDefaults { get; set; } = Node.FabricsConnectDefaults.Default;
+
+    /// <summary>How often the node's path keeper checks the paths of every staged volume (--path-keeper-period).</summary>
+    public TimeSpan PathKeeperPeriod { get; set; } = Node.NodeOptions.DefaultPathKeeperPeriod;
 
     /// <summary>Topology segments reported by the node when not running in a cluster (--topology key=value).</summary>
     public Dictionary<string, string> Topology { get; set; } = new(StringComparer.Ordinal);

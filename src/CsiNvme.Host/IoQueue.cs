@@ -55,6 +55,13 @@ public sealed class IoQueue
     public bool TrySubmitWrite(NvmeNamespace ns, ulong lba, ReadOnlyMemory<byte> source, INvmeCompletionCallback callback, bool forceUnitAccess = false) =>
         Pair.TrySubmit(WriteCommand(ns, lba, source.Length, forceUnitAccess), source, default, exactData: false, callback);
 
+    /// <summary>
+    /// Runs any I/O command the library has no method for (e.g. the reservation commands): <paramref name="dataOut"/>
+    /// goes to the controller, <paramref name="dataIn"/> receives what it returns; the CID and SGL are filled in.
+    /// </summary>
+    public ValueTask<NvmeCompletion> ExecuteAsync(SubmissionQueueEntry sqe, ReadOnlyMemory<byte> dataOut = default, Memory<byte> dataIn = default) =>
+        Pair.Submit(sqe, dataOut, dataIn, exactData: false);
+
     public ValueTask<NvmeCompletion> FlushAsync(NvmeNamespace ns) => Pair.Submit(FlushCommand(ns), default, default, exactData: false);
 
     /// <summary>Flush reporting to <paramref name="callback"/>; false (and no callback) when the queue is not connected.</summary>

@@ -161,4 +161,14 @@ public interface IMetadataStore : IAsyncDisposable
 
     /// <summary>Removes a snapshot; returns false when it did not exist.</summary>
     Task<bool> DeleteSnapshotAsync(string name, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// The NVMe reservation state of a volume's namespace (an opaque blob the target encodes), or null when none was
+    /// saved. Deleting the volume deletes it.
+    /// </summary>
+    Task<byte[]?> GetReservationStateAsync(Guid volumeId, CancellationToken cancellationToken = default);
+
+    /// <summary>Replaces the reservation state of an existing volume; durable when the task completes.</summary>
+    /// <exception cref="InvalidOperationException">No volume has that id.</exception>
+    Task SaveReservationStateAsync(Guid volumeId, byte[] state, CancellationToken cancellationToken = default);
 }

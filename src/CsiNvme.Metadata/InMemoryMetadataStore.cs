@@ -7,6 +7,7 @@ public sealed class InMemoryMetadataStore : IMetadataStore
     private readonly Dictionary<string, VolumeRecord> _volumes = new(StringComparer.Ordinal);
     private readonly Dictionary<string, SnapshotRecord> _snapshots = new(StringComparer.Ordinal);
     private readonly Dictionary<string, PoolBinding> _pools = new(StringComparer.Ordinal);
+    private readonly Dictionary<Guid, byte[]> _reservations = new();
 
     public string Description => "memory";
 
@@ -83,7 +84,36 @@ public sealed class InMemoryMetadataStore : IMetadataStore
     {
         lock (_lock)
         {
-            return Task.FromResult(_volumes.Remove(name));
+            if (!_volumes.Remove(name, out VolumeRecord? removed))
+            {
+                return Task.FromResult(false);
+            }
+
+            _reservations.Remove(removed.Id);
+            return Task.FromResult(true);
+        }
+    }
+
+    public Task<byte[]?> GetReservationStateAsync(Guid volumeId, CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            return Task.FromResult(_reservations.TryGetValue(volumeId, out byte[]? state) ? (byte[]?)state.ToArray() : null);
+        }
+    }
+
+    public Task SaveReservationStateAsync(Guid volumeId, byte[] state, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        lock (_lock)
+        {
+            if (!_volumes.Values.Any(v => v.Id == volumeId))
+            {
+                throw new InvalidOperationException($"no volume has id {volumeId}");
+            }
+
+            _reservations[volumeId] = state.ToArray();
+            return Task.CompletedTask;
         }
     }
 

@@ -66,6 +66,13 @@ public sealed class SqliteMetadataStore : IMetadataStore
             pool_id TEXT NOT NULL
         );
         """,
+        // 5: the NVMe reservation state of each volume's namespace, deleted with the volume.
+        """
+        CREATE TABLE reservation_state (
+            volume_id TEXT NOT NULL PRIMARY KEY REFERENCES volumes(id) ON DELETE CASCADE,
+            state BLOB NOT NULL
+        );
+        """,
     ];
 
     private const int SqliteUniqueConstraint = 2067; // SQLITE_CONSTRAINT_UNIQUE
@@ -348,6 +355,32 @@ public sealed class SqliteMetadataStore : IMetadataStore
                 ("$name", binding.Name),
                 ("$id", IdText(binding.PoolId)));
             return command.ExecuteNonQuery();
+        }, cancellationToken);
+    }
+
+    public Task<byte[]?> GetReservationStateAsync(Guid volumeId, CancellationToken cancellationToken = default) =>
+        RunAsync(() =>
+        {
+            using SqliteCommand command = Command("SELECT state FROM reservation_state WHERE volume_id = $id", ("$id", IdText(volumeId)));
+            return command.ExecuteScalar() as byte[];
+        }, cancellationToken);
+
+    public Task SaveReservationStateAsync(Guid volumeId, byte[] state, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        return RunAsync(() =>
+        {
+            using SqliteCommand command = Command(
+                "INSERT INTO reservation_state (volume_id, state) SELECT $id, $state WHERE EXISTS (SELECT 1 FROM volumes WHERE id = $id) " +
+                "ON CONFLICT (volume_id) DO UPDATE SET state = excluded.state",
+                ("$id", IdText(volumeId)),
+                ("$state", state));
+            if (command.ExecuteNonQuery() == 0)
+            {
+                throw new InvalidOperationException($"no volume has id {volumeId}");
+            }
+
+            return true;
         }, cancellationToken);
     }
 

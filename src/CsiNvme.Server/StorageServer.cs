@@ -176,6 +176,7 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
             app.MapGrpcService<NodeAgentGrpcService>();
         }
         app.MapMetrics("/metrics", metrics.Registry);
+        HealthEndpoints.Map(app);
 
         IMetadataStore? store = null;
         IVolumeBackend? backend = null;
@@ -212,10 +213,7 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
 
             metrics.ObservePools(backend.GetPools);
 
-            var targetOptions = new NvmeTargetOptions { ReceivePollTime = options.NvmePollTime };
-            options.ConfigureTarget?.Invoke(targetOptions);
-            targetOptions.Listen.Clear();
-            targetOptions.Listen.AddRange(options.NvmeListen);
+            var targetOptions = options.ToTargetOptions();
             if (etcd is not null)
             {
                 // Every node exports the same subsystems: controller and port ids come from ranges of the node's own.
@@ -440,7 +438,7 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
     private static Task RouteByListener(HttpContext context, RequestDelegate next)
     {
         var role = ListenerRoles.Of(context);
-        var isMetrics = context.Request.Path.Equals("/metrics", StringComparison.Ordinal);
+        var isMetrics = context.Request.Path.Equals("/metrics", StringComparison.Ordinal) || HealthEndpoints.Serves(context.Request.Path);
         var allowed = role switch
         {
             ListenerRole.Metrics => isMetrics,

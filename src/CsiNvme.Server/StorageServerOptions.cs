@@ -1,5 +1,6 @@
 using CsiNvme.Volumes.Backends;
 using System.Net;
+using CsiNvme.Target;
 using Microsoft.Extensions.Logging;
 
 namespace CsiNvme.Server;
@@ -62,6 +63,35 @@ public sealed class StorageServerOptions
 
     public static TimeSpan DefaultNvmePollTime { get; } = TimeSpan.FromMicroseconds(50);
 
+    /// <summary>Connections one NVMe/TCP listener holds at once (NvmeTargetOptions.MaxConnections).</summary>
+    public int NvmeMaxConnections { get; set; } = NvmeTargetOptions.DefaultMaxConnections;
+
+    /// <summary>Connections one host NQN may hold (NvmeTargetOptions.MaxConnectionsPerHost); null: enough for a node full of volumes.</summary>
+    public int? NvmeMaxConnectionsPerHost { get; set; }
+
+    /// <summary>How long a new NVMe/TCP connection may take to its Connect (NvmeTargetOptions.ConnectTimeout).</summary>
+    public TimeSpan NvmeConnectTimeout { get; set; } = NvmeTargetOptions.DefaultConnectTimeout;
+
+    /// <summary>NVMe/TCP connections that get a thread of their own; the rest run on the thread pool (NvmeTargetOptions.MaxConnectionThreads).</summary>
+    public int NvmeMaxThreads { get; set; } = NvmeTargetOptions.DefaultMaxConnectionThreads;
+
+    /// <summary>The target's options from these settings; <see cref="ConfigureTarget"/> may change them further.</summary>
+    internal NvmeTargetOptions ToTargetOptions()
+    {
+        var target = new NvmeTargetOptions
+        {
+            ReceivePollTime = NvmePollTime,
+            MaxConnections = NvmeMaxConnections,
+            MaxConnectionsPerHost = NvmeMaxConnectionsPerHost,
+            ConnectTimeout = NvmeConnectTimeout,
+            MaxConnectionThreads = NvmeMaxThreads,
+        };
+        ConfigureTarget?.Invoke(target);
+        target.Listen.Clear();
+        target.Listen.AddRange(NvmeListen);
+        return target;
+    }
+
     public LogLevel LogLevel { get; set; } = LogLevel.Information;
 
     /// <summary>etcd client URLs; when given, the server is a node of the cluster they hold (metadata in etcd, replication).</summary>
@@ -85,5 +115,5 @@ public sealed class StorageServerOptions
     public Action<ILoggingBuilder>? ConfigureLogging { get; set; }
 
     /// <summary>Target tunables; <see cref="NvmeListen"/> is copied into its listen list.</summary>
-    public Action<CsiNvme.Target.NvmeTargetOptions>? ConfigureTarget { get; set; }
+    public Action<NvmeTargetOptions>? ConfigureTarget { get; set; }
 }

@@ -16,6 +16,7 @@ public sealed partial class NvmeTarget : IAsyncDisposable
     private readonly ConcurrentDictionary<string, Subsystem> _subsystems = new(StringComparer.Ordinal);
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger _logger;
+    private readonly ILogger _connectionLogger;
 
     public NvmeTarget(NvmeTargetOptions options, ILoggerFactory loggerFactory, ITargetObserver? observer = null)
     {
@@ -23,6 +24,7 @@ public sealed partial class NvmeTarget : IAsyncDisposable
         Observer = observer;
         _loggerFactory = loggerFactory;
         _logger = loggerFactory.CreateLogger<NvmeTarget>();
+        _connectionLogger = loggerFactory.CreateLogger<Transport.NvmeTcpConnection>();
     }
 
     public NvmeTargetOptions Options { get; }

@@ -36,7 +36,8 @@ public sealed class NvmeTargetOptions
     /// Run each connection's receive loop on a thread of its own with blocking socket calls (the default) instead of
     /// asynchronous calls on the thread pool. A request then wakes its connection's thread directly rather than going
     /// from the socket engine's epoll thread to a pool thread: 20–30 % more IOPS at QD32 on one core (see
-    /// docs/performance.md), for one thread per connection (that is, per queue).
+    /// docs/performance.md), for one thread per connection (that is, per queue), up to
+    /// <see cref="MaxConnectionThreads"/>; connections beyond that run asynchronously.
     /// </summary>
     public bool DedicatedConnectionThreads { get; set; } = true;
 
@@ -66,4 +67,64 @@ public sealed class NvmeTargetOptions
 
     /// <summary>How long a fresh TCP connection may take to send its ICReq before it is closed.</summary>
     public TimeSpan InitializeTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// How long a connection may take from being accepted to a successful Connect (ICReq, then a Connect that binds
+    /// it to a queue) before it is closed. A Linux host sends its Connect right after the ICResp; a connection that
+    /// idles, or keeps sending refused Connects, holds a connection slot and buffers for nothing.
+    /// </summary>
+    public TimeSpan ConnectTimeout { get; set; } = DefaultConnectTimeout;
+
+    public static TimeSpan DefaultConnectTimeout { get; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>
+    /// Connections one listener holds at once; a TCP connection beyond it is closed as soon as it is accepted (logged
+    /// once when the listener reaches the cap and once when it is below again). Each connection holds about 1.4 MB of
+    /// buffers with the default transfer sizes, so lower this to what the server's memory carries.
+    /// </summary>
+    public int MaxConnections { get; set; } = DefaultMaxConnections;
+
+    /// <summary>Enough for several nodes full of volumes (see <see cref="MaxConnectionsPerHost"/>).</summary>
+    public const int DefaultMaxConnections = 65536;
+
+    /// <summary>
+    /// Connections one host NQN may hold at once, counted at Connect over every subsystem, discovery included (hosts
+    /// that send an empty host NQN share one count). A Connect beyond it is refused with Connect Controller Busy,
+    /// which Linux reports as "controller is busy or not available" and retries. Null: enough for a node full of
+    /// volumes, <see cref="VolumesPerNode"/> × (<see cref="MaxIoQueues"/> + 1 admin queue) plus
+    /// <see cref="ReconnectHeadroom"/>, that is 17,664 with the defaults (Linux opens one I/O queue per online CPU up
+    /// to what the target grants, and one admin queue, per controller and path).
+    /// </summary>
+    public int? MaxConnectionsPerHost { get; set; }
+
+    /// <summary>The most volumes a CSI node takes (the node plugin's default max_volumes_per_node).</summary>
+    public const int VolumesPerNode = 256;
+
+    /// <summary>Room above a full node for discovery connections and for a reconnecting host's new connections while its old ones are still being closed.</summary>
+    public const int ReconnectHeadroom = 1024;
+
+    /// <summary>The per-host cap in force: <see cref="MaxConnectionsPerHost"/> or the default derived from the queue count.</summary>
+    public int EffectiveMaxConnectionsPerHost => MaxConnectionsPerHost ?? VolumesPerNode * (MaxIoQueues + 1) + ReconnectHeadroom;
+
+    /// <summary>
+    /// With <see cref="DedicatedConnectionThreads"/>: how many connections at once get a thread of their own. Later
+    /// connections, and any whose thread cannot be started (a pids limit, memory), run on the asynchronous model on
+    /// the thread pool instead of being refused, so a pod's pids limit cannot stop the target from serving hosts.
+    /// </summary>
+    public int MaxConnectionThreads { get; set; } = DefaultMaxConnectionThreads;
+
+    public const int DefaultMaxConnectionThreads = 256;
+
+    /// <summary>
+    /// How long a failure to accept a connection or to start a connection's thread keeps <see cref="NvmeTarget.Readiness"/>
+    /// false: long enough for a readiness probe to see it, short enough to recover by itself once the cause is gone.
+    /// </summary>
+    public TimeSpan UnreadyAfterFailure { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Starts a connection's dedicated thread. Replaceable so that tests can make thread creation fail as it does
+    /// under a pids limit (<see cref="Thread.Start()"/> throws); it must either start the thread or throw.
+    /// </summary>
+    internal Action<ThreadStart> StartConnectionThread { get; set; } = static body =>
+        new Thread(body) { IsBackground = true, Name = "nvme-tcp-connection" }.Start();
 }

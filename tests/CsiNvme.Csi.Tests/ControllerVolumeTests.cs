@@ -43,6 +43,7 @@ public sealed class ControllerVolumeTests
         request.Parameters.Add("ctrlLossTmo", "-1");
         request.Parameters.Add("headerDigest", "TRUE");
         request.Parameters.Add("blockSize", "4096");
+        request.Parameters.Add("replicas", "03");
         request.Parameters.Add("csi.storage.k8s.io/pvc/name", "data");
 
         var volume = (await Controller.CreateVolumeAsync(request)).Volume;
@@ -64,6 +65,7 @@ public sealed class ControllerVolumeTests
                 ["blockSize"] = "4096",
                 ["ctrlLossTmo"] = "-1",
                 ["headerDigest"] = "true",
+                ["replicas"] = "3",
             }));
         });
     }
@@ -108,6 +110,8 @@ public sealed class ControllerVolumeTests
         yield return new TestCaseData(WithParameter("ctrlLossTmo", "-2")).SetName("ctrlLossTmo below -1");
         yield return new TestCaseData(WithParameter("keepAliveTmo", "soon")).SetName("keepAliveTmo not a number");
         yield return new TestCaseData(WithParameter("dataDigest", "yes")).SetName("dataDigest not a boolean");
+        yield return new TestCaseData(WithParameter("replicas", "0")).SetName("replicas below 1");
+        yield return new TestCaseData(WithParameter("replicas", "4")).SetName("replicas above 3");
         yield return new TestCaseData(WithParameter("blockSize", "1024")).SetName("Unsupported block size");
         yield return new TestCaseData(new CreateVolumeRequest { Name = "pvc-x", VolumeCapabilities = { Caps.Block() }, MutableParameters = { ["iops"] = "5" } })
             .SetName("Mutable parameters");

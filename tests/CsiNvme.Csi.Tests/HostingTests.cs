@@ -131,17 +131,30 @@ public sealed class HostingTests
         var result = CsiCommandLine.Parse([
             "--mode=node", "--node-id=n", "--ctrl-loss-tmo=-1", "--reconnect-delay", "2", "--fast-io-fail-tmo=-1", "--keep-alive-tmo=30",
             "--nr-io-queues=4", "--header-digest=true", "--data-digest", "TRUE", "--disable-sq-flow=false",
+            "--multipath-ctrl-loss-tmo=90", "--multipath-fast-io-fail-tmo=20", "--path-keeper-period=7",
         ]);
         Assert.That(result.Errors, Is.Empty);
+        var single = new FabricsConnectSettings
+        {
+            CtrlLossTmo = -1, ReconnectDelay = 2, FastIoFailTmo = -1, KeepAliveTmo = 30, NrIoQueues = 4,
+            HeaderDigest = true, DataDigest = true, DisableSqFlow = false,
+        };
         Assert.Multiple(() =>
         {
-            Assert.That(result.Options!.NodeConnectDefaults, Is.EqualTo(new FabricsConnectSettings
+            Assert.That(result.Options!.NodeConnectDefaults.SinglePath, Is.EqualTo(single));
+            // The multipath flags set the timeouts of replicated volumes; the rest is shared, and a multipath flag left out
+            // keeps its own default, not the single-path flag's.
+            Assert.That(result.Options.NodeConnectDefaults.Multipath, Is.EqualTo(single with
             {
-                CtrlLossTmo = -1, ReconnectDelay = 2, FastIoFailTmo = -1, KeepAliveTmo = 30, NrIoQueues = 4,
-                HeaderDigest = true, DataDigest = true, DisableSqFlow = false,
+                CtrlLossTmo = 90, ReconnectDelay = FabricsConnectSettings.DefaultMultipathReconnectDelay, FastIoFailTmo = 20,
             }));
+            Assert.That(result.Options.PathKeeperPeriod, Is.EqualTo(TimeSpan.FromSeconds(7)));
             Assert.That(NodeOptions.FromDriverOptions(result.Options).ConnectDefaults, Is.EqualTo(result.Options.NodeConnectDefaults));
-            Assert.That(CsiCommandLine.Parse(["--mode=node", "--node-id=n"]).Options!.NodeConnectDefaults, Is.EqualTo(FabricsConnectSettings.Default));
+            Assert.That(NodeOptions.FromDriverOptions(result.Options).PathKeeperPeriod, Is.EqualTo(TimeSpan.FromSeconds(7)));
+            var plain = CsiCommandLine.Parse(["--mode=node", "--node-id=n"]).Options!;
+            Assert.That(plain.NodeConnectDefaults, Is.EqualTo(FabricsConnectDefaults.Default));
+            Assert.That(plain.PathKeeperPeriod, Is.EqualTo(TimeSpan.FromSeconds(15)));
+            Assert.That(CsiCommandLine.Parse(["--mode=node", "--node-id=n", "--path-keeper-period=0"]).Errors.Single(), Does.Contain("--path-keeper-period"));
         });
     }
 

@@ -291,4 +291,28 @@ public sealed class MetadataStoreTests(StoreKind kind)
         Assert.That(await _store.TryCreateSnapshotAsync(Snapshot("labelled", source)), Is.True);
         Assert.That((await _store.GetSnapshotAsync("labelled"))!.Labels, Is.Empty, "the deleted snapshot's labels went with it");
     }
+
+    [Test]
+    public async Task ReservationStateIsKeptPerVolumeAndGoesWithTheVolume()
+    {
+        VolumeRecord a = Volume("resv-a");
+        VolumeRecord b = Volume("resv-b");
+        Assert.That(await _store.TryCreateVolumeAsync(a), Is.True);
+        Assert.That(await _store.TryCreateVolumeAsync(b), Is.True);
+        Assert.That(await _store.GetReservationStateAsync(a.Id), Is.Null);
+
+        await _store.SaveReservationStateAsync(a.Id, [1, 2, 3]);
+        await _store.SaveReservationStateAsync(a.Id, [4, 5]);
+        await _store.SaveReservationStateAsync(b.Id, [9]);
+        Assert.That(await _store.GetReservationStateAsync(a.Id), Is.EqualTo(new byte[] { 4, 5 }), "a save replaces");
+        Assert.That(await _store.GetReservationStateAsync(b.Id), Is.EqualTo(new byte[] { 9 }));
+        Assert.That(async () => await _store.SaveReservationStateAsync(Guid.NewGuid(), [1]), Throws.InstanceOf<InvalidOperationException>(), "no such volume");
+
+        Assert.That(await _store.DeleteVolumeAsync("resv-a"), Is.True);
+        Assert.That(await _store.GetReservationStateAsync(a.Id), Is.Null, "deleted with its volume");
+        Assert.That(await _store.GetReservationStateAsync(b.Id), Is.EqualTo(new byte[] { 9 }));
+        Assert.That(async () => await _store.SaveReservationStateAsync(a.Id, [1]), Throws.InstanceOf<InvalidOperationException>(), "not after the delete");
+        Assert.That(await _store.UpdateVolumeAsync(b with { SizeBytes = 2L << 30 }), Is.True);
+        Assert.That(await _store.GetReservationStateAsync(b.Id), Is.EqualTo(new byte[] { 9 }), "an update keeps it");
+    }
 }

@@ -117,12 +117,15 @@ public sealed class SqliteMetadataStoreTests
             Assert.That(await store.TryCreateSnapshotAsync(MetadataStoreTests.Snapshot("s", old)), Is.True);
             Assert.That(store.StoreId, Is.Not.EqualTo(Guid.Empty), "a migrated file gets an identity");
             Assert.That(await store.ListPoolBindingsAsync(), Is.Empty);
+            Assert.That(await store.GetReservationStateAsync(id), Is.Null, "volumes from before reservations have no state");
+            await store.SaveReservationStateAsync(id, [1, 2, 3]);
         }
 
-        Assert.That(SqliteMetadataStore.SchemaVersion, Is.EqualTo(4));
+        Assert.That(SqliteMetadataStore.SchemaVersion, Is.EqualTo(5));
         await using var check = new SqliteConnection($"Data Source={path};Pooling=False");
         await check.OpenAsync();
-        Assert.That(Scalar(check, "SELECT version FROM schema_version"), Is.EqualTo(4L));
+        Assert.That(Scalar(check, "SELECT version FROM schema_version"), Is.EqualTo(5L));
+        Assert.That(Scalar(check, "SELECT length(state) FROM reservation_state"), Is.EqualTo(3L));
     }
 
     [Test]

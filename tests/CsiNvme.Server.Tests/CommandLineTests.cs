@@ -26,6 +26,11 @@ public sealed class CommandLineTests
             Assert.That(options.PoolReserves, Is.Empty, "every pool then keeps the default reserve");
             Assert.That(options.RecoverMetadata, Is.False);
             Assert.That(options.NvmePollTime, Is.EqualTo(TimeSpan.FromMicroseconds(50)));
+            Assert.That(options.NvmeMaxConnections, Is.EqualTo(65536));
+            Assert.That(options.NvmeMaxConnectionsPerHost, Is.Null, "derived from the queues granted: 17,664");
+            Assert.That(options.ToTargetOptions().EffectiveMaxConnectionsPerHost, Is.EqualTo(17664));
+            Assert.That(options.NvmeConnectTimeout, Is.EqualTo(TimeSpan.FromSeconds(20)));
+            Assert.That(options.NvmeMaxThreads, Is.EqualTo(256));
             Assert.That(options.LogLevel, Is.EqualTo(LogLevel.Information));
         });
     }
@@ -49,6 +54,10 @@ public sealed class CommandLineTests
             "--pool-reserve", "slow=0",
             "--recover-metadata",
             "--nvme-poll-us", "12.5",
+            "--nvme-max-connections", "4096",
+            "--nvme-max-connections-per-host", "700",
+            "--nvme-connect-timeout", "7.5",
+            "--nvme-max-threads", "0",
             "--log-level", "debug",
         ]);
 
@@ -75,6 +84,13 @@ public sealed class CommandLineTests
             }));
             Assert.That(options.RecoverMetadata, Is.True);
             Assert.That(options.NvmePollTime, Is.EqualTo(TimeSpan.FromMicroseconds(12.5)));
+            Assert.That(options.NvmeMaxConnections, Is.EqualTo(4096));
+            Assert.That(options.NvmeMaxConnectionsPerHost, Is.EqualTo(700));
+            Assert.That(options.NvmeConnectTimeout, Is.EqualTo(TimeSpan.FromSeconds(7.5)));
+            Assert.That(options.NvmeMaxThreads, Is.Zero);
+            var target = options.ToTargetOptions();
+            Assert.That((target.MaxConnections, target.EffectiveMaxConnectionsPerHost, target.ConnectTimeout, target.MaxConnectionThreads),
+                Is.EqualTo((4096, 700, TimeSpan.FromSeconds(7.5), 0)));
             Assert.That(options.LogLevel, Is.EqualTo(LogLevel.Debug));
         });
     }
@@ -103,6 +119,10 @@ public sealed class CommandLineTests
     [TestCase(new[] { "--backend", "memory", "--recover-metadata" }, "--recover-metadata needs --backend thin")]
     [TestCase(new[] { "--nvme-poll-us", "-1" }, "--nvme-poll-us")]
     [TestCase(new[] { "--nvme-poll-us", "fast" }, "--nvme-poll-us")]
+    [TestCase(new[] { "--nvme-max-connections", "0" }, "--nvme-max-connections: '0' is not a whole number of at least 1")]
+    [TestCase(new[] { "--nvme-max-connections-per-host", "many" }, "--nvme-max-connections-per-host")]
+    [TestCase(new[] { "--nvme-connect-timeout", "0" }, "--nvme-connect-timeout")]
+    [TestCase(new[] { "--nvme-max-threads", "-1" }, "--nvme-max-threads")]
     [TestCase(new[] { "--log-level", "loud" }, "trace")]
     [TestCase(new[] { "--data-dir" }, "--data-dir")]
     [TestCase(new[] { "--no-such-flag" }, "--no-such-flag")]

@@ -199,4 +199,149 @@ public sealed class ConnectTests
         var connect = host.Connect(0, 31, 0, new ConnectData(harness.Host.Id, 5, TargetHarness.SubsystemNqn, harness.Host.Nqn));
         AssertInvalidParameter(connect, inData: true, offset: 16);
     }
+
+    [Test]
+    public async Task ConnectsBeyondThePerHostCapAreRefusedAsBusyAndTheCapIsLoggedOnce()
+    {
+        await using var harness = TargetHarness.Start(o => o.MaxConnectionsPerHost = 3);
+        var other = NvmeHostIdentity.Create();
+        harness.Subsystem.AllowHost(other.Nqn);
+        using var admin = harness.ConnectAdmin();
+        using var q1 = harness.ConnectIo(admin, 1);
+        var q2 = harness.ConnectIo(admin, 2);
+
+        using var q3 = harness.Initialize();
+        for (var attempt = 0; attempt < 3; attempt++)
+        {
+            var refused = q3.ConnectIo(3, admin.ControllerId, TargetHarness.SubsystemNqn, harness.Host.Nqn, harness.Host.Id);
+            Assert.That(refused.Status.Type, Is.EqualTo(StatusCodeType.CommandSpecific));
+            Assert.That(refused.Status.Code, Is.EqualTo(0x81), "Connect Controller Busy: Linux says \"controller is busy or not available\" and retries");
+        }
+
+        using (var secondAdmin = harness.Initialize())
+        {
+            Assert.That(secondAdmin.ConnectAdmin(TargetHarness.SubsystemNqn, harness.Host.Nqn, harness.Host.Id).Status.Code, Is.EqualTo(0x81), "admin queues count too");
+        }
+
+        using (var otherAdmin = harness.ConnectAdmin(host: other))
+        {
+            Assert.That(otherAdmin.KeepAlive().Status, Is.EqualTo(NvmeStatus.Success), "another host has a count of its own");
+        }
+
+        Assert.That(harness.Logs.Matching("reached the limit of 3 connections per host"), Has.Count.EqualTo(1), "one line for the transition");
+        Assert.That(harness.Logs.Matching("rejected: the host holds the limit of 3 connections per host", harness.Host.Nqn, TargetHarness.SubsystemNqn), Has.Count.EqualTo(4),
+            "and each refused Connect once");
+
+        q2.Dispose();
+        Assert.That(harness.Logs.WaitFor(TimeSpan.FromSeconds(10), 1, "below the limit of 3 connections per host again"), Is.True);
+        var accepted = q3.ConnectIo(3, admin.ControllerId, TargetHarness.SubsystemNqn, harness.Host.Nqn, harness.Host.Id);
+        Assert.That(accepted.Status, Is.EqualTo(NvmeStatus.Success), "a freed connection makes room");
+        Assert.That(q3.Execute(TestHost.Command((byte)IoOpcode.Flush, q3.NextCommandId(), 1, default)).Status, Is.EqualTo(NvmeStatus.Success));
+    }
+
+    [Test]
+    public async Task EmptyHostNqnIsAcceptedWhereAnyHostIsAllowed()
+    {
+        await using var harness = TargetHarness.Start();
+        const string openNqn = "nqn.2024-01.io.csinvme:open-to-any-host";
+        var open = harness.Target.AddSubsystem(new Subsystems.Subsystem(openNqn, "csinvme-open-sn", allowAnyHost: true));
+        open.AddNamespace(new Subsystems.TargetNamespace(1, harness.NewVolume(), Guid.NewGuid()));
+        var hostId = Guid.NewGuid();
+
+        // As spdk_nvme_perf connects without -q: discovery, then the subsystem's admin and I/O queues, no host NQN.
+        using (var discovery = harness.Initialize())
+        {
+            Assert.That(discovery.ConnectAdmin(NvmeTarget.DiscoveryNqn, "", hostId).Status, Is.EqualTo(NvmeStatus.Success), "discovery takes any host");
+        }
+
+        using var admin = harness.Initialize();
+        Assert.That(admin.ConnectAdmin(openNqn, "", hostId).Status, Is.EqualTo(NvmeStatus.Success));
+        admin.Enable();
+        using var io = harness.Initialize();
+        Assert.That(io.ConnectIo(1, admin.ControllerId, openNqn, "", hostId).Status, Is.EqualTo(NvmeStatus.Success));
+        var data = new byte[4096];
+        Random.Shared.NextBytes(data);
+        Assert.That(io.WriteInCapsule(1, 0, data, TargetHarness.BlockSize).Status, Is.EqualTo(NvmeStatus.Success));
+        Assert.That(io.Read(1, 0, data.Length, TargetHarness.BlockSize).Data, Is.EqualTo(data));
+        Assert.That(harness.Logs.Matching("rejected"), Is.Empty);
+    }
+
+    [Test]
+    public async Task EmptyHostNqnIsRefusedWithTheReasonLoggedWhereHostsAreListed()
+    {
+        await using var harness = TargetHarness.Start();
+        using var host = harness.Initialize();
+        var refused = host.ConnectAdmin(TargetHarness.SubsystemNqn, "", harness.Host.Id);
+        Assert.That(refused.Status.Type, Is.EqualTo(StatusCodeType.CommandSpecific));
+        Assert.That(refused.Status.Code, Is.EqualTo(0x84), "Connect Invalid Host, as for any host not on the list");
+        var lines = harness.Logs.Matching("rejected", host.Socket.LocalEndPoint!.ToString()!, "(host (empty))", TargetHarness.SubsystemNqn);
+        Assert.That(lines, Has.Count.EqualTo(1));
+        Assert.That(lines[0], Does.Contain("empty host NQN, and the subsystem allows only the hosts on its list"));
+    }
+
+    [Test]
+    public async Task EveryRefusedConnectIsLoggedOnceWithAddressHostSubsystemAndReason()
+    {
+        await using var harness = TargetHarness.Start(o => o.MaxConnectionsPerHost = 3);
+        var stranger = NvmeHostIdentity.Create();
+        using var admin = harness.ConnectAdmin();
+        using var q1 = harness.ConnectIo(admin, 1);
+        var refusals = new List<(TestHost Host, string Reason, string HostNqn, string SubsystemNqn)>();
+        var hosts = new List<TestHost>();
+        TestHost Fresh()
+        {
+            var host = harness.Initialize();
+            hosts.Add(host);
+            return host;
+        }
+
+        void Refused(TestHost host, Completion completion, string reason, string? hostNqn = null, string subsystemNqn = TargetHarness.SubsystemNqn)
+        {
+            Assert.That(completion.Status.IsSuccess, Is.False, reason);
+            refusals.Add((host, reason, hostNqn ?? harness.Host.Nqn, subsystemNqn));
+        }
+
+        try
+        {
+            var h = Fresh();
+            Refused(h, h.ConnectAdmin("nqn.2024-01.io.csinvme:nowhere", harness.Host.Nqn, harness.Host.Id), "unknown subsystem", subsystemNqn: "nqn.2024-01.io.csinvme:nowhere");
+            h = Fresh();
+            Refused(h, h.ConnectAdmin(TargetHarness.SubsystemNqn, stranger.Nqn, stranger.Id), "host not allowed", stranger.Nqn);
+            h = Fresh();
+            Refused(h, h.ConnectAdmin(TargetHarness.SubsystemNqn, harness.Host.Nqn, harness.Host.Id, sqSize: 0), "submission queue size 1 outside");
+            h = Fresh();
+            Refused(h, h.Connect(0, 31, 0, new ConnectData(harness.Host.Id, 5, TargetHarness.SubsystemNqn, harness.Host.Nqn)), "controller ID 5 asked for on an admin queue");
+            h = Fresh();
+            Refused(h, h.ConnectIo(1, 1, NvmeTarget.DiscoveryNqn, harness.Host.Nqn, harness.Host.Id), "I/O queue asked for on the discovery subsystem", subsystemNqn: NvmeTarget.DiscoveryNqn);
+            h = Fresh();
+            Refused(h, h.ConnectIo(1, (ushort)(admin.ControllerId + 7), TargetHarness.SubsystemNqn, harness.Host.Nqn, harness.Host.Id), "no controller");
+            h = Fresh();
+            Refused(h, h.ConnectIo(1, admin.ControllerId, TargetHarness.SubsystemNqn, harness.Host.Nqn, harness.Host.Id), "I/O queue 1 of controller");
+            Refused(admin, admin.ConnectAdmin(TargetHarness.SubsystemNqn, harness.Host.Nqn, harness.Host.Id), "is connected already");
+            Refused(q1, q1.ConnectIo(1, admin.ControllerId, TargetHarness.SubsystemNqn, harness.Host.Nqn, harness.Host.Id), "queue 1 of controller");
+            h = Fresh();
+            var payload = new byte[ConnectData.Size];
+            new ConnectData(harness.Host.Id, ConnectData.DynamicControllerId, TargetHarness.SubsystemNqn, harness.Host.Nqn).Write(payload);
+            var badFormat = new ConnectCommand(1, 0, 31, 0, 0).ToSubmissionQueueEntry(h.NextCommandId(), TestHost.InCapsule(payload.Length));
+            Refused(h, h.Execute(badFormat, payload), "record format 1");
+            h = Fresh();
+            var shortData = new ConnectCommand(0, 0, 31, 0, 0).ToSubmissionQueueEntry(h.NextCommandId(), TestHost.InCapsule(512));
+            Refused(h, h.Execute(shortData, payload.AsSpan(0, 512)), "512 bytes of Connect data", hostNqn: "(empty)", subsystemNqn: "(empty)");
+            using var q2 = harness.ConnectIo(admin, 2);
+            h = Fresh();
+            Refused(h, h.ConnectIo(3, admin.ControllerId, TargetHarness.SubsystemNqn, harness.Host.Nqn, harness.Host.Id), "holds the limit of 3 connections per host");
+
+            var rejected = harness.Logs.Matching("rejected");
+            Assert.That(rejected, Has.Count.EqualTo(refusals.Count), string.Join(Environment.NewLine, rejected));
+            foreach (var (host, reason, hostNqn, subsystemNqn) in refusals)
+            {
+                var from = $"Connect from {host.Socket.LocalEndPoint} (host {hostNqn}) to {subsystemNqn} rejected: ";
+                Assert.That(rejected.Count(l => l.StartsWith(from, StringComparison.Ordinal) && l.Contains(reason, StringComparison.Ordinal)), Is.EqualTo(1), $"{from}...{reason}");
+            }
+        }
+        finally
+        {
+            hosts.ForEach(x => x.Dispose());
+        }
+    }
 }

@@ -68,12 +68,17 @@ public sealed partial class ServerProcess : IAsyncDisposable
 
     public ServerService.ServerServiceClient ServerInfo => new(Channel);
 
-    /// <summary>Starts the server with its data in <paramref name="dataDirectory"/> and waits until it is ready.</summary>
+    /// <summary>
+    /// Starts the server with its data in <paramref name="dataDirectory"/> and waits until it is ready.
+    /// <paramref name="launcher"/>, when given, is a command that runs the rest of the command line (for example
+    /// <c>setpriv --reuid=65534 ...</c> to run the server as another user); it must exec it, keeping the process ID.
+    /// </summary>
     public static async Task<ServerProcess> StartAsync(
         string dataDirectory,
         IEnumerable<string>? extraArgs = null,
         TimeSpan? readyTimeout = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default,
+        IReadOnlyList<string>? launcher = null)
     {
         var dll = RepoPaths.ServerDll;
         if (!File.Exists(dll))
@@ -81,7 +86,7 @@ public sealed partial class ServerProcess : IAsyncDisposable
             throw new FileNotFoundException($"server not built: {dll} (dotnet build src/CsiNvme.Server -c {RepoPaths.Configuration})", dll);
         }
 
-        var startInfo = new ProcessStartInfo("dotnet")
+        var startInfo = new ProcessStartInfo(launcher is { Count: > 0 } ? launcher[0] : "dotnet")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -89,6 +94,16 @@ public sealed partial class ServerProcess : IAsyncDisposable
             UseShellExecute = false,
             WorkingDirectory = dataDirectory,
         };
+        if (launcher is { Count: > 0 })
+        {
+            foreach (var arg in launcher.Skip(1))
+            {
+                startInfo.ArgumentList.Add(arg);
+            }
+
+            startInfo.ArgumentList.Add("dotnet");
+        }
+
         startInfo.ArgumentList.Add(dll);
         foreach (var arg in new[]
                  {

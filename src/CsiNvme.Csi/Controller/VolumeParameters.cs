@@ -13,6 +13,8 @@ namespace CsiNvme.Csi.Controller;
 /// <item>nrIoQueues: I/O queues per controller, 0 = kernel default</item>
 /// <item>headerDigest, dataDigest: "true" or "false" (default false)</item>
 /// <item>disableSqFlow: "true" or "false" (default true): connect I/O queues without SQ flow control</item>
+/// <item>replicas: 1..3 (default 1): how many storage nodes hold the volume, which is how many paths the node
+/// expects (fewer live paths make the volume abnormal) and picks the single-path or the multipath connection defaults by</item>
 /// </list>
 /// Keys the controller uses: blockSize (512 or 4096, the logical block size hosts see; default 512) and
 /// pool (the storage pool; default: the pool with the most free space). Keys starting with
@@ -22,6 +24,8 @@ public sealed class VolumeParameters
 {
     public const string PoolKey = "pool";
     public const string BlockSizeKey = "blockSize";
+    public const string ReplicasKey = "replicas";
+    public const int MaxReplicas = 3;
     private const string KubernetesPrefix = "csi.storage.k8s.io/";
 
     private static readonly (string Key, int Min, int Max)[] _nodeIntegers =
@@ -31,6 +35,7 @@ public sealed class VolumeParameters
         ("fastIoFailTmo", -1, 1_000_000),
         ("keepAliveTmo", 1, 65_535),
         ("nrIoQueues", 0, 1024),
+        (ReplicasKey, 1, MaxReplicas),
     ];
 
     private static readonly string[] _nodeBooleans = ["headerDigest", "dataDigest", "disableSqFlow"];
@@ -47,6 +52,9 @@ public sealed class VolumeParameters
 
     /// <summary>Empty when not given.</summary>
     public string Pool { get; }
+
+    /// <summary>Replicas the volume is to have; 1 when not given. The node reads it from volume_context too.</summary>
+    public int Replicas => NodeContext.TryGetValue(ReplicasKey, out var text) ? int.Parse(text, CultureInfo.InvariantCulture) : 1;
 
     /// <summary>The node's keys, normalized ("TRUE" -> "true"), for volume_context.</summary>
     public IReadOnlyDictionary<string, string> NodeContext { get; }

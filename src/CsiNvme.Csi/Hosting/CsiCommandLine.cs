@@ -73,6 +73,16 @@ public static class CsiCommandLine
         var connect = FabricsConnectSettings.Parameters
             .Select(p => (p.Key, Option: new Option<string?>(p.Flag) { Description = "Node mode: " + p.Description, HelpName = p.HelpName }))
             .ToArray();
+        var multipathConnect = FabricsConnectSettings.MultipathParameters
+            .Select(p => (p.Key, Option: new Option<string?>(p.Flag) { Description = "Node mode: " + p.Description, HelpName = p.HelpName }))
+            .ToArray();
+        var pathKeeperPeriod = new Option<string>("--path-keeper-period")
+        {
+            Description = "Node mode: seconds between two checks of every staged volume's paths (lost paths reconnected, new " +
+                          "listeners from the discovery log connected, path metrics updated); keep it well below the ctrl-loss-tmo values.",
+            HelpName = "SECONDS",
+            DefaultValueFactory = _ => NodeOptions.DefaultPathKeeperPeriod.TotalSeconds.ToString(CultureInfo.InvariantCulture),
+        };
 
         var root = new RootCommand($"CSI driver {CsiDriverOptions.DriverName}: Identity, Controller and Node services of CsiNvme.")
         {
@@ -85,8 +95,9 @@ public static class CsiCommandLine
             metricsListen,
             maxVolumesPerNode,
             logLevel,
+            pathKeeperPeriod,
         };
-        foreach (var (_, option) in connect)
+        foreach (var (_, option) in connect.Concat(multipathConnect))
         {
             root.Options.Add(option);
         }
@@ -182,30 +193,25 @@ public static class CsiCommandLine
             errors.Add($"--max-volumes-per-node '{parse.GetValue(maxVolumesPerNode)}' is not a whole number (0 for no limit)");
         }
 
-        var connectValues = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var (key, option) in connect)
-        {
-            if (parse.GetValue(option) is not { } text)
-            {
-                continue;
-            }
-
-            if (string.IsNullOrWhiteSpace(text))
-            {
-                errors.Add($"{option.Name} needs a value");
-                continue;
-            }
-
-            connectValues[key] = text;
-        }
-
+        var connectValues = FlagValues(connect);
+        var multipathValues = FlagValues(multipathConnect);
         try
         {
-            options.NodeConnectDefaults = FabricsConnectSettings.FromNodeFlags(connectValues);
+            options.NodeConnectDefaults = FabricsConnectSettings.FromNodeFlags(connectValues, multipathValues);
         }
         catch (FormatException e)
         {
             errors.Add(e.Message);
+        }
+
+        if (int.TryParse(parse.GetValue(pathKeeperPeriod), NumberStyles.None, CultureInfo.InvariantCulture, out var keeperSeconds) &&
+            keeperSeconds is >= 1 and <= 3600)
+        {
+            options.PathKeeperPeriod = TimeSpan.FromSeconds(keeperSeconds);
+        }
+        else
+        {
+            errors.Add($"--path-keeper-period '{parse.GetValue(pathKeeperPeriod)}' is not a whole number of seconds from 1 to 3600");
         }
 
         if (Enum.TryParse<LogLevel>(parse.GetValue(logLevel), ignoreCase: true, out var level) &&
@@ -221,6 +227,28 @@ public static class CsiCommandLine
         return errors.Count > 0
             ? new CsiCommandLineResult(null, errors, parse)
             : new CsiCommandLineResult(options, [], parse);
+
+        Dictionary<string, string> FlagValues((string Key, Option<string?> Option)[] flags)
+        {
+            var values = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var (key, option) in flags)
+            {
+                if (parse.GetValue(option) is not { } text)
+                {
+                    continue;
+                }
+
+                if (string.IsNullOrWhiteSpace(text))
+                {
+                    errors.Add($"{option.Name} needs a value");
+                    continue;
+                }
+
+                values[key] = text;
+            }
+
+            return values;
+        }
     }
 
     private static string? NullIfBlank(string? value) => string.IsNullOrWhiteSpace(value) ? null : value.Trim();

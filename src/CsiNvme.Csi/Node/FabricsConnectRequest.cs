@@ -9,18 +9,19 @@ public sealed record FabricsTarget(string Address, int Port)
 {
     public override string ToString() => Address.Contains(':', StringComparison.Ordinal) ? $"[{Address}]:{Port}" : $"{Address}:{Port}";
 
+    public IPEndPoint EndPoint => new(IPAddress.Parse(Address), Port);
+
     /// <summary>Parses "ADDR:PORT,ADDR:PORT" ("[v6]:PORT" for IPv6); throws <see cref="FormatException"/> naming the bad entry.</summary>
     public static IReadOnlyList<FabricsTarget> ParseList(string text)
     {
         var targets = new List<FabricsTarget>();
         foreach (var entry in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
-            if (!IPEndPoint.TryParse(entry, out var endpoint) || endpoint.Port == 0 || !entry.Contains(':', StringComparison.Ordinal))
+            if (!TryParse(entry, out var target))
             {
                 throw new FormatException($"target '{entry}' is not ADDR:PORT with an IP address");
             }
 
-            var target = new FabricsTarget(endpoint.Address.ToString(), endpoint.Port);
             if (!targets.Contains(target))
             {
                 targets.Add(target);
@@ -34,6 +35,22 @@ public sealed record FabricsTarget(string Address, int Port)
 
         return targets;
     }
+
+    /// <summary>One "ADDR:PORT" ("[v6]:PORT"), the address in its canonical form.</summary>
+    public static bool TryParse(string text, out FabricsTarget target)
+    {
+        if (IPEndPoint.TryParse(text, out var endpoint) && endpoint.Port != 0 && text.Contains(':', StringComparison.Ordinal))
+        {
+            target = From(endpoint.Address, endpoint.Port);
+            return true;
+        }
+
+        target = null!;
+        return false;
+    }
+
+    public static FabricsTarget From(IPAddress address, int port) =>
+        new((address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address).ToString(), port);
 }
 
 /// <summary>One connection setting: its volume_context key (a StorageClass parameter) and the node plugin's flag for its default.</summary>
@@ -55,6 +72,13 @@ public sealed record FabricsConnectSettings
     public const int DefaultReconnectDelay = 10;
     public const int DefaultFastIoFailTmo = 15;
     public const int DefaultKeepAliveTmo = 5;
+
+    // Volumes with more than one replica (docs/kubevirt.md, "Timeouts"): a dead path is let go after a minute while the
+    // others carry the I/O (the path keeper connects it again once its node answers, and never lets the last paths go),
+    // a returning node is back as a path within seconds, and I/O without any usable path waits instead of failing.
+    public const int DefaultMultipathCtrlLossTmo = 60;
+    public const int DefaultMultipathReconnectDelay = 5;
+    public const int DefaultMultipathFastIoFailTmo = -1;
 
     /// <summary>Seconds the kernel keeps reconnecting a lost controller before removing it; -1 = forever.</summary>
     public int CtrlLossTmo { get; init; } = DefaultCtrlLossTmo;
@@ -84,6 +108,14 @@ public sealed record FabricsConnectSettings
     /// <summary>The documented defaults, used where neither the volume_context nor a node flag sets a key.</summary>
     public static FabricsConnectSettings Default { get; } = new();
 
+    /// <summary>The documented defaults of volumes with several replicas.</summary>
+    public static FabricsConnectSettings MultipathDefault { get; } = new()
+    {
+        CtrlLossTmo = DefaultMultipathCtrlLossTmo,
+        ReconnectDelay = DefaultMultipathReconnectDelay,
+        FastIoFailTmo = DefaultMultipathFastIoFailTmo,
+    };
+
     /// <summary>Every setting, in the order of the connect string.</summary>
     public static IReadOnlyList<FabricsConnectParameter> Parameters { get; } =
     [
@@ -99,6 +131,22 @@ public sealed record FabricsConnectSettings
         new("disableSqFlow", "--disable-sq-flow", "true|false", "Connect I/O queues with SQ flow control disabled (default true)."),
     ];
 
+    /// <summary>
+    /// The node flags of the timeouts of volumes with several replicas: a volume whose context lacks the key takes these
+    /// instead of the single-path flags. The other settings are the same for both.
+    /// </summary>
+    public static IReadOnlyList<FabricsConnectParameter> MultipathParameters { get; } =
+    [
+        new("ctrlLossTmo", "--multipath-ctrl-loss-tmo", "SECONDS",
+            "For volumes with several replicas: seconds the kernel keeps reconnecting a lost path while another path is live; the path " +
+            $"keeper holds the last paths forever (default {DefaultMultipathCtrlLossTmo})."),
+        new("reconnectDelay", "--multipath-reconnect-delay", "SECONDS",
+            $"For volumes with several replicas: seconds between reconnect attempts (default {DefaultMultipathReconnectDelay})."),
+        new("fastIoFailTmo", "--multipath-fast-io-fail-tmo", "SECONDS",
+            "For volumes with several replicas: seconds without a usable path before I/O fails; -1 = I/O waits for a path " +
+            $"(default {DefaultMultipathFastIoFailTmo})."),
+    ];
+
     /// <summary>Reads the settings from volume_context keys over the documented defaults; throws <see cref="FormatException"/> naming the bad key.</summary>
     public static FabricsConnectSettings FromVolumeContext(IReadOnlyDictionary<string, string> context) => FromVolumeContext(context, Default);
 
@@ -111,10 +159,21 @@ public sealed record FabricsConnectSettings
 
     /// <summary>
     /// The node plugin's defaults from its flags: <paramref name="values"/> maps a parameter's key to the text given
-    /// for its flag. Throws <see cref="FormatException"/> naming the flag.
+    /// for its flag (<see cref="Parameters"/>), <paramref name="multipathValues"/> the same for <see cref="MultipathParameters"/>.
+    /// Throws <see cref="FormatException"/> naming the flag.
     /// </summary>
-    public static FabricsConnectSettings FromNodeFlags(IReadOnlyDictionary<string, string> values) =>
-        Read(values, Default, key => Parameters.Single(p => p.Key == key).Flag);
+    public static FabricsConnectDefaults FromNodeFlags(IReadOnlyDictionary<string, string> values, IReadOnlyDictionary<string, string>? multipathValues = null)
+    {
+        var single = Read(values, Default, key => Parameters.Single(p => p.Key == key).Flag);
+        var multipathBase = single with
+        {
+            CtrlLossTmo = MultipathDefault.CtrlLossTmo,
+            ReconnectDelay = MultipathDefault.ReconnectDelay,
+            FastIoFailTmo = MultipathDefault.FastIoFailTmo,
+        };
+        var multipath = Read(multipathValues ?? new Dictionary<string, string>(), multipathBase, key => MultipathParameters.Single(p => p.Key == key).Flag);
+        return new FabricsConnectDefaults(single, multipath);
+    }
 
     private static FabricsConnectSettings Read(IReadOnlyDictionary<string, string> values, FabricsConnectSettings defaults, Func<string, string> describe) => new()
     {
@@ -194,4 +253,15 @@ public sealed record FabricsConnectSettings
             _ => throw new FormatException($"{describe(key)}='{text}' is not true or false"),
         };
     }
+}
+
+/// <summary>
+/// The node plugin's connection settings for the keys a volume's context lacks: one set for volumes on one storage node,
+/// one for volumes with several replicas, whose timeouts differ (docs/kubevirt.md, "Timeouts").
+/// </summary>
+public sealed record FabricsConnectDefaults(FabricsConnectSettings SinglePath, FabricsConnectSettings Multipath)
+{
+    public static FabricsConnectDefaults Default { get; } = new(FabricsConnectSettings.Default, FabricsConnectSettings.MultipathDefault);
+
+    public FabricsConnectSettings For(int replicas) => replicas > 1 ? Multipath : SinglePath;
 }

@@ -9,6 +9,9 @@ namespace CsiNvme.Csi.Node;
 /// <summary>Plugs the Node service into the driver host (modes node and all).</summary>
 internal sealed class NodeModule : ICsiServiceModule
 {
+    /// <summary>The key of the per-volume locks the node service and the path keeper share.</summary>
+    public const string VolumeLocksKey = "node-volumes";
+
     public void AddServices(IServiceCollection services, CsiDriverOptions options)
     {
         var nodeOptions = NodeOptions.FromDriverOptions(options);
@@ -18,7 +21,12 @@ internal sealed class NodeModule : ICsiServiceModule
         services.AddSingleton(sp => new NodeStateStore(sp.GetRequiredService<NodeOptions>().StateDirectory));
         services.AddSingleton<NodeTopology>();
         services.AddSingleton<NodeHealth>();
-        // One instance: it holds the per-volume locks.
+        services.AddKeyedSingleton<KeyedAsyncLock>(VolumeLocksKey);
+        services.AddSingleton<FabricsPaths>();
+        services.AddSingleton<PathDiscovery>();
+        services.AddSingleton<NodePathMetrics>();
+        services.AddSingleton<PathKeeper>();
+        services.AddHostedService(sp => sp.GetRequiredService<PathKeeper>());
         services.AddSingleton<NodeService>();
     }
 

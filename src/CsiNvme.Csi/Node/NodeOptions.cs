@@ -6,6 +6,8 @@ public sealed class NodeOptions
     public const string TopologyNodeKey = "topology.nvme.csinvme.io/node";
     public const string DefaultStateDirectory = "/var/lib/csinvme-csi/node";
 
+    public static readonly TimeSpan DefaultPathKeeperPeriod = TimeSpan.FromSeconds(15);
+
     public required NodeIdentity Identity { get; init; }
 
     /// <summary>
@@ -18,7 +20,16 @@ public sealed class NodeOptions
     public int MaxVolumesPerNode { get; init; } = CsiDriverOptions.DefaultMaxVolumesPerNode;
 
     /// <summary>Connection settings for the keys a volume's context lacks (the node plugin's connection flags).</summary>
-    public FabricsConnectSettings ConnectDefaults { get; init; } = FabricsConnectSettings.Default;
+    public FabricsConnectDefaults ConnectDefaults { get; init; } = FabricsConnectDefaults.Default;
+
+    /// <summary>
+    /// How often the path keeper looks at every staged volume's paths (it also runs after each stage). Bounded by
+    /// ctrl_loss_tmo: the keeper must see a volume without live paths before the kernel gives up its last one.
+    /// </summary>
+    public TimeSpan PathKeeperPeriod { get; init; } = DefaultPathKeeperPeriod;
+
+    /// <summary>How long the keeper waits for a discovery controller to answer.</summary>
+    public TimeSpan DiscoveryTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Topology segments reported when not running in a cluster.</summary>
     public IReadOnlyDictionary<string, string> Topology { get; init; } = new Dictionary<string, string>();
@@ -49,6 +60,7 @@ public sealed class NodeOptions
             Topology = new Dictionary<string, string>(options.Topology, StringComparer.Ordinal),
             MaxVolumesPerNode = options.MaxVolumesPerNode,
             ConnectDefaults = options.NodeConnectDefaults,
+            PathKeeperPeriod = options.PathKeeperPeriod,
         };
     }
 }

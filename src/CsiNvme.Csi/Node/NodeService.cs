@@ -1,6 +1,7 @@
 using Csi.V1;
 using CsiNvme.Csi.Hosting;
 using Grpc.Core;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using NodeBase = Csi.V1.Node.NodeBase;
 
@@ -27,19 +28,31 @@ internal sealed class NodeService : NodeBase
     private readonly INodePlatform _platform;
     private readonly NodeStateStore _state;
     private readonly NodeTopology _topology;
+    private readonly FabricsPaths _paths;
+    private readonly PathKeeper _keeper;
+    private readonly NodePathMetrics _metrics;
     private readonly ILogger<NodeService> _logger;
-    private readonly KeyedAsyncLock _volumeLocks = new();
+    private readonly KeyedAsyncLock _volumeLocks;
 
-    // Connecting and disconnecting look at every controller of a subsystem; two volumes of one subsystem
-    // must not interleave those steps.
-    private readonly SemaphoreSlim _fabricsLock = new(1, 1);
-
-    public NodeService(NodeOptions options, INodePlatform platform, NodeStateStore state, NodeTopology topology, ILogger<NodeService> logger)
+    public NodeService(
+        NodeOptions options,
+        INodePlatform platform,
+        NodeStateStore state,
+        NodeTopology topology,
+        FabricsPaths paths,
+        PathKeeper keeper,
+        NodePathMetrics metrics,
+        [FromKeyedServices(NodeModule.VolumeLocksKey)] KeyedAsyncLock volumeLocks,
+        ILogger<NodeService> logger)
     {
         _options = options;
         _platform = platform;
         _state = state;
         _topology = topology;
+        _paths = paths;
+        _keeper = keeper;
+        _metrics = metrics;
+        _volumeLocks = volumeLocks;
         _logger = logger;
         NodeLog.Started(logger, options.Identity.NodeName, options.Identity.HostNqn, options.Identity.HostId, state.Directory);
     }
@@ -91,14 +104,26 @@ internal sealed class NodeService : NodeBase
 
         IReadOnlyList<FabricsTarget> targets;
         FabricsConnectSettings settings;
+        int replicas;
         try
         {
             targets = FabricsTarget.ParseList(targetsText);
-            settings = FabricsConnectSettings.FromVolumeContext(request.VolumeContext, _options.ConnectDefaults);
+            replicas = ReplicasOf(request.VolumeContext);
+            settings = FabricsConnectSettings.FromVolumeContext(request.VolumeContext, _options.ConnectDefaults.For(replicas));
         }
         catch (FormatException e)
         {
             throw Invalid(e.Message);
+        }
+
+        var multipath = _platform.Sysfs.NativeMultipath;
+        if (multipath == false && replicas > 1)
+        {
+            // Each controller would be a block device of its own, and the node would write through one of them, which
+            // goes inaccessible when the volume's primary moves.
+            throw new RpcException(new Status(StatusCode.FailedPrecondition,
+                $"volume {volumeId} has {replicas} replicas, which needs the kernel's native NVMe multipath, and it is off on this node " +
+                "(nvme_core.multipath=N); boot the node with nvme_core.multipath=Y"));
         }
 
         using var held = await _volumeLocks.AcquireAsync(volumeId, context.CancellationToken);
@@ -111,23 +136,38 @@ internal sealed class NodeService : NodeBase
                 $"volume {volumeId} is already staged at {existing.StagingPath} as {Describe(existing)}; it cannot be staged at {stagingPath} as {capability}"));
         }
 
-        var staged = existing ?? new StagedVolume
-        {
-            VolumeId = volumeId,
-            StagingPath = MountTable.NormalisePath(stagingPath),
-            SubsystemNqn = nqn,
-            Uuid = uuid,
-            Nguid = nguid,
-            Targets = targets.Select(t => t.ToString()).ToList(),
-            IsBlock = capability.IsBlock,
-            FsType = capability.FsType,
-        };
+        var published = targets.Select(t => t.ToString()).ToList();
+        var staged = existing is null
+            ? new StagedVolume
+            {
+                VolumeId = volumeId,
+                StagingPath = MountTable.NormalisePath(stagingPath),
+                SubsystemNqn = nqn,
+                Uuid = uuid,
+                Nguid = nguid,
+                Targets = published,
+                IsBlock = capability.IsBlock,
+                FsType = capability.FsType,
+            }
+            // A repeated stage may name listeners the record lacks (a replica added since): the keeper keeps them all.
+            : existing with { Targets = [.. existing.Targets.Union(published, StringComparer.Ordinal)] };
+        staged = staged with { Replicas = replicas, ConnectSettings = settings };
         // Recorded before the first kernel action: an unstage after a crash from here on still knows the subsystem.
         _state.Save(staged);
 
-        await ConnectAsync(volumeId, nqn, targets, settings, context.CancellationToken);
+        var results = multipath == false
+            ? await ConnectOnePathAsync(volumeId, nqn, targets, settings, context.CancellationToken)
+            : await _paths.ConnectAsync(volumeId, nqn, targets, settings, context.CancellationToken);
+        if (!results.Any(r => r.Controller is not null))
+        {
+            throw new RpcException(new Status(StatusCode.Internal,
+                $"volume {volumeId}: cannot connect to {nqn}: {string.Join("; ", results.Select(r => $"{r.Target}: {r.Error}"))}"));
+        }
+
+        // One path is enough to use the volume; the path keeper connects the others once their listeners answer.
         var device = await WaitForNamespaceAsync(staged, context.CancellationToken);
         var devicePath = EnsureDeviceNode(ref staged, device);
+        _keeper.Trigger();
         if (capability.IsBlock)
         {
             return new NodeStageVolumeResponse();
@@ -158,8 +198,7 @@ internal sealed class NodeService : NodeBase
                 $"volume {volumeId} is still mounted at {busy.MountPoint}: unpublish it first"));
         }
 
-        await _fabricsLock.WaitAsync(context.CancellationToken);
-        try
+        using (await _paths.LockAsync(context.CancellationToken))
         {
             var others = _state.All().Where(s => s.VolumeId != volumeId && s.SubsystemNqn == staged.SubsystemNqn).Select(s => s.VolumeId).ToList();
             if (others.Count > 0)
@@ -168,12 +207,8 @@ internal sealed class NodeService : NodeBase
             }
             else
             {
-                await DisconnectAsync(volumeId, staged.SubsystemNqn, context.CancellationToken);
+                await _paths.DisconnectAllLockedAsync(volumeId, staged.SubsystemNqn, context.CancellationToken);
             }
-        }
-        finally
-        {
-            _fabricsLock.Release();
         }
 
         foreach (var node in staged.CreatedDeviceNodes)
@@ -185,6 +220,7 @@ internal sealed class NodeService : NodeBase
         }
 
         _state.Delete(volumeId);
+        _metrics.Forget(volumeId);
         return new NodeUnstageVolumeResponse();
     }
 
@@ -306,6 +342,7 @@ internal sealed class NodeService : NodeBase
         var response = new NodeGetVolumeStatsResponse();
         var problems = new List<string>();
         var device = staged is null ? null : FindNamespace(staged);
+        VolumePathReport? paths = null;
         if (staged is null)
         {
             problems.Add("the volume is not staged on this node");
@@ -317,12 +354,10 @@ internal sealed class NodeService : NodeBase
                 problems.Add($"its namespace (uuid {staged.Uuid}) is no longer attached");
             }
 
-            var controllers = _platform.Sysfs.ControllersOf(staged.SubsystemNqn, HostNqn);
-            if (!controllers.Any(c => c.IsLive))
+            paths = VolumePathReport.Read(_platform.Sysfs, HostNqn, staged);
+            if (paths.IsDegraded)
             {
-                problems.Add(controllers.Count == 0
-                    ? $"no controller of {staged.SubsystemNqn} is connected"
-                    : "no live controller: " + string.Join(", ", controllers.Select(c => $"{c.Name} {c.State}")));
+                problems.Add(paths.Describe());
             }
         }
 
@@ -349,7 +384,7 @@ internal sealed class NodeService : NodeBase
         }
 
         response.VolumeCondition = problems.Count == 0
-            ? new VolumeCondition { Abnormal = false, Message = "volume is attached and its controllers are live" }
+            ? new VolumeCondition { Abnormal = false, Message = "volume is attached; " + paths!.Describe() }
             : new VolumeCondition { Abnormal = true, Message = string.Join("; ", problems) };
         return response;
     }
@@ -412,75 +447,27 @@ internal sealed class NodeService : NodeBase
         return new NodeExpandVolumeResponse { CapacityBytes = device.SizeBytes };
     }
 
-    private async Task ConnectAsync(string volumeId, string nqn, IReadOnlyList<FabricsTarget> targets, FabricsConnectSettings settings, CancellationToken cancellationToken)
+    /// <summary>Without native multipath every controller is a block device of its own: the first listener that connects, or the connected one.</summary>
+    private async Task<IReadOnlyList<PathConnectResult>> ConnectOnePathAsync(
+        string volumeId, string nqn, IReadOnlyList<FabricsTarget> targets, FabricsConnectSettings settings, CancellationToken cancellationToken)
     {
-        await _fabricsLock.WaitAsync(cancellationToken);
-        try
+        if (_platform.Sysfs.ControllersOf(nqn, HostNqn).FirstOrDefault(c => c.IsActive) is { } connected)
         {
-            var failures = new List<string>();
-            foreach (var target in targets)
-            {
-                var existing = _platform.Sysfs.ControllersOf(nqn, HostNqn).FirstOrDefault(c => c.IsActive && c.Matches(target));
-                if (existing is not null)
-                {
-                    NodeLog.AlreadyConnected(_logger, volumeId, existing.Name, target.ToString());
-                    continue;
-                }
-
-                try
-                {
-                    var controller = await Task.Run(
-                        () => _platform.ConnectFabrics(settings.BuildConnectString(target, nqn, HostNqn, _options.Identity.HostId)),
-                        cancellationToken);
-                    NodeLog.Connected(_logger, volumeId, controller, target.ToString(), nqn);
-                }
-                catch (IOException e)
-                {
-                    NodeLog.ConnectFailed(_logger, volumeId, target.ToString(), e.Message);
-                    failures.Add($"{target}: {e.Message}");
-                }
-            }
-
-            // One path is enough to use the volume; the others are reported and retried on the next stage.
-            if (!_platform.Sysfs.ControllersOf(nqn, HostNqn).Any(c => c.IsActive))
-            {
-                throw new RpcException(new Status(StatusCode.Internal,
-                    $"volume {volumeId}: cannot connect to {nqn}: {string.Join("; ", failures)}"));
-            }
+            return [new PathConnectResult(targets[0], connected.Name, true, null)];
         }
-        finally
-        {
-            _fabricsLock.Release();
-        }
-    }
 
-    private async Task DisconnectAsync(string volumeId, string nqn, CancellationToken cancellationToken)
-    {
-        foreach (var controller in _platform.Sysfs.ControllersOf(nqn, HostNqn))
+        var results = new List<PathConnectResult>();
+        foreach (var target in targets)
         {
-            try
+            var result = (await _paths.ConnectAsync(volumeId, nqn, [target], settings, cancellationToken))[0];
+            results.Add(result);
+            if (result.Controller is not null)
             {
-                // The kernel removes the controller before the write returns (core.c, nvme_sysfs_delete).
-                await Task.Run(() => _platform.Sysfs.WriteControllerAttribute(controller.Name, "delete_controller", "1"), cancellationToken);
-                NodeLog.Disconnected(_logger, volumeId, controller.Name, nqn);
-            }
-            catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
-            {
-                // Deleted meanwhile (e.g. ctrl_loss_tmo expired): already what we want.
+                break;
             }
         }
 
-        var deadline = DateTime.UtcNow + _options.DeviceTimeout;
-        while (_platform.Sysfs.ControllersOf(nqn, HostNqn).Count > 0)
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new RpcException(new Status(StatusCode.Internal,
-                    $"volume {volumeId}: controllers of {nqn} still present after delete_controller"));
-            }
-
-            await Task.Delay(100, cancellationToken);
-        }
+        return results;
     }
 
     private async Task<NvmeBlockDevice> WaitForNamespaceAsync(StagedVolume staged, CancellationToken cancellationToken)
@@ -488,8 +475,19 @@ internal sealed class NodeService : NodeBase
         var deadline = DateTime.UtcNow + _options.DeviceTimeout;
         while (true)
         {
-            if (FindNamespace(staged) is { } device)
+            var devices = _platform.Sysfs.FindNamespaces(staged.Uuid, staged.Nguid).ToList();
+            if (devices.Count > 1)
             {
+                // Native multipath did not join the controllers (it is off, or the subsystem does not report several
+                // controllers): each is a device of its own, and writing through one of them is not multipath.
+                throw new RpcException(new Status(StatusCode.FailedPrecondition,
+                    $"volume {staged.VolumeId}: {devices.Count} block devices ({string.Join(", ", devices.Select(d => d.Name))}) carry its namespace " +
+                    "instead of one multipath device; the kernel's native NVMe multipath (nvme_core.multipath=Y) is needed for several paths"));
+            }
+
+            if (devices.Count == 1)
+            {
+                var device = devices[0];
                 NodeLog.DeviceFound(_logger, staged.VolumeId, device.Name, device.SizeBytes);
                 return device;
             }
@@ -755,6 +753,20 @@ internal sealed class NodeService : NodeBase
 
     private static string Describe(StagedVolume staged) => staged.IsBlock ? "block" : $"{staged.FsType} filesystem";
 
+    /// <summary>volume_context replicas (the StorageClass parameter), 1 when absent; throws <see cref="FormatException"/>.</summary>
+    private static int ReplicasOf(IDictionary<string, string> volumeContext)
+    {
+        if (!volumeContext.TryGetValue(Controller.VolumeParameters.ReplicasKey, out var text) || string.IsNullOrWhiteSpace(text))
+        {
+            return 1;
+        }
+
+        return int.TryParse(text.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var replicas) &&
+               replicas is >= 1 and <= Controller.VolumeParameters.MaxReplicas
+            ? replicas
+            : throw new FormatException($"volume context {Controller.VolumeParameters.ReplicasKey}='{text}' is not an integer in 1..{Controller.VolumeParameters.MaxReplicas}");
+    }
+
     private static string? ContextValue(IDictionary<string, string> publishContext, IDictionary<string, string> volumeContext, string key) =>
         publishContext.TryGetValue(key, out var value) && !string.IsNullOrWhiteSpace(value) ? value.Trim()
         : volumeContext.TryGetValue(key, out value) && !string.IsNullOrWhiteSpace(value) ? value.Trim()
@@ -784,108 +796,4 @@ internal sealed class NodeService : NodeBase
     }
 
     internal static RpcException Invalid(string message) => new(new Status(StatusCode.InvalidArgument, message));
-}
-
-/// <summary>The parts of a VolumeCapability the node acts on, validated.</summary>
-internal sealed record VolumeAccess(bool IsBlock, string FsType, IReadOnlyList<string> MountFlags, VolumeCapability.Types.AccessMode.Types.Mode Mode)
-{
-    public bool IsReaderOnly => Mode is VolumeCapability.Types.AccessMode.Types.Mode.SingleNodeReaderOnly
-        or VolumeCapability.Types.AccessMode.Types.Mode.MultiNodeReaderOnly;
-
-    public override string ToString() => (IsBlock ? "block" : $"{FsType} filesystem") + $" ({Mode})";
-
-    public static VolumeAccess From(VolumeCapability? capability)
-    {
-        if (capability is null)
-        {
-            throw NodeService.Invalid("volume_capability is required");
-        }
-
-        var mode = capability.AccessMode?.Mode ?? VolumeCapability.Types.AccessMode.Types.Mode.Unknown;
-        if (mode == VolumeCapability.Types.AccessMode.Types.Mode.Unknown || !Enum.IsDefined(mode))
-        {
-            throw NodeService.Invalid("volume_capability.access_mode is required");
-        }
-
-        switch (capability.AccessTypeCase)
-        {
-            case VolumeCapability.AccessTypeOneofCase.Block:
-                return new VolumeAccess(true, string.Empty, [], mode);
-            case VolumeCapability.AccessTypeOneofCase.Mount:
-                var fsType = string.IsNullOrWhiteSpace(capability.Mount.FsType) ? "ext4" : capability.Mount.FsType.Trim().ToLowerInvariant();
-                if (fsType is not ("ext4" or "xfs"))
-                {
-                    throw NodeService.Invalid($"fs_type '{capability.Mount.FsType}' is not supported (ext4 or xfs)");
-                }
-
-                // A local filesystem mounted read-write on two nodes at once is corrupted by both.
-                if (mode is VolumeCapability.Types.AccessMode.Types.Mode.MultiNodeMultiWriter
-                    or VolumeCapability.Types.AccessMode.Types.Mode.MultiNodeSingleWriter)
-                {
-                    throw NodeService.Invalid($"{mode} is only supported for block volumes, not for {fsType} filesystems");
-                }
-
-                try
-                {
-                    Node.MountFlags.Parse(capability.Mount.MountFlags);
-                }
-                catch (FormatException e)
-                {
-                    throw NodeService.Invalid(e.Message);
-                }
-
-                return new VolumeAccess(false, fsType, capability.Mount.MountFlags.ToList(), mode);
-            default:
-                throw NodeService.Invalid("volume_capability needs an access type (block or mount)");
-        }
-    }
-}
-
-/// <summary>mount(8)-style options split into mount(2) flags and the filesystem's data string.</summary>
-internal static class MountFlags
-{
-    private static readonly Dictionary<string, ulong> _flags = new(StringComparer.Ordinal)
-    {
-        ["ro"] = LinuxNodePlatform.MS_RDONLY,
-        ["nosuid"] = LinuxNodePlatform.MS_NOSUID,
-        ["nodev"] = LinuxNodePlatform.MS_NODEV,
-        ["noexec"] = LinuxNodePlatform.MS_NOEXEC,
-        ["sync"] = LinuxNodePlatform.MS_SYNCHRONOUS,
-        ["dirsync"] = LinuxNodePlatform.MS_DIRSYNC,
-        ["noatime"] = LinuxNodePlatform.MS_NOATIME,
-        ["nodiratime"] = LinuxNodePlatform.MS_NODIRATIME,
-        ["relatime"] = LinuxNodePlatform.MS_RELATIME,
-        ["strictatime"] = LinuxNodePlatform.MS_STRICTATIME,
-        ["lazytime"] = LinuxNodePlatform.MS_LAZYTIME,
-    };
-
-    // Defaults of mount(8) that need no flag.
-    private static readonly HashSet<string> _noOps = new(StringComparer.Ordinal) { "rw", "defaults", "suid", "dev", "exec", "async", "atime", "diratime" };
-
-    // Options that would change what is mounted rather than how.
-    private static readonly HashSet<string> _refused = new(StringComparer.Ordinal) { "bind", "rbind", "remount", "move", "loop" };
-
-    public static (ulong Flags, string? Data) Parse(IEnumerable<string> options)
-    {
-        ulong flags = 0;
-        var data = new List<string>();
-        foreach (var option in options.SelectMany(o => o.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)))
-        {
-            if (_refused.Contains(option))
-            {
-                throw new FormatException($"mount flag '{option}' is not allowed");
-            }
-
-            if (_flags.TryGetValue(option, out var flag))
-            {
-                flags |= flag;
-            }
-            else if (!_noOps.Contains(option))
-            {
-                data.Add(option);
-            }
-        }
-
-        return (flags, data.Count == 0 ? null : string.Join(',', data));
-    }
 }

@@ -23,7 +23,17 @@ public sealed record StagedVolume
 
     public string Nguid { get; init; } = string.Empty;
 
+    /// <summary>
+    /// Every listener of the volume's subsystem this node knows of, "ADDR:PORT": those of publish_context and those the
+    /// path keeper found in a discovery log since. The keeper keeps a path to each.
+    /// </summary>
     public required IReadOnlyList<string> Targets { get; init; }
+
+    /// <summary>Storage nodes holding the volume (volume_context replicas): the live paths it should have.</summary>
+    public int Replicas { get; init; } = 1;
+
+    /// <summary>The connection settings of the stage, for the paths the keeper connects later; null in records written before.</summary>
+    public FabricsConnectSettings? ConnectSettings { get; init; }
 
     public bool IsBlock { get; init; }
 

@@ -40,6 +40,14 @@ public sealed record NvmeControllerInfo(string Name, string SubsystemNqn, string
         address is not null && System.Net.IPAddress.TryParse(address.Trim('[', ']'), out var parsed) ? parsed.ToString() : address;
 }
 
+/// <summary>
+/// A controller's own device of a namespace: with native multipath the hidden per-path device nvmeScKnN under the
+/// controller (/sys/class/nvme/nvmeK/nvmeScKnN), without it the controller's nvmeKnN. <paramref name="AnaState"/> is the
+/// kernel's view of the path's ANA group (optimized, non-optimized, inaccessible, persistent-loss, change), null when
+/// the controller does not report ANA.
+/// </summary>
+public sealed record NvmeNamespacePath(string Name, string? AnaState);
+
 /// <summary>A namespace block device as /sys/block/X shows it.</summary>
 public sealed record NvmeBlockDevice(string Name, int Major, int Minor, long SizeBytes)
 {
@@ -61,6 +69,18 @@ public sealed partial class NvmeSysfs(string sysRoot)
     public string ClassNvme => Path.Combine(Root, "class", "nvme");
 
     public string Block => Path.Combine(Root, "block");
+
+    /// <summary>
+    /// The kernel's nvme_core.multipath parameter: true when native multipath joins the controllers of a subsystem under
+    /// one device, false when every controller gets its own, null when it cannot be read (nvme-core not loaded).
+    /// </summary>
+    public bool? NativeMultipath =>
+        ReadAttribute(Path.Combine(Root, "module", "nvme_core", "parameters"), "multipath") switch
+        {
+            "Y" or "1" => true,
+            "N" or "0" => false,
+            _ => null,
+        };
 
     /// <summary>Every NVMe controller the kernel knows, fabrics or not, in name order.</summary>
     public IReadOnlyList<NvmeControllerInfo> Controllers()
@@ -108,7 +128,13 @@ public sealed partial class NvmeSysfs(string sysRoot)
     /// namespace devices (nvmeXnY) count: with native multipath the per-path nvmeXcYnZ devices are hidden
     /// and the shared head is the one to use.
     /// </summary>
-    public NvmeBlockDevice? FindNamespace(string? uuid, string? nguid)
+    public NvmeBlockDevice? FindNamespace(string? uuid, string? nguid) => FindNamespaces(uuid, nguid).FirstOrDefault();
+
+    /// <summary>
+    /// Every whole namespace device carrying the UUID or NGUID, in name order. More than one means the controllers of the
+    /// subsystem were not joined under one multipath device (native multipath off): each is a path of its own.
+    /// </summary>
+    public IEnumerable<NvmeBlockDevice> FindNamespaces(string? uuid, string? nguid)
     {
         var wantUuid = NormaliseId(uuid);
         var wantNguid = NormaliseId(nguid);
@@ -117,24 +143,57 @@ public sealed partial class NvmeSysfs(string sysRoot)
             throw new ArgumentException("a UUID or an NGUID is needed to find a namespace");
         }
 
-        if (!Directory.Exists(Block))
-        {
-            return null;
-        }
+        return Enumerate();
 
-        foreach (var dir in Directory.EnumerateFileSystemEntries(Block).OrderBy(d => d, StringComparer.Ordinal))
+        IEnumerable<NvmeBlockDevice> Enumerate()
         {
-            var name = Path.GetFileName(dir);
-            if (!NamespaceName().IsMatch(name) || !IdentifiersMatch(dir, wantUuid, wantNguid))
+            if (!Directory.Exists(Block))
             {
-                continue;
+                yield break;
             }
 
-            return ReadBlockDevice(name);
+            foreach (var dir in Directory.EnumerateFileSystemEntries(Block).OrderBy(d => d, StringComparer.Ordinal))
+            {
+                var name = Path.GetFileName(dir);
+                if (NamespaceName().IsMatch(name) && IdentifiersMatch(dir, wantUuid, wantNguid) && ReadBlockDevice(name) is { } device)
+                {
+                    yield return device;
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The controller's device of the namespace with the UUID or NGUID and its ANA state; null while the controller has
+    /// not attached the namespace (still connecting for the first time) or once it is gone. The kernel keeps the device of
+    /// a controller that is reconnecting, with the ANA state it last read.
+    /// </summary>
+    public NvmeNamespacePath? NamespacePathOf(string controller, string? uuid, string? nguid)
+    {
+        var wantUuid = NormaliseId(uuid);
+        var wantNguid = NormaliseId(nguid);
+        var dir = Path.Combine(ClassNvme, controller);
+        try
+        {
+            foreach (var entry in Directory.EnumerateDirectories(dir).OrderBy(d => d, StringComparer.Ordinal))
+            {
+                var name = Path.GetFileName(entry);
+                if (PathName().IsMatch(name) && IdentifiersMatch(entry, wantUuid, wantNguid))
+                {
+                    return new NvmeNamespacePath(name, ReadAttribute(entry, "ana_state"));
+                }
+            }
+        }
+        catch (DirectoryNotFoundException)
+        {
+            // Deleted meanwhile.
         }
 
         return null;
     }
+
+    /// <summary>A controller attribute such as ctrl_loss_tmo ("off" or seconds), or null once the controller is gone.</summary>
+    public string? ReadControllerAttribute(string controller, string attribute) => ReadAttribute(Path.Combine(ClassNvme, controller), attribute);
 
     /// <summary>The block device's number and current size, or null once it is gone.</summary>
     public NvmeBlockDevice? ReadBlockDevice(string name)
@@ -226,4 +285,8 @@ public sealed partial class NvmeSysfs(string sysRoot)
 
     [GeneratedRegex("^nvme[0-9]+n[0-9]+$")]
     private static partial Regex NamespaceName();
+
+    // nvmeScKnN under a controller with native multipath, nvmeKnN without it (multipath.c, nvme_set_disk_name).
+    [GeneratedRegex("^nvme[0-9]+(c[0-9]+)?n[0-9]+$")]
+    private static partial Regex PathName();
 }

@@ -15,6 +15,7 @@ internal sealed class EtcdKeys
     public const string Snapshots = "snapshots/";
     public const string SnapshotIds = "snapshot-ids/";
     public const string PoolBindings = "pool-bindings/";
+    public const string Reservations = "reservations/";
 
     public EtcdKeys(string prefix)
     {
@@ -50,6 +51,8 @@ internal sealed class EtcdKeys
 
     public ByteString PoolBinding(string scope, string pool) => Key(PoolBindingsOf(scope) + pool);
 
+    public ByteString Reservation(Guid volumeId) => Key(Reservations + volumeId.ToString("D"));
+
     /// <summary>The whole store: every key under the prefix.</summary>
     public (ByteString Key, ByteString RangeEnd) All => Range("");
 
@@ -75,7 +78,7 @@ internal sealed class EtcdKeys
         }
 
         string rest = text[Prefix.Length..];
-        foreach (string family in (ReadOnlySpan<string>)[Ordinals, Known, Nodes, Volumes, VolumeIds, Snapshots, SnapshotIds, PoolBindings])
+        foreach (string family in (ReadOnlySpan<string>)[Ordinals, Known, Nodes, Volumes, VolumeIds, Snapshots, SnapshotIds, PoolBindings, Reservations])
         {
             if (rest.StartsWith(family, StringComparison.Ordinal))
             {

@@ -18,6 +18,7 @@ namespace CsiNvme.Metadata.Etcd;
 /// <item><term>volume-ids/&lt;uuid&gt;</term><description>the name of the volume with that id, so ids stay unique</description></item>
 /// <item><term>snapshots/&lt;name&gt;</term><description>JSON snapshot record</description></item>
 /// <item><term>snapshot-ids/&lt;uuid&gt;</term><description>the name of the snapshot with that id</description></item>
+/// <item><term>reservations/&lt;volume-uuid&gt;</term><description>the NVMe reservation state of the volume's namespace (binary), deleted with the volume</description></item>
 /// </list>
 /// The volume and snapshot calls behave as <see cref="SqliteMetadataStore"/>'s: creation is a transaction on the name
 /// (and id) being absent, updates keep the fields fixed at creation, lists are ordered by name. Each call is bounded
@@ -176,13 +177,13 @@ public sealed class EtcdMetadataStore : IClusterStore
     public Task<bool> DeleteVolumeAsync(string name, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(name);
-        return DeleteAsync("volume", name, _keys.Volume(name), kv => _keys.VolumeId(EtcdDocuments.DecodeVolume(kv).Id), expectedRevision: null, cancellationToken);
+        return DeleteAsync("volume", name, _keys.Volume(name), VolumeKeysOf, expectedRevision: null, cancellationToken);
     }
 
     public Task<bool> TryDeleteVolumeAsync(string name, long expectedRevision, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(name);
-        return DeleteAsync("volume", name, _keys.Volume(name), kv => _keys.VolumeId(EtcdDocuments.DecodeVolume(kv).Id), expectedRevision, cancellationToken);
+        return DeleteAsync("volume", name, _keys.Volume(name), VolumeKeysOf, expectedRevision, cancellationToken);
     }
 
     public async Task<SnapshotRecord?> GetSnapshotAsync(string name, CancellationToken cancellationToken = default)
@@ -207,7 +208,36 @@ public sealed class EtcdMetadataStore : IClusterStore
     public Task<bool> DeleteSnapshotAsync(string name, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(name);
-        return DeleteAsync("snapshot", name, _keys.Snapshot(name), kv => _keys.SnapshotId(EtcdDocuments.DecodeSnapshot(kv).Id), expectedRevision: null, cancellationToken);
+        return DeleteAsync("snapshot", name, _keys.Snapshot(name), kv => [_keys.SnapshotId(EtcdDocuments.DecodeSnapshot(kv).Id)], expectedRevision: null, cancellationToken);
+    }
+
+    public async Task<byte[]?> GetReservationStateAsync(Guid volumeId, CancellationToken cancellationToken = default)
+    {
+        KeyValue? kv = await _connection.GetAsync($"reading the reservations of volume {volumeId}", _keys.Reservation(volumeId), cancellationToken).ConfigureAwait(false);
+        return kv?.Value.ToByteArray();
+    }
+
+    public async Task SaveReservationStateAsync(Guid volumeId, byte[] state, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+
+        // Only for a volume that exists (its id key is present), so a late save never outlives a deleted volume.
+        EtcdTxnResult response = await _connection.TxnAsync($"saving the reservations of volume {volumeId}", new TxnRequest
+        {
+            Compare = { Present(_keys.VolumeId(volumeId)) },
+            Success = { Put(_keys.Reservation(volumeId), ByteString.CopyFrom(state)) },
+        }, cancellationToken).ConfigureAwait(false);
+        if (!response.Succeeded)
+        {
+            throw new InvalidOperationException($"no volume has id {volumeId}");
+        }
+    }
+
+    /// <summary>The keys deleted with a volume's record: its id key and its reservation state.</summary>
+    private ByteString[] VolumeKeysOf(KeyValue record)
+    {
+        Guid id = EtcdDocuments.DecodeVolume(record).Id;
+        return [_keys.VolumeId(id), _keys.Reservation(id)];
     }
 
     public Task<int> ReserveOrdinalAsync(string nodeName, CancellationToken cancellationToken = default) =>
@@ -303,7 +333,7 @@ public sealed class EtcdMetadataStore : IClusterStore
     }
 
     /// <summary>Deletes a record and its id key, unconditionally (expectedRevision null) or only at that revision.</summary>
-    private async Task<bool> DeleteAsync(string kind, string name, ByteString nameKey, Func<KeyValue, ByteString> idKeyOf, long? expectedRevision, CancellationToken cancellationToken)
+    private async Task<bool> DeleteAsync(string kind, string name, ByteString nameKey, Func<KeyValue, ByteString[]> idKeysOf, long? expectedRevision, CancellationToken cancellationToken)
     {
         for (int round = 0; round < MaxWriteRounds; round++)
         {
@@ -313,13 +343,14 @@ public sealed class EtcdMetadataStore : IClusterStore
                 return false;
             }
 
-            ByteString idKey = idKeyOf(current);
-            EtcdTxnResult response = await _connection.TxnAsync($"deleting {kind} {name}", new TxnRequest
+            var request = new TxnRequest
             {
                 Compare = { ModRevisionIs(nameKey, current.ModRevision) },
-                Success = { Delete(nameKey), Delete(idKey) },
+                Success = { Delete(nameKey) },
                 Failure = { Get(nameKey) },
-            }, cancellationToken).ConfigureAwait(false);
+            };
+            request.Success.AddRange(idKeysOf(current).Select(Delete));
+            EtcdTxnResult response = await _connection.TxnAsync($"deleting {kind} {name}", request, cancellationToken).ConfigureAwait(false);
             if (response.Succeeded)
             {
                 return true;

@@ -16,6 +16,15 @@ internal static class EtcdOps
         Version = 0,
     };
 
+    /// <summary>True when the key exists.</summary>
+    public static Compare Present(ByteString key) => new()
+    {
+        Key = key,
+        Target = Compare.Types.CompareTarget.Version,
+        Result = Compare.Types.CompareResult.Greater,
+        Version = 0,
+    };
+
     /// <summary>True when the key was last written at <paramref name="revision"/>; never for a missing key when revision is non-zero.</summary>
     public static Compare ModRevisionIs(ByteString key, long revision) => new()
     {

@@ -28,6 +28,10 @@ public enum IoOpcode : byte
     Compare = 0x05,
     WriteZeroes = 0x08,
     DatasetManagement = 0x09,
+    ReservationRegister = 0x0D,
+    ReservationReport = 0x0E,
+    ReservationAcquire = 0x11,
+    ReservationRelease = 0x15,
     Fabrics = 0x7F,
 }
 
@@ -61,6 +65,8 @@ public enum LogPageId : byte
     CommandsSupportedAndEffects = 0x05,
     AsymmetricNamespaceAccess = 0x0C,
     Discovery = 0x70,
+    /// <summary>Reservation Notification (NVMe base 2.0, 5.16.1.25): one notification per read, oldest first.</summary>
+    ReservationNotification = 0x80,
 }
 
 /// <summary>Feature identifiers (NVMe base 2.0, 5.27.1, Figure 319).</summary>
@@ -75,6 +81,10 @@ public enum FeatureId : byte
     AsyncEventConfiguration = 0x0B,
     KeepAliveTimer = 0x0F,
     HostIdentifier = 0x81,
+    /// <summary>Reservation Notification Mask (NVM command set 1.0, 4.1.3.3): namespace specific, per controller.</summary>
+    ReservationNotificationMask = 0x82,
+    /// <summary>Reservation Persistence (NVM command set 1.0, 4.1.3.4): the namespace's Persist Through Power Loss state.</summary>
+    ReservationPersistence = 0x83,
 
     /// <summary>
     /// Vendor specific (FIDs C0h–FFh, NVMe base 2.0, Figure 325): the replication epoch of the controller's host. A

@@ -88,6 +88,9 @@ public static class AsyncEvent
     public const byte TypeError = 0;
     public const byte TypeSmartHealth = 1;
     public const byte TypeNotice = 2;
+    /// <summary>I/O Command Specific Status (110b); information 00h is Reservation Log Page Available (NVMe base 2.0, Figure 151).</summary>
+    public const byte TypeIoCommandSpecific = 6;
+    public const byte IoSpecificReservationLogPageAvailable = 0x00;
 
     public const byte NoticeNamespaceAttributeChanged = 0x00;
     public const byte NoticeFirmwareActivation = 0x01;

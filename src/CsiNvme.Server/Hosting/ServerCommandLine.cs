@@ -5,6 +5,7 @@ using System.Net;
 using CsiNvme.Api;
 using CsiNvme.Volumes;
 using CsiNvme.Volumes.Backends;
+using CsiNvme.Target;
 using Microsoft.Extensions.Logging;
 
 namespace CsiNvme.Server.Hosting;
@@ -99,6 +100,41 @@ public static class ServerCommandLine
                 return 0;
             },
         };
+        var maxConnections = CountOption(
+            "--nvme-max-connections",
+            "Connections one NVMe/TCP listener holds at once; a connection beyond it is closed at once (each holds about 1.4 MB of buffers).",
+            NvmeTargetOptions.DefaultMaxConnections,
+            min: 1);
+        var maxConnectionsPerHost = CountOption(
+            "--nvme-max-connections-per-host",
+            "Connections one host NQN may hold at once (admin and I/O queues, every volume); a Connect beyond it is refused as busy. " +
+            $"Default: {NvmeTargetOptions.VolumesPerNode} volumes x (I/O queues granted + 1) + {NvmeTargetOptions.ReconnectHeadroom}, " +
+            $"{new NvmeTargetOptions().EffectiveMaxConnectionsPerHost}.",
+            defaultValue: null,
+            min: 1);
+        var connectTimeout = new Option<double>("--nvme-connect-timeout")
+        {
+            Description = "Seconds a new NVMe/TCP connection may take to its Connect (ICReq, then Connect) before it is closed.",
+            HelpName = "SECONDS",
+            DefaultValueFactory = _ => NvmeTargetOptions.DefaultConnectTimeout.TotalSeconds,
+            CustomParser = result =>
+            {
+                var text = result.Tokens[0].Value;
+                if (double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && value is > 0 and <= 3600)
+                {
+                    return value;
+                }
+
+                result.AddError($"--nvme-connect-timeout: '{text}' is not a number of seconds above 0 and at most 3600");
+                return 0;
+            },
+        };
+        var maxThreads = CountOption(
+            "--nvme-max-threads",
+            "NVMe/TCP connections that get a thread of their own (the fastest model); later ones, and any whose thread cannot start, " +
+            "run on the thread pool. 0: every connection on the thread pool.",
+            NvmeTargetOptions.DefaultMaxConnectionThreads,
+            min: 0);
         var logLevel = new Option<LogLevel>("--log-level")
         {
             Description = "Minimum log level: trace, debug, information, warning, error, critical or none.",
@@ -164,6 +200,10 @@ public static class ServerCommandLine
             poolReserves,
             recoverMetadata,
             nvmePoll,
+            maxConnections,
+            maxConnectionsPerHost,
+            connectTimeout,
+            maxThreads,
             logLevel,
         };
 
@@ -191,6 +231,10 @@ public static class ServerCommandLine
             PoolReserves = [.. parse.GetValue(poolReserves) ?? []],
             RecoverMetadata = parse.GetValue(recoverMetadata),
             NvmePollTime = TimeSpan.FromMicroseconds(parse.GetValue(nvmePoll)),
+            NvmeMaxConnections = parse.GetValue(maxConnections)!.Value,
+            NvmeMaxConnectionsPerHost = parse.GetValue(maxConnectionsPerHost),
+            NvmeConnectTimeout = TimeSpan.FromSeconds(parse.GetValue(connectTimeout)),
+            NvmeMaxThreads = parse.GetValue(maxThreads)!.Value,
             LogLevel = parse.GetValue(logLevel),
             EtcdEndpoints = [.. parse.GetValue(etcd) ?? []],
             NodeName = parse.GetValue(nodeName),
@@ -352,6 +396,25 @@ public static class ServerCommandLine
 
         return address;
     }
+
+    /// <summary>A whole number of at least <paramref name="min"/>; null when absent and <paramref name="defaultValue"/> is null.</summary>
+    private static Option<int?> CountOption(string name, string description, int? defaultValue, int min) => new(name)
+    {
+        Description = description,
+        HelpName = "N",
+        DefaultValueFactory = _ => defaultValue,
+        CustomParser = result =>
+        {
+            var text = result.Tokens[0].Value;
+            if (int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value >= min)
+            {
+                return value;
+            }
+
+            result.AddError($"{name}: '{text}' is not a whole number of at least {min}");
+            return defaultValue;
+        },
+    };
 
     private static Option<IPEndPoint> EndpointOption(string name, string description, int defaultPort) => new(name)
     {

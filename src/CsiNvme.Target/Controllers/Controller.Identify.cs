@@ -26,6 +26,7 @@ internal sealed partial class Controller
     private const uint CtrattTrafficBasedKeepAlive = 1u << 6;
     private const ushort OncsDatasetManagement = 1 << 2;
     private const ushort OncsWriteZeroes = 1 << 3;
+    private const ushort OncsReservations = 1 << 5;
     // VWC bit 0: cache present; bits 2:1 = 11b: Flush with NSID FFFFFFFFh is supported (NVMe base 2.0, Figure 275).
     private const byte VwcPresentWithBroadcastFlush = 0x07;
     // SGLS: bits 1:0 = 01b SGLs supported; bit 20: the address of a Data Block descriptor may be an offset (in-capsule data).
@@ -132,7 +133,7 @@ internal sealed partial class Controller
             AnaGroupCount = IsDiscovery ? 0 : MaxAnaGroups,
             MaxOutstandingCommands = (ushort)options.MaxQueueEntries,
             NamespaceCount = IsDiscovery ? 0 : MaxNamespaces,
-            OptionalNvmCommands = IsDiscovery ? (ushort)0 : (ushort)(OncsDatasetManagement | OncsWriteZeroes),
+            OptionalNvmCommands = IsDiscovery ? (ushort)0 : (ushort)(OncsDatasetManagement | OncsWriteZeroes | OncsReservations),
             VolatileWriteCache = IsDiscovery ? (byte)0 : VwcPresentWithBroadcastFlush,
             SglSupport = SglsSupportedWithOffsets,
             MaxAllowedNamespaces = IsDiscovery ? 0 : MaxNamespaces,
@@ -159,6 +160,7 @@ internal sealed partial class Controller
             Features = NsfeatIdentifiersNeverReused,
             FormattedLbaSize = 0,
             MultiPathCapabilities = NmicShared,
+            ReservationCapabilities = ns.Reservations.Capabilities,
             DeallocateFeatures = DeallocateReadsZeroes,
             AnaGroupId = anaGroupId,
             Nguid = ns.Nguid.ToArray(),

@@ -36,6 +36,7 @@ internal sealed partial class Controller
             LogPageId.FirmwareSlot when !IsDiscovery => BuildFirmwareSlotLog(),
             LogPageId.ChangedNamespaceList when !IsDiscovery => BuildChangedNamespaceLog(retainEvent),
             LogPageId.AsymmetricNamespaceAccess when !IsDiscovery => BuildAnaLog(groupsOnly: (logSpecific & 1) != 0, retainEvent),
+            LogPageId.ReservationNotification when !IsDiscovery => BuildReservationNotificationLog(retainEvent),
             _ => null,
         };
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using CsiNvme.Protocol.Commands;
 using CsiNvme.Protocol.Fabrics;
 using CsiNvme.Protocol.Logs;
+using CsiNvme.Target.Fabrics;
 using CsiNvme.Target.Subsystems;
 using CsiNvme.Target.Transport;
 
@@ -398,7 +399,7 @@ internal sealed partial class Controller : ISubsystemController
         switch ((AdminOpcode)sqe.Opcode)
         {
             case AdminOpcode.Fabrics:
-                ExecuteFabrics(connection, sqe);
+                ExecuteFabrics(connection, sqe, data);
                 return;
             case AdminOpcode.Identify:
                 Identify(connection, sqe);
@@ -428,7 +429,7 @@ internal sealed partial class Controller : ISubsystemController
         }
     }
 
-    private void ExecuteFabrics(NvmeTcpConnection connection, in SubmissionQueueEntry sqe)
+    private void ExecuteFabrics(NvmeTcpConnection connection, in SubmissionQueueEntry sqe, ReadOnlySpan<byte> data)
     {
         switch ((FabricsCommandType)sqe.FabricsCommandType)
         {
@@ -440,8 +441,8 @@ internal sealed partial class Controller : ISubsystemController
                 connection.Complete(sqe.CommandId, SetProperty(sqe));
                 return;
             case FabricsCommandType.Connect:
-                // A queue is connected once; a second Connect on it is out of sequence.
-                connection.Complete(sqe.CommandId, NvmeStatus.CommandSequenceError);
+                // Refused there as out of sequence, and logged like every refused Connect.
+                ConnectHandler.Handle(connection, sqe, data);
                 return;
             case FabricsCommandType.Disconnect:
                 connection.Complete(sqe.CommandId, NvmeStatus.Success);
@@ -530,6 +531,9 @@ internal sealed partial class Controller : ISubsystemController
                 Volatile.Write(ref _writeCacheEnabled, enable);
                 connection.Complete(sqe.CommandId, NvmeStatus.Success);
                 return;
+            case FeatureId.ReservationNotificationMask or FeatureId.ReservationPersistence when !IsDiscovery:
+                SetReservationFeature(connection, sqe);
+                return;
             case FeatureId.HostIdentifier:
                 // Over fabrics the host identifier comes with Connect and cannot be changed (NVMe-oF 1.1, 3.3).
                 connection.Complete(sqe.CommandId, NvmeStatus.CommandSequenceError);
@@ -564,6 +568,12 @@ internal sealed partial class Controller : ISubsystemController
         // SEL (CDW10 bits 10:8): current, default and saved all read the same here; 3 (capabilities) reports "changeable".
         var select = (sqe.Cdw10 >> 8) & 0x7;
         var feature = (FeatureId)(byte)sqe.Cdw10;
+        if (feature is FeatureId.ReservationNotificationMask or FeatureId.ReservationPersistence && !IsDiscovery)
+        {
+            GetReservationFeature(connection, sqe, select);
+            return;
+        }
+
         if (select == 3)
         {
             var known = feature is FeatureId.NumberOfQueues or FeatureId.AsyncEventConfiguration or FeatureId.KeepAliveTimer or FeatureId.VolatileWriteCache or FeatureId.HostIdentifier;

@@ -9,7 +9,8 @@ namespace CsiNvme.Target.Fabrics;
 /// <summary>
 /// The Fabrics Connect command (NVMe-oF 1.1, 3.3): creates a controller on an admin queue Connect, or attaches an I/O
 /// queue to an existing controller. Errors use the Connect-specific status values so a host gets an answer it can
-/// report ("invalid host", "invalid parameters") instead of a hang.
+/// report ("invalid host", "invalid parameters") instead of a hang, and every refusal is logged exactly once, with the
+/// host's address, host NQN, subsystem NQN and the reason (<see cref="NvmeTarget.LogConnectRejected"/>).
 /// </summary>
 internal static class ConnectHandler
 {
@@ -18,50 +19,65 @@ internal static class ConnectHandler
     private const ushort QueueSizeOffset = 44;
     private const ushort ControllerIdDataOffset = 16;
     private const ushort SubsystemNqnDataOffset = 256;
-    private const ushort HostNqnDataOffset = 512;
 
     public static void Handle(NvmeTcpConnection connection, in SubmissionQueueEntry sqe, ReadOnlySpan<byte> data)
     {
         var connect = ConnectCommand.From(sqe);
+        var target = connection.Target;
+
+        // The NQNs are read first, whenever the data is there, so that every refusal below can name them.
+        var request = data.Length >= ConnectData.Size ? ConnectData.Read(data) : null;
+        var hostNqn = request?.HostNqn ?? "";
+        var subsystemNqn = request?.SubsystemNqn ?? "";
+        var commandId = sqe.CommandId;
+        void Refuse(NvmeStatus status, uint dw0, string reason)
+        {
+            connection.Complete(commandId, status, dw0);
+            target.LogConnectRejected(connection.RemoteEndPoint, hostNqn, subsystemNqn, reason);
+        }
+
+        if (connection.Controller is { } bound)
+        {
+            // A queue is connected once; a second Connect on it is out of sequence.
+            Refuse(NvmeStatus.CommandSequenceError, 0, $"queue {connection.QueueId} of controller {bound.ControllerId} is connected already");
+            return;
+        }
+
         if (connect.RecordFormat != 0)
         {
-            connection.Complete(sqe.CommandId, NvmeStatus.ConnectIncompatibleFormat);
+            Refuse(NvmeStatus.ConnectIncompatibleFormat, 0, $"record format {connect.RecordFormat} (only 0 is defined)");
             return;
         }
 
-        if (data.Length < ConnectData.Size)
+        if (request is null)
         {
-            connection.Complete(sqe.CommandId, NvmeStatus.DataSglLengthInvalid);
+            Refuse(NvmeStatus.DataSglLengthInvalid, 0, $"{data.Length} bytes of Connect data instead of {ConnectData.Size}");
             return;
         }
 
-        var request = ConnectData.Read(data);
-        var target = connection.Target;
-        var subsystem = request.SubsystemNqn == NvmeTarget.DiscoveryNqn ? target.DiscoverySubsystem : target.FindSubsystem(request.SubsystemNqn);
+        var subsystem = subsystemNqn == NvmeTarget.DiscoveryNqn ? target.DiscoverySubsystem : target.FindSubsystem(subsystemNqn);
         if (subsystem is null)
         {
-            InvalidParameter(connection, sqe.CommandId, inData: true, SubsystemNqnDataOffset);
-            target.LogConnectRejected(connection.RemoteEndPoint, request.HostNqn, request.SubsystemNqn, "unknown subsystem");
+            Refuse(NvmeStatus.ConnectInvalidParameters, InvalidParameterDw0(inData: true, SubsystemNqnDataOffset), "unknown subsystem");
             return;
         }
 
-        if (request.HostNqn.Length == 0)
+        // An empty host NQN is a host that did not say who it is (SPDK's perf tool unless given -q): like the Linux
+        // and SPDK targets, a subsystem open to any host takes it, and one with an allowed list refuses it as a host
+        // that is not on the list.
+        if (!subsystem.IsHostAllowed(hostNqn))
         {
-            InvalidParameter(connection, sqe.CommandId, inData: true, HostNqnDataOffset);
-            return;
-        }
-
-        if (!subsystem.IsHostAllowed(request.HostNqn))
-        {
-            connection.Complete(sqe.CommandId, NvmeStatus.ConnectInvalidHost);
-            target.LogConnectRejected(connection.RemoteEndPoint, request.HostNqn, request.SubsystemNqn, "host not allowed");
+            Refuse(NvmeStatus.ConnectInvalidHost, 0, hostNqn.Length == 0
+                ? "empty host NQN, and the subsystem allows only the hosts on its list"
+                : "host not allowed");
             return;
         }
 
         var maxEntries = target.Options.MaxQueueEntries;
         if (connect.SubmissionQueueSize < 1 || connect.SubmissionQueueSize > maxEntries - 1)
         {
-            InvalidParameter(connection, sqe.CommandId, inData: false, QueueSizeOffset);
+            Refuse(NvmeStatus.ConnectInvalidParameters, InvalidParameterDw0(inData: false, QueueSizeOffset),
+                $"submission queue size {connect.SubmissionQueueSize + 1} outside 2..{maxEntries}");
             return;
         }
 
@@ -70,42 +86,57 @@ internal static class ConnectHandler
         {
             if (request.ControllerId != ConnectData.DynamicControllerId)
             {
-                InvalidParameter(connection, sqe.CommandId, inData: true, ControllerIdDataOffset);
+                Refuse(NvmeStatus.ConnectInvalidParameters, InvalidParameterDw0(inData: true, ControllerIdDataOffset),
+                    $"controller ID {request.ControllerId} asked for on an admin queue (only dynamic controllers, FFFFh)");
                 return;
             }
 
-            var controller = new Controller(target, subsystem, isDiscovery, request.HostNqn, request.HostId, connect.KeepAliveTimeoutMs);
+            if (!target.TryAdmitHost(connection, hostNqn))
+            {
+                Refuse(NvmeStatus.ConnectControllerBusy, 0, $"the host holds the limit of {target.MaxConnectionsPerHost} connections per host");
+                return;
+            }
+
+            var controller = new Controller(target, subsystem, isDiscovery, hostNqn, request.HostId, connect.KeepAliveTimeoutMs);
             var controllerId = subsystem.RegisterController(controller, target.Options.ControllerIdBase, target.Options.ControllerIdCount);
             if (controllerId == 0)
             {
                 controller.Shutdown("no free controller id");
-                connection.Complete(sqe.CommandId, NvmeStatus.ConnectControllerBusy);
-                target.LogConnectRejected(connection.RemoteEndPoint, request.HostNqn, request.SubsystemNqn, "no free controller id");
+                Refuse(NvmeStatus.ConnectControllerBusy, 0, "no free controller id");
                 return;
             }
 
             controller.AttachAdminQueue(controllerId, connection);
             connection.BindQueue(controller, 0, connect.SubmissionQueueSize + 1, sqFlowControlDisabled: false);
             connection.Complete(sqe.CommandId, NvmeStatus.Success, controllerId);
-            target.LogControllerCreated(controllerId, request.HostNqn, subsystem.Nqn, connect.KeepAliveTimeoutMs);
+            target.LogControllerCreated(controllerId, hostNqn, subsystem.Nqn, connect.KeepAliveTimeoutMs);
             return;
         }
 
         if (isDiscovery)
         {
-            InvalidParameter(connection, sqe.CommandId, inData: false, QueueIdOffset);
+            Refuse(NvmeStatus.ConnectInvalidParameters, InvalidParameterDw0(inData: false, QueueIdOffset), "I/O queue asked for on the discovery subsystem");
             return;
         }
 
-        if (subsystem.FindController(request.ControllerId) is not Controller owner || owner.HostNqn != request.HostNqn)
+        if (subsystem.FindController(request.ControllerId) is not Controller owner || owner.HostNqn != hostNqn)
         {
-            InvalidParameter(connection, sqe.CommandId, inData: true, ControllerIdDataOffset);
+            Refuse(NvmeStatus.ConnectInvalidParameters, InvalidParameterDw0(inData: true, ControllerIdDataOffset),
+                $"no controller {request.ControllerId} of this host on the subsystem");
+            return;
+        }
+
+        if (!target.TryAdmitHost(connection, hostNqn))
+        {
+            Refuse(NvmeStatus.ConnectControllerBusy, 0, $"the host holds the limit of {target.MaxConnectionsPerHost} connections per host");
             return;
         }
 
         if (!owner.TryAttachIoQueue(connect.QueueId, connection))
         {
-            InvalidParameter(connection, sqe.CommandId, inData: false, QueueIdOffset);
+            target.ReleaseHost(connection);
+            Refuse(NvmeStatus.ConnectInvalidParameters, InvalidParameterDw0(inData: false, QueueIdOffset),
+                $"I/O queue {connect.QueueId} of controller {owner.ControllerId} is connected already or beyond the queues granted");
             return;
         }
 
@@ -114,7 +145,6 @@ internal static class ConnectHandler
         connection.Complete(sqe.CommandId, NvmeStatus.Success, owner.ControllerId);
     }
 
-    /// <summary>Connect Invalid Parameters with IATTR (bit 0: the field is in the data) and IPO (bits 31:16) in DW0.</summary>
-    private static void InvalidParameter(NvmeTcpConnection connection, ushort commandId, bool inData, ushort offset) =>
-        connection.Complete(commandId, NvmeStatus.ConnectInvalidParameters, (inData ? 1u : 0u) | ((uint)offset << 16));
+    /// <summary>Connect Invalid Parameters' DW0: IATTR (bit 0: the field is in the data) and IPO (bits 31:16).</summary>
+    private static uint InvalidParameterDw0(bool inData, ushort offset) => (inData ? 1u : 0u) | ((uint)offset << 16);
 }

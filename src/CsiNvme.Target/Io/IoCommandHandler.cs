@@ -3,6 +3,8 @@ using System.Numerics;
 using CsiNvme.Protocol.Commands;
 using CsiNvme.Storage;
 using CsiNvme.Target.Controllers;
+using CsiNvme.Target.Io.Reservations;
+using CsiNvme.Target.Fabrics;
 using CsiNvme.Target.Subsystems;
 using CsiNvme.Target.Transport;
 
@@ -38,6 +40,14 @@ internal static class IoCommandHandler
             return;
         }
 
+        if (sqe.Opcode is (byte)IoOpcode.Read or (byte)IoOpcode.Write or (byte)IoOpcode.Flush or (byte)IoOpcode.WriteZeroes
+                or (byte)IoOpcode.DatasetManagement && ReservationCommands.Conflicts(controller, sqe))
+        {
+            // A reservation another host holds forbids this host the command (NVMe base 2.0, 8.19.1, Figure 426).
+            connection.Complete(sqe.CommandId, NvmeStatus.ReservationConflict);
+            return;
+        }
+
         switch ((IoOpcode)sqe.Opcode)
         {
             case IoOpcode.Read:
@@ -54,6 +64,13 @@ internal static class IoCommandHandler
                 return;
             case IoOpcode.DatasetManagement:
                 DatasetManagement(connection, controller, sqe, inCapsuleData, start);
+                return;
+            case IoOpcode.ReservationRegister or IoOpcode.ReservationReport or IoOpcode.ReservationAcquire or IoOpcode.ReservationRelease:
+                ReservationCommands.Execute(connection, controller, sqe, inCapsuleData);
+                return;
+            case IoOpcode.Fabrics when sqe.FabricsCommandType == (byte)FabricsCommandType.Connect:
+                // Refused there as out of sequence, and logged like every refused Connect.
+                ConnectHandler.Handle(connection, sqe, inCapsuleData);
                 return;
             case IoOpcode.Fabrics:
                 // Only Connect is valid on an I/O queue, and only as its first command.
@@ -279,6 +296,12 @@ internal static class IoCommandHandler
         if (!transfer.Status.IsSuccess)
         {
             connection.Complete(transfer.CommandId, transfer.Status);
+            return;
+        }
+
+        if (ReservationCommands.IsReservationCommand(transfer.Opcode))
+        {
+            ReservationCommands.ExecuteWithData(connection, controller, transfer.Command, transfer.Buffer.AsSpan(0, transfer.Length), transfer.StartTimestamp);
             return;
         }
 

@@ -295,6 +295,9 @@ public sealed class Subsystem
 
     internal void UnregisterController(ushort controllerId) => _controllers.TryRemove(controllerId, out _);
 
+    /// <summary>The live controllers (reservation notifications and preemption reach a host through every one of its controllers).</summary>
+    internal ICollection<ISubsystemController> Controllers => _controllers.Values;
+
     internal ISubsystemController? FindController(ushort controllerId) =>
         _controllers.TryGetValue(controllerId, out var controller) ? controller : null;
 

@@ -1,4 +1,5 @@
 using CsiNvme.Storage;
+using CsiNvme.Target.Io.Reservations;
 
 namespace CsiNvme.Target.Subsystems;
 
@@ -41,6 +42,9 @@ public sealed class TargetNamespace
 
     /// <summary>Per-volume I/O metrics sink; null when metrics are off.</summary>
     public INamespaceMetrics? Metrics { get; set; }
+
+    /// <summary>Registrants and reservation of the namespace; persisted when created with a store (<see cref="NamespaceReservations.LoadAsync"/>).</summary>
+    public NamespaceReservations Reservations { get; init; } = new();
 }
 
 /// <summary>Lifetime I/O counters of a namespace (SMART / Health log, NVMe base 2.0, Figure 207).</summary>

@@ -45,6 +45,7 @@ internal sealed partial class NvmeTcpConnection
     private volatile bool _dedicatedThread;
     private int _loopThreadId = -1;
     private int _closed;
+    private volatile bool _queueBound;
 
     private Controller? _controller;
     private ushort _queueId;
@@ -71,7 +72,17 @@ internal sealed partial class NvmeTcpConnection
         _sendBuffer = GC.AllocateUninitializedArray<byte>(_maxResponseBytes * 2, pinned: true);
         RemoteEndPoint = socket.RemoteEndPoint as IPEndPoint;
         LocalEndPoint = socket.LocalEndPoint as IPEndPoint;
+        AcceptedTimestamp = Stopwatch.GetTimestamp();
     }
+
+    /// <summary>When the connection was accepted (<see cref="Stopwatch"/> ticks): the Connect timeout counts from here.</summary>
+    public long AcceptedTimestamp { get; }
+
+    /// <summary>True once a Connect bound this connection to a queue; until then the Connect timeout applies.</summary>
+    public bool IsQueueBound => _queueBound;
+
+    /// <summary>The host NQN this connection counts for against the per-host cap, from its successful Connect on.</summary>
+    public string? AdmittedHostNqn { get; set; }
 
     public IPEndPoint? RemoteEndPoint { get; }
 
@@ -270,6 +281,13 @@ internal sealed partial class NvmeTcpConnection
         }
 
         _sendLength = 0;
+    }
+
+    /// <summary>Ends a connection whose receive loop never started: closes it and releases what it holds, as the loop would.</summary>
+    public void Abandon(string reason)
+    {
+        Close(reason);
+        Finish();
     }
 
     private void Finish()
@@ -801,6 +819,7 @@ internal sealed partial class NvmeTcpConnection
         }
 
         _freeTagCount = queueEntries;
+        _queueBound = true;
         if (queueId != 0)
         {
             InitializeDeferred(queueEntries);

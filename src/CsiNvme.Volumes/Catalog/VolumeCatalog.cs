@@ -62,7 +62,7 @@ public sealed class VolumeCatalog : IVolumeCatalog
                 try
                 {
                     record = await ReconcileSizeAsync(record, storage);
-                    _local.Export(record, storage);
+                    _local.Export(record, storage, await LocalVolumes.LoadReservationsAsync(_store, record.Id, powerOn: true, cancellationToken));
                 }
                 catch
                 {
@@ -216,7 +216,7 @@ public sealed class VolumeCatalog : IVolumeCatalog
 
             // Until here a crash leaves a pending image that the next start reclaims: the create was never acknowledged.
             _local.SettleState(record.Pool, id, "volume", name, ThinImageState.Committed);
-            var local = _local.Export(record, storage);
+            var local = _local.Export(record, storage, await LocalVolumes.LoadReservationsAsync(_store, record.Id, powerOn: true, CancellationToken.None));
             VolumeLog.VolumeCreated(_logger, name, id, sizeBytes, (long)request.SizeBytes, effectiveBlockSize, local.Subsystem.Nqn);
             if (isClone)
             {

@@ -7,6 +7,7 @@ using CsiNvme.Protocol.Logs;
 using CsiNvme.Storage;
 using CsiNvme.Storage.Thin;
 using CsiNvme.Target;
+using CsiNvme.Target.Io.Reservations;
 using CsiNvme.Target.Subsystems;
 using CsiNvme.Volumes.Backends;
 using CsiNvme.Volumes.Pools;
@@ -226,10 +227,16 @@ public sealed class LocalVolumes : IAsyncDisposable
     /// starts serving it. In a cluster every replica node exports it in its own ANA group, in the state given, so that
     /// no host sees a path optimized that is not.
     /// </summary>
-    public LocalVolume Export(VolumeRecord record, IBlockVolume storage, IBlockVolume? exported = null, uint anaGroupId = 1, AnaState anaState = AnaState.Optimized)
+    public LocalVolume Export(
+        VolumeRecord record,
+        IBlockVolume storage,
+        NamespaceReservations reservations,
+        IBlockVolume? exported = null,
+        uint anaGroupId = 1,
+        AnaState anaState = AnaState.Optimized)
     {
         var metrics = _metrics.ForVolume(record.Name, record.SizeBytes);
-        var ns = new TargetNamespace(VolumeRules.NamespaceId, exported ?? storage, record.Id) { Metrics = metrics };
+        var ns = new TargetNamespace(VolumeRules.NamespaceId, exported ?? storage, record.Id) { Metrics = metrics, Reservations = reservations };
         var subsystem = new Subsystem(VolumeNaming.SubsystemNqn(record.Id), VolumeRules.SerialNumberOf(record.Id), record.AllowAnyHost, record.AllowedHosts)
         {
             AnaGroupId = anaGroupId,
@@ -262,6 +269,14 @@ public sealed class LocalVolumes : IAsyncDisposable
             _metrics.SetVolumeCount(_volumes.Count);
         }
     }
+
+    /// <summary>
+    /// The namespace's NVMe reservations as saved in the metadata store, which then receives every change.
+    /// <paramref name="powerOn"/>: a start of the server, where without PTPL the saved reservations are released
+    /// (NVM command set 1.0, 3.2.5); a new primary in a cluster takes them over as they are.
+    /// </summary>
+    public static Task<NamespaceReservations> LoadReservationsAsync(IMetadataStore store, Guid volumeId, bool powerOn, CancellationToken cancellationToken) =>
+        NamespaceReservations.LoadAsync(volumeId, new MetadataReservationStore(store), powerOn, cancellationToken);
 
     /// <summary>Serves the subsystem again after an <see cref="Unexport"/> whose follow-up failed.</summary>
     public void Reexport(LocalVolume local)

@@ -24,6 +24,8 @@ public sealed partial class ChartTests
         "--set", "csi.nvme.ctrlLossTmo=-1", "--set", "csi.nvme.reconnectDelay=2", "--set", "csi.nvme.fastIoFailTmo=-1",
         "--set", "csi.nvme.keepAliveTmo=30", "--set", "csi.nvme.nrIoQueues=4", "--set", "csi.nvme.headerDigest=true",
         "--set", "csi.nvme.dataDigest=true", "--set", "csi.nvme.disableSqFlow=false",
+        "--set", "csi.nvme.multipath.ctrlLossTmo=120", "--set", "csi.nvme.multipath.reconnectDelay=3", "--set", "csi.nvme.multipath.fastIoFailTmo=30",
+        "--set", "csi.node.pathKeeperPeriod=10",
     ];
 
     private static string Chart => Helm.Chart;
@@ -158,11 +160,14 @@ public sealed partial class ChartTests
         var node = Manifests.Load(after[changed.Single()]).OfKind<V1DaemonSet>().Single().Spec.Template.Spec;
         var parsed = CsiCommandLine.Parse(RenderedManifestTests.ProgramArgs(node, RenderedManifestTests.DriverContainer(node), "csi"));
         Assert.That(parsed.Errors, Is.Empty);
-        Assert.That(parsed.Options!.NodeConnectDefaults, Is.EqualTo(new FabricsConnectSettings
+        var single = new FabricsConnectSettings
         {
             CtrlLossTmo = -1, ReconnectDelay = 2, FastIoFailTmo = -1, KeepAliveTmo = 30, NrIoQueues = 4,
             HeaderDigest = true, DataDigest = true, DisableSqFlow = false,
-        }));
+        };
+        Assert.That(parsed.Options!.NodeConnectDefaults, Is.EqualTo(new FabricsConnectDefaults(
+            single, single with { CtrlLossTmo = 120, ReconnectDelay = 3, FastIoFailTmo = 30 })));
+        Assert.That(parsed.Options.PathKeeperPeriod, Is.EqualTo(TimeSpan.FromSeconds(10)));
     }
 
     [TestCase("replicas: 2\netcd:\n  enabled: true\nstorageClasses:\n  block:\n    parameters:\n      replicas: 3\n", "storageClasses.block.parameters.replicas is 3, but the chart runs 2 storage nodes")]

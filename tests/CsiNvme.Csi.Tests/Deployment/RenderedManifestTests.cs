@@ -416,7 +416,10 @@ public sealed partial class RenderedManifestTests(Rendering rendering)
         Assert.Multiple(() =>
         {
             Assert.That(node.Errors, Is.Empty);
-            Assert.That(FabricsConnectSettings.Parameters.Where(p => Flag(driver, p.Flag[2..]) is null).Select(p => p.Flag), Is.Empty);
+            Assert.That(FabricsConnectSettings.Parameters.Concat(FabricsConnectSettings.MultipathParameters)
+                .Where(p => Flag(driver, p.Flag[2..]) is null).Select(p => p.Flag), Is.Empty);
+            Assert.That(node.Options!.NodeConnectDefaults, Is.EqualTo(FabricsConnectDefaults.Default), "the chart's defaults are the documented ones");
+            Assert.That(node.Options.PathKeeperPeriod, Is.EqualTo(NodeOptions.DefaultPathKeeperPeriod));
         });
     }
 

@@ -53,7 +53,10 @@ internal static class GuestCsiBinary
 
         CopyTree(Path.Combine(RepoPaths.Root, "proto"), Path.Combine(source, "proto"));
         CopyTree(Path.Combine(RepoPaths.Root, "src", "CsiNvme.Csi"), Path.Combine(source, "src", "CsiNvme.Csi"));
-        CopyTree(Path.Combine(RepoPaths.Root, "src", "CsiNvme.Api"), Path.Combine(source, "src", "CsiNvme.Api"));
+        foreach (var project in new[] { "CsiNvme.Api", "CsiNvme.Host", "CsiNvme.Protocol" })
+        {
+            CopyTree(Path.Combine(RepoPaths.Root, "src", project), Path.Combine(source, "src", project));
+        }
 
         var output = _work.CreateSubdirectory("out");
         var result = await ProcessRunner.RunAsync(

@@ -107,7 +107,7 @@ public sealed class ControllerErrorTable
         yield return new(Rpc, Row.InvalidField, "negative required_bytes", StatusCode.InvalidArgument,
             t => t.Controller.CreateVolumeAsync(CreateRequest(required: -4096)).ResponseAsync);
         yield return new(Rpc, Row.InvalidField, "an unknown parameter", StatusCode.InvalidArgument,
-            t => t.Controller.CreateVolumeAsync(With(CreateRequest(), r => r.Parameters["replicas"] = "3")).ResponseAsync);
+            t => t.Controller.CreateVolumeAsync(With(CreateRequest(), r => r.Parameters["compression"] = "lz4")).ResponseAsync);
         yield return new(Rpc, Row.InvalidField, "mutable_parameters without MODIFY_VOLUME", StatusCode.InvalidArgument,
             t => t.Controller.CreateVolumeAsync(With(CreateRequest(), r => r.MutableParameters["iops"] = "1000")).ResponseAsync);
         yield return new(Rpc, "Source incompatible or not supported", "a content source naming neither snapshot nor volume", StatusCode.InvalidArgument,
@@ -326,7 +326,7 @@ public sealed class ControllerErrorTable
     {
         const string Rpc = "GetCapacity";
         yield return new(Rpc, Row.InvalidField, "an unknown parameter", StatusCode.InvalidArgument,
-            t => t.Controller.GetCapacityAsync(new GetCapacityRequest { Parameters = { ["replicas"] = "3" } }).ResponseAsync);
+            t => t.Controller.GetCapacityAsync(new GetCapacityRequest { Parameters = { ["compression"] = "lz4" } }).ResponseAsync);
         yield return new(Rpc, Row.InvalidField, "a pool that does not exist", StatusCode.InvalidArgument,
             t => t.Controller.GetCapacityAsync(new GetCapacityRequest { Parameters = { ["pool"] = "pool9" } }).ResponseAsync);
         yield return new(Rpc, "No optional values, csi-sanity", "the free space of every pool", StatusCode.OK,

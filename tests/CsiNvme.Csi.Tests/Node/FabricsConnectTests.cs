@@ -53,7 +53,7 @@ public sealed class FabricsConnectTests
             ["nrIoQueues"] = "2",
             ["dataDigest"] = "true",
             ["disableSqFlow"] = "false",
-        });
+        }).SinglePath;
         var settings = FabricsConnectSettings.FromVolumeContext(
             new Dictionary<string, string> { ["keepAliveTmo"] = "7", ["disableSqFlow"] = "true", ["fastIoFailTmo"] = "" },
             node);
@@ -76,8 +76,17 @@ public sealed class FabricsConnectTests
     }
 
     [Test]
-    public void Without_node_flags_the_defaults_are_the_documented_ones() =>
-        Assert.That(FabricsConnectSettings.FromNodeFlags(new Dictionary<string, string>()), Is.EqualTo(FabricsConnectSettings.Default));
+    public void Without_node_flags_the_defaults_are_the_documented_ones()
+    {
+        var defaults = FabricsConnectSettings.FromNodeFlags(new Dictionary<string, string>());
+        Assert.Multiple(() =>
+        {
+            Assert.That(defaults, Is.EqualTo(FabricsConnectDefaults.Default));
+            Assert.That(defaults.For(1), Is.EqualTo(FabricsConnectSettings.Default));
+            Assert.That(defaults.For(2), Is.EqualTo(FabricsConnectSettings.Default with { CtrlLossTmo = 60, ReconnectDelay = 5, FastIoFailTmo = -1 }));
+            Assert.That(defaults.For(3), Is.SameAs(defaults.Multipath));
+        });
+    }
 
     [TestCase("ctrlLossTmo", "-2", "--ctrl-loss-tmo")]
     [TestCase("reconnectDelay", "0", "--reconnect-delay")]
@@ -89,16 +98,24 @@ public sealed class FabricsConnectTests
         Assert.That(() => FabricsConnectSettings.FromNodeFlags(new Dictionary<string, string> { [key] = value }),
             Throws.InstanceOf<FormatException>().With.Message.StartsWith(flag + "="));
 
+    [TestCase("ctrlLossTmo", "-2", "--multipath-ctrl-loss-tmo")]
+    [TestCase("reconnectDelay", "0", "--multipath-reconnect-delay")]
+    [TestCase("fastIoFailTmo", "soon", "--multipath-fast-io-fail-tmo")]
+    public void Bad_multipath_flags_are_refused_naming_the_flag(string key, string value, string flag) =>
+        Assert.That(() => FabricsConnectSettings.FromNodeFlags(new Dictionary<string, string>(), new Dictionary<string, string> { [key] = value }),
+            Throws.InstanceOf<FormatException>().With.Message.StartsWith(flag + "="));
+
     [Test]
     public void Every_parameter_has_a_flag_and_every_connect_option_a_parameter()
     {
         // A key the node reads but cannot default from a flag would bring back the immutable StorageClass parameters.
         var context = FabricsConnectSettings.Parameters.ToDictionary(p => p.Key, p => p.HelpName == "true|false" ? "true" : "3");
         var fromContext = FabricsConnectSettings.FromVolumeContext(context);
-        var fromFlags = FabricsConnectSettings.FromNodeFlags(context);
+        var fromFlags = FabricsConnectSettings.FromNodeFlags(context).SinglePath;
         Assert.Multiple(() =>
         {
-            Assert.That(FabricsConnectSettings.Parameters.Select(p => p.Flag), Is.Unique.And.All.StartsWith("--"));
+            Assert.That(FabricsConnectSettings.Parameters.Concat(FabricsConnectSettings.MultipathParameters).Select(p => p.Flag), Is.Unique.And.All.StartsWith("--"));
+            Assert.That(FabricsConnectSettings.MultipathParameters.Select(p => p.Key), Is.SubsetOf(FabricsConnectSettings.Parameters.Select(p => p.Key)));
             Assert.That(fromFlags, Is.EqualTo(fromContext));
             Assert.That(fromContext, Is.EqualTo(new FabricsConnectSettings
             {

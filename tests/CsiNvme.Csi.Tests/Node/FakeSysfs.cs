@@ -33,6 +33,41 @@ internal sealed class FakeSysfs : IDisposable
         File.WriteAllText(Path.Combine(dir, "transport"), transport + "\n");
         File.WriteAllText(Path.Combine(dir, "delete_controller"), string.Empty);
         File.WriteAllText(Path.Combine(dir, "rescan_controller"), string.Empty);
+        if (!File.Exists(Path.Combine(dir, "ctrl_loss_tmo")))
+        {
+            File.WriteAllText(Path.Combine(dir, "ctrl_loss_tmo"), "600\n");
+        }
+    }
+
+    /// <summary>
+    /// A controller's own device of a namespace, as native multipath makes it: /sys/class/nvme/CTRL/nvmeScKnN with the
+    /// namespace's identifiers and the path's ANA state (null: the kernel prints none, as for a subsystem without ANA).
+    /// </summary>
+    public void AddPath(string controller, string name, string? uuid, string? anaState)
+    {
+        var dir = Path.Combine(SysRoot, "class", "nvme", controller, name);
+        Directory.CreateDirectory(dir);
+        if (uuid is not null)
+        {
+            File.WriteAllText(Path.Combine(dir, "uuid"), Dashed(uuid) + "\n");
+            File.WriteAllText(Path.Combine(dir, "wwid"), "uuid." + Dashed(uuid) + "\n");
+        }
+
+        if (anaState is not null)
+        {
+            File.WriteAllText(Path.Combine(dir, "ana_state"), anaState + "\n");
+        }
+    }
+
+    public void SetControllerState(string name, string state) =>
+        File.WriteAllText(Path.Combine(SysRoot, "class", "nvme", name, "state"), state + "\n");
+
+    /// <summary>nvme_core's multipath parameter, Y or N.</summary>
+    public void SetNativeMultipath(bool on)
+    {
+        var dir = Path.Combine(SysRoot, "module", "nvme_core", "parameters");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "multipath"), on ? "Y\n" : "N\n");
     }
 
     /// <summary>

@@ -39,7 +39,12 @@ internal sealed class NodeHarness : IAsyncDisposable
 
     public NodeStateStore State => Driver.Services.GetRequiredService<NodeStateStore>();
 
-    public static async Task<NodeHarness> StartAsync(Action<CsiDriverOptions>? configure = null)
+    internal PathKeeper Keeper => Driver.Services.GetRequiredService<PathKeeper>();
+
+    public Hosting.CsiMetrics Metrics => Driver.Services.GetRequiredService<Hosting.CsiMetrics>();
+
+    /// <param name="platform">The platform over the fake sysfs; the real one on its roots by default.</param>
+    public static async Task<NodeHarness> StartAsync(Action<CsiDriverOptions>? configure = null, Func<FakeSysfs, INodePlatform>? platform = null)
     {
         var temp = new TempDirectory("csi-node");
         var sys = new FakeSysfs();
@@ -51,13 +56,15 @@ internal sealed class NodeHarness : IAsyncDisposable
             configure?.Invoke(options);
             options.ConfigureServices = services =>
             {
-                services.AddSingleton<INodePlatform>(new LinuxNodePlatform(sys.SysRoot, sys.DevRoot));
+                services.AddSingleton(platform?.Invoke(sys) ?? new LinuxNodePlatform(sys.SysRoot, sys.DevRoot));
                 services.AddSingleton(new NodeOptions
                 {
                     Identity = NodeIdentity.FromNodeName(options.NodeId!, options.HostNqn),
                     StateDirectory = temp.Combine("node-state"),
                     Topology = options.Topology,
                     ConnectDefaults = options.NodeConnectDefaults,
+                    PathKeeperPeriod = options.PathKeeperPeriod,
+                    DiscoveryTimeout = TimeSpan.FromSeconds(2),
                     DeviceTimeout = TimeSpan.FromSeconds(1),
                     ResizeTimeout = TimeSpan.FromSeconds(1),
                     MaxVolumesPerNode = options.MaxVolumesPerNode,

@@ -143,7 +143,7 @@ public sealed class NodeServiceTests
 
         _node.Sys.AddController("nvme0", Nqn, "nqn.2026-11.io.csinvme:node:unit-node", "traddr=127.0.0.1,trsvcid=4420", state: "connecting");
         stats = await _node.Node.NodeGetVolumeStatsAsync(new NodeGetVolumeStatsRequest { VolumeId = "vol-1", VolumePath = _node.Directory });
-        Assert.That(stats.VolumeCondition.Message, Does.Contain("no live controller: nvme0 connecting"));
+        Assert.That(stats.VolumeCondition.Message, Does.Contain("0 live paths for 1 replica; not live: 127.0.0.1:4420 (nvme0 connecting)"));
     }
 
     [Test]
