@@ -151,7 +151,9 @@ public sealed class Subsystem
     {
         foreach (var controller in _controllers.Values)
         {
-            if (controller.ReplicationEpoch < epoch)
+            // A controller that has set no epoch yet can change nothing, and may be the new primary's own link
+            // between its Connect and its Set Features: only an older epoch that was set is fenced.
+            if (controller.ReplicationEpoch != 0 && controller.ReplicationEpoch < epoch)
             {
                 controller.Shutdown($"fenced: replication epoch {controller.ReplicationEpoch} is below {epoch}");
             }
