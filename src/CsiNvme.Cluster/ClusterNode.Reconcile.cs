@@ -349,28 +349,46 @@ public sealed partial class ClusterNode
 
     private async Task<ReplicaLink?> TryLinkAsync(ClusterVolume volume, string node, long epoch, CancellationToken cancellationToken)
     {
-        foreach (var endpoint in ListenersOf(node))
+        // A few tries: the replica node may not have exported the volume yet (it learns of a new record at about the
+        // same moment as this node), or may be restarting.
+        for (var attempt = 0; attempt < LinkAttempts; attempt++)
         {
-            try
+            foreach (var endpoint in ListenersOf(node))
             {
-                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                timeout.CancelAfter(TimeSpan.FromSeconds(10));
-                return await ReplicaLink.ConnectAsync(node, endpoint, volume.ReplicaNqn, epoch, LinkOptions(), _loggerFactory, timeout.Token).ConfigureAwait(false);
+                try
+                {
+                    using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                    timeout.CancelAfter(TimeSpan.FromSeconds(10));
+                    return await ReplicaLink.ConnectAsync(node, endpoint, volume.ReplicaNqn, epoch, LinkOptions(), _loggerFactory, timeout.Token).ConfigureAwait(false);
+                }
+                catch (ReplicaFencedException e)
+                {
+                    // The replica has seen a newer epoch: this node is no longer primary there.
+                    ClusterLog.LinkFailed(_logger, volume.Name, node, e.Message);
+                    return null;
+                }
+                catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+                {
+                    if (attempt == LinkAttempts - 1)
+                    {
+                        ClusterLog.LinkFailed(_logger, volume.Name, node, e.Message);
+                    }
+                }
             }
-            catch (ReplicaFencedException e)
+
+            if (!IsLive(node))
             {
-                // The replica has seen a newer epoch: this node is no longer primary there.
-                ClusterLog.LinkFailed(_logger, volume.Name, node, e.Message);
                 return null;
             }
-            catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-            {
-                ClusterLog.LinkFailed(_logger, volume.Name, node, e.Message);
-            }
+
+            await Task.Delay(LinkRetryDelay, cancellationToken).ConfigureAwait(false);
         }
 
         return null;
     }
+
+    private const int LinkAttempts = 10;
+    private static readonly TimeSpan LinkRetryDelay = TimeSpan.FromMilliseconds(200);
 
     /// <summary>Replicas added to or removed from the record while this node is primary.</summary>
     private async Task SyncReplicasAsync(ClusterVolume volume, VolumeRecord record)
