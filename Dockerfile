@@ -33,6 +33,9 @@ COPY src/CsiNvme.Metadata/CsiNvme.Metadata.csproj src/CsiNvme.Metadata/
 COPY src/CsiNvme.Target/CsiNvme.Target.csproj     src/CsiNvme.Target/
 COPY src/CsiNvme.Api/CsiNvme.Api.csproj           src/CsiNvme.Api/
 COPY src/CsiNvme.Host/CsiNvme.Host.csproj         src/CsiNvme.Host/
+COPY src/CsiNvme.Replication/CsiNvme.Replication.csproj src/CsiNvme.Replication/
+COPY src/CsiNvme.Volumes/CsiNvme.Volumes.csproj   src/CsiNvme.Volumes/
+COPY src/CsiNvme.Cluster/CsiNvme.Cluster.csproj   src/CsiNvme.Cluster/
 COPY src/CsiNvme.Perf/CsiNvme.Perf.csproj         src/CsiNvme.Perf/
 COPY src/CsiNvme.Server/CsiNvme.Server.csproj     src/CsiNvme.Server/
 COPY src/CsiNvme.Cli/CsiNvme.Cli.csproj           src/CsiNvme.Cli/

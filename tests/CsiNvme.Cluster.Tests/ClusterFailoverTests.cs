@@ -28,11 +28,32 @@ public sealed class ClusterFailoverTests
         for (var i = 0; i < count; i++)
         {
             // One write per 1 MiB region (2048 blocks of 512 bytes).
-            var completion = await controller.IoQueues[0].WriteAsync(ns, (ulong)(firstBlock + i * 2048), Pattern(8192, seed + i));
+            var data = Pattern(8192, seed + i);
+            var lba = (ulong)(firstBlock + i * 2048);
+            var completion = await RetryPathErrorsAsync(() => controller.IoQueues[0].WriteAsync(ns, lba, data).AsTask());
             Assert.That(completion.Status, Is.EqualTo(NvmeStatus.Success), $"write {i}");
         }
 
-        Assert.That((await controller.IoQueues[0].FlushAsync(ns)).Status, Is.EqualTo(NvmeStatus.Success));
+        Assert.That((await RetryPathErrorsAsync(() => controller.IoQueues[0].FlushAsync(ns).AsTask())).Status, Is.EqualTo(NvmeStatus.Success));
+    }
+
+    /// <summary>
+    /// Retries a command the path refused with a path status (its ANA state is still changing), as a multipath host
+    /// requeues it: a node the record names primary turns its path optimized a moment later.
+    /// </summary>
+    private static async Task<NvmeCompletion> RetryPathErrorsAsync(Func<Task<NvmeCompletion>> command)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            var completion = await command();
+            if (completion.Status.Type != StatusCodeType.PathRelated || DateTime.UtcNow > deadline)
+            {
+                return completion;
+            }
+
+            await Task.Delay(50);
+        }
     }
 
     private static async Task<Volume> WaitForAsync(InProcessCluster cluster, string asking, string name, Func<Volume, bool> condition)
@@ -68,7 +89,7 @@ public sealed class ClusterFailoverTests
         {
             var ns = second.FindNamespace(1)!;
             var read = new byte[8192];
-            Assert.That((await second.IoQueues[0].ReadAsync(ns, 4096, read)).Status, Is.EqualTo(NvmeStatus.Success));
+            Assert.That((await RetryPathErrorsAsync(() => second.IoQueues[0].ReadAsync(ns, 4096, read).AsTask())).Status, Is.EqualTo(NvmeStatus.Success));
             Assert.That(read, Is.EqualTo(Pattern(8192, 3)), "what the old primary completed is on the new one");
             await WriteAsync(second, seed: 100, count: 16, firstBlock: 32768);
         }
@@ -152,7 +173,7 @@ public sealed class ClusterFailoverTests
         await using (var reader = await ConnectAsync(cluster, clone.Primary, clone, host))
         {
             var read = new byte[8192];
-            Assert.That((await reader.IoQueues[0].ReadAsync(reader.FindNamespace(1)!, 4096, read)).Status, Is.EqualTo(NvmeStatus.Success));
+            Assert.That((await RetryPathErrorsAsync(() => reader.IoQueues[0].ReadAsync(reader.FindNamespace(1)!, 4096, read).AsTask())).Status, Is.EqualTo(NvmeStatus.Success));
             Assert.That(read, Is.EqualTo(Pattern(8192, 13)), "the clone holds the snapshot's data, not the later writes");
         }
 
