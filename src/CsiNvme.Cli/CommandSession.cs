@@ -24,6 +24,7 @@ internal sealed class CommandSession
         Error = parseResult.InvocationConfiguration.Error;
         Json = parseResult.GetValue(globals.Json);
         Server = server;
+        Channel = channel;
         Volumes = new VolumeService.VolumeServiceClient(channel);
         ServerInfo = new ServerService.ServerServiceClient(channel);
         _cancellationToken = cancellationToken;
@@ -37,6 +38,9 @@ internal sealed class CommandSession
 
     /// <summary>The address as the user gave it, for messages.</summary>
     public string Server { get; }
+
+    /// <summary>The channel to the server, for clients of services the session has no property for.</summary>
+    public GrpcChannel Channel { get; }
 
     public VolumeService.VolumeServiceClient Volumes { get; }
 

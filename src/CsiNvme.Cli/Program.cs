@@ -42,6 +42,7 @@ internal static class Program
             HostCommands.Create(globals),
             ServerCommands.Create(globals),
             PerfCommand.Create(globals),
+            BenchFailoverCommand.Create(globals),
         };
         return root;
     }
