@@ -240,7 +240,10 @@ public sealed partial class ClusterNode
 
         var epoch = record.Epoch;
         var recorder = new ReplicaStateRecorder(_store, record.Name, Name, epoch);
-        var replicated = new ReplicatedVolume(volume.Tracked, _lease, recorder, _options.Replication, _loggerFactory.CreateLogger<ReplicatedVolume>());
+        var replicated = new ReplicatedVolume(volume.Tracked, _lease, recorder, _options.Replication, _loggerFactory.CreateLogger<ReplicatedVolume>())
+        {
+            Observer = ReplicationObserverFor?.Invoke(record.Name),
+        };
         volume.UnknownDirty.Clear();
         var linked = new List<string>();
         foreach (var replica in record.Replicas.Where(r => r.Node != Name))
