@@ -4,6 +4,7 @@ using CsiNvme.Api.V1.Agent;
 using CsiNvme.Metadata;
 using CsiNvme.Volumes;
 using CsiNvme.Volumes.Catalog;
+using CsiNvme.Volumes.Local;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 
@@ -277,6 +278,24 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
             : null, cancellationToken);
     }
 
+    public Task<Volume> SetHostSecretAsync(SetHostSecretRequest request, CancellationToken cancellationToken = default)
+    {
+        HostSecretRecord? entry = null;
+        return UpdateAccessAsync(request.Name, r =>
+        {
+            entry ??= HostSecrets.Seal(node.Local.Secrets, r.Id, request.HostNqn, request.Secret, request.CtrlSecret, request.Hash, request.DhGroup);
+            return r with { HostSecrets = HostSecrets.With(r.HostSecrets, entry) };
+        }, cancellationToken);
+    }
+
+    public Task<Volume> ClearHostSecretAsync(string name, string hostNqn, CancellationToken cancellationToken = default)
+    {
+        VolumeRules.ValidateHostNqn(hostNqn);
+        return UpdateAccessAsync(name, r => r.HostSecrets.Any(h => h.HostNqn == hostNqn)
+            ? r with { HostSecrets = HostSecrets.Without(r.HostSecrets, hostNqn) }
+            : null, cancellationToken);
+    }
+
     public Task<Volume> SetAllowAnyHostAsync(string name, bool allowAnyHost, CancellationToken cancellationToken = default) =>
         UpdateAccessAsync(name, r => r.AllowAnyHost == allowAnyHost ? null : r with { AllowAnyHost = allowAnyHost }, cancellationToken);
 
@@ -460,6 +479,7 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
             Epoch = (ulong)Math.Max(0, record.Epoch),
         };
         volume.AllowedHosts.AddRange(record.AllowedHosts);
+        HostSecrets.Describe(volume, record, node.Local.TryGet(record.Name)?.Subsystem);
         foreach (var (key, value) in record.Labels)
         {
             volume.Labels[key] = value;
