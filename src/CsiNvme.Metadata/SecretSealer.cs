@@ -13,7 +13,7 @@ namespace CsiNvme.Metadata;
 public sealed class SecretSealer
 {
     private const string Prefix = "sealed:v1:";
-    private const int KeyLength = 32;
+    public const int KeyLength = 32;
     private const int NonceLength = 12;
     private const int TagLength = 16;
     private readonly byte[] _key;

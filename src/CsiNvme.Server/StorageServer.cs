@@ -1,5 +1,6 @@
 using System.Net;
 using System.Reflection;
+using System.Security.Cryptography;
 using CsiNvme.Api.V1;
 using CsiNvme.Metadata;
 using CsiNvme.Server.Management;
@@ -226,7 +227,11 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
             }
 
             target = new NvmeTarget(targetOptions, loggerFactory, metrics);
-            var secrets = SecretSealer.FromFile(options.SecretKeyFile ?? Path.Combine(dataDirectory, SecretKeyFileName), createIfMissing: options.SecretKeyFile is null);
+            // The memory backend keeps its metadata in memory too: a key of this process seals what dies with it, and
+            // the data directory stays untouched.
+            var secrets = options.SecretKeyFile is null && options.Backend == StorageBackend.Memory
+                ? new SecretSealer(RandomNumberGenerator.GetBytes(SecretSealer.KeyLength)) { Source = "this process (memory backend)" }
+                : SecretSealer.FromFile(options.SecretKeyFile ?? Path.Combine(dataDirectory, SecretKeyFileName), createIfMissing: options.SecretKeyFile is null);
             ServerLog.SecretKeyLoaded(logger, secrets.KeyId, secrets.Source);
             local = new LocalVolumes(backend, target, metrics, loggerFactory.CreateLogger<LocalVolumes>()) { Secrets = secrets };
             ClusterNode? node = null;

@@ -100,7 +100,7 @@ internal sealed class ClusterCsiHarness : IAsyncDisposable
         options.Pools = [.. node.Pools.Select(p => new PoolDefinition(temp.Combine(node.Node, p.Name + ".pool"), p.Bytes))];
         options.EtcdEndpoints = [etcd.ClientUrl];
         options.NodeName = node.Node;
-        options.LeaseTtl = TimeSpan.FromSeconds(2);
+        options.LeaseTtl = TimeSpan.FromSeconds(5);
         return options;
     }
 

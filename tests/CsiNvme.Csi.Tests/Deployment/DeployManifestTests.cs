@@ -179,7 +179,7 @@ public sealed partial class DeployManifestTests
     [Test]
     public void Queries_in_the_dashboard_and_guides_use_metrics_the_programs_export()
     {
-        var exported = new[] { "src/CsiNvme.Server/Metrics/ServerMetrics.cs", "src/CsiNvme.Csi/Hosting/CsiMetrics.cs", "src/CsiNvme.Csi/Node/NodePathMetrics.cs" }
+        var exported = new[] { "src/CsiNvme.Server/Metrics/ServerMetrics.cs", "src/CsiNvme.Server/Metrics/ClusterMetrics.cs", "src/CsiNvme.Csi/Hosting/CsiMetrics.cs", "src/CsiNvme.Csi/Node/NodePathMetrics.cs" }
             .SelectMany(f => MetricDefinition().Matches(File.ReadAllText(Path.Combine(RepoPaths.Root, f))).Select(m => m.Groups["name"].Value))
             .ToHashSet(StringComparer.Ordinal);
         Assert.That(exported, Is.Not.Empty);
