@@ -429,12 +429,25 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
     /// <summary>Calls the volume's primary; UNAVAILABLE while it has none that is up (a failover under way).</summary>
     private async Task<T> CallPrimaryAsync<T>(VolumeRecord record, Func<NodeAgentService.NodeAgentServiceClient, Task<T>> call)
     {
-        if (record.Primary.Length == 0 || !node.IsLive(record.Primary))
+        if (record.Primary.Length == 0)
         {
-            throw new RpcException(new Status(StatusCode.Unavailable, $"volume {record.Name} has no primary that is up right now (a failover may be under way); try again"));
+            throw new RpcException(new Status(StatusCode.Unavailable, $"volume {record.Name} has no primary right now (a failover may be under way); try again"));
         }
 
-        return await call(Agents.For(node, record.Primary)).ConfigureAwait(false);
+        if (!node.IsLive(record.Primary))
+        {
+            throw new RpcException(new Status(StatusCode.Unavailable, $"volume {record.Name}: its primary {record.Primary} is down (a failover starts once its lease expires); try again"));
+        }
+
+        try
+        {
+            return await call(Agents.For(node, record.Primary)).ConfigureAwait(false);
+        }
+        catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
+        {
+            // The node was still registered but did not answer: it may have just stopped. Name it.
+            throw new RpcException(new Status(e.StatusCode, $"volume {record.Name}: its primary {record.Primary} did not answer ({e.Status.Detail}); a failover starts once its lease expires; try again", e));
+        }
     }
 
     /// <summary>The API view of a volume: the record, every replica with its node and state, and what the nodes report.</summary>
@@ -493,7 +506,7 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
             var entry = new Replica
             {
                 Node = replica.Node,
-                State = StateName(replica.State),
+                State = replica.State.Name(),
                 Primary = replica.Node == record.Primary,
                 Pool = replica.Pool,
                 InSyncEpoch = (ulong)Math.Max(0, replica.InSyncEpoch),
@@ -515,13 +528,6 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
         volume.ConnectedHosts.AddRange(byNode.Values.SelectMany(s => s.ConnectedHosts).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal));
         return volume;
     }
-
-    public static string StateName(ReplicaState state) => state switch
-    {
-        ReplicaState.InSync => "in-sync",
-        ReplicaState.Rebuilding => "rebuilding",
-        _ => "out-of-sync",
-    };
 
     // ---- nodes ----
 
@@ -581,10 +587,10 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
         {
             // A replica stays only where there is nowhere to move it; primaries must all have moved.
             node.DrainStatus = primaries > 0
-                ? $"{primaries} primaries to hand over"
+                ? $"{primaries} {(primaries == 1 ? "primary" : "primaries")} to hand over"
                 : held.Length == 0
                     ? "drained"
-                    : $"drained of primaries; {held.Length} replicas left (moved when another node has room)";
+                    : $"drained of primaries; {held.Length} {(held.Length == 1 ? "replica" : "replicas")} left (moved when another node has room)";
         }
 
         return node;

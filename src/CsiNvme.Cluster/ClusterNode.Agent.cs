@@ -296,7 +296,9 @@ public sealed partial class ClusterNode
         response.Nodes.AddRange(compared);
         foreach (var other in replicated.Replicas.Where(r => r.Mode != ReplicaMode.InSync))
         {
-            response.Skipped.Add($"{other.Node}: {other.Mode.ToString().ToLowerInvariant()}");
+            // The replica's link mode spelled as the replica states of the API ("out-of-sync", "rebuilding").
+            var state = other.Mode == ReplicaMode.Rebuilding ? ReplicaState.Rebuilding : ReplicaState.OutOfSync;
+            response.Skipped.Add($"{other.Node}: {state.Name()}");
         }
 
         var size = volume.Storage.SizeBytes;

@@ -16,6 +16,33 @@ public enum ReplicaState
     Rebuilding,
 }
 
+/// <summary>The one spelling of replica states, in etcd, the management API, metrics and messages.</summary>
+public static class ReplicaStateNames
+{
+    public static string Name(this ReplicaState state) => state switch
+    {
+        ReplicaState.InSync => "in-sync",
+        ReplicaState.OutOfSync => "out-of-sync",
+        ReplicaState.Rebuilding => "rebuilding",
+        _ => throw new ArgumentOutOfRangeException(nameof(state), state, "unknown replica state"),
+    };
+
+    public static bool TryParse(string text, out ReplicaState state)
+    {
+        foreach (var candidate in Enum.GetValues<ReplicaState>())
+        {
+            if (candidate.Name() == text)
+            {
+                state = candidate;
+                return true;
+            }
+        }
+
+        state = default;
+        return false;
+    }
+}
+
 /// <summary>One copy of a volume's data.</summary>
 /// <param name="Node">The node holding the copy.</param>
 /// <param name="Pool">The storage pool on that node.</param>

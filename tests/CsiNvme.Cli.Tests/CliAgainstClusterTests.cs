@@ -116,7 +116,7 @@ public sealed class CliAgainstClusterTests
         CliRun drained = await CliRun.RunAsync("--server", cluster.Node(primary).ManagementEndpoint.ToString(), "node", "drain", primary, "--wait", "--timeout", "60s");
         TestContext.Out.WriteLine(drained);
         Assert.That(drained.ExitCode, Is.Zero, drained.ToString());
-        Assert.That(drained.Stdout, Does.Contain($"node {primary} up, draining: 1 primaries to hand over"), "it waited for the handover");
+        Assert.That(drained.Stdout, Does.Contain($"node {primary} up, draining: 1 primary to hand over"), "it waited for the handover");
         Assert.That(drained.Stdout, Does.Contain($"Node {primary} drained after").And.Contain("drained of primaries"));
 
         // Once it returns, no primary is left on the node.
@@ -149,7 +149,7 @@ public sealed class CliAgainstClusterTests
         CliRun impatient = await Csinvme(cluster, successor, "node", "drain", successor, "--wait", "--timeout", "1ms");
         TestContext.Out.WriteLine(impatient);
         Assert.That(impatient.ExitCode, Is.EqualTo(5), impatient.ToString());
-        Assert.That(impatient.Stderr, Does.StartWith($"csinvme: node {successor} not drained within 1 ms: 1 primaries to hand over.").And.Contain("goes on"));
+        Assert.That(impatient.Stderr, Does.StartWith($"csinvme: node {successor} not drained within 1 ms: 1 primary to hand over.").And.Contain("goes on"));
         CliRun patient = await Csinvme(cluster, primary, "node", "drain", successor, "--wait", "--timeout", "1m");
         Assert.That(patient.ExitCode, Is.Zero, patient.ToString());
         string third = (await VolumeJsonAsync(cluster, primary, "vm-disk")).GetProperty("primary").GetString()!;

@@ -105,7 +105,7 @@ internal static class EtcdDocuments
         Pool = volume.Pool,
         Labels = new Dictionary<string, string>(volume.Labels, StringComparer.Ordinal),
         ReplicaCount = volume.ReplicaCount,
-        Replicas = [.. volume.Replicas.Select(r => new ReplicaDocument { Node = r.Node, Pool = r.Pool, State = ReplicaStateText(r.State), InSyncEpoch = r.InSyncEpoch })],
+        Replicas = [.. volume.Replicas.Select(r => new ReplicaDocument { Node = r.Node, Pool = r.Pool, State = r.State.Name(), InSyncEpoch = r.InSyncEpoch })],
         Primary = volume.Primary,
         Epoch = volume.Epoch,
         HostSecrets = [.. volume.HostSecrets.Select(h => new HostSecretDocument
@@ -209,21 +209,8 @@ internal static class EtcdDocuments
         return (d.Name, d.Ordinal, state);
     }
 
-    private static string ReplicaStateText(ReplicaState state) => state switch
-    {
-        ReplicaState.InSync => "in-sync",
-        ReplicaState.OutOfSync => "out-of-sync",
-        ReplicaState.Rebuilding => "rebuilding",
-        _ => throw new ArgumentOutOfRangeException(nameof(state), state, "unknown replica state"),
-    };
-
-    private static ReplicaState ParseReplicaState(string text, Mvccpb.KeyValue kv) => text switch
-    {
-        "in-sync" => ReplicaState.InSync,
-        "out-of-sync" => ReplicaState.OutOfSync,
-        "rebuilding" => ReplicaState.Rebuilding,
-        _ => throw Invalid(kv, $"unknown replica state '{text}'"),
-    };
+    private static ReplicaState ParseReplicaState(string text, Mvccpb.KeyValue kv) =>
+        ReplicaStateNames.TryParse(text, out var state) ? state : throw Invalid(kv, $"unknown replica state '{text}'");
 
     private static string AdminStateText(NodeAdminState state) => state switch
     {

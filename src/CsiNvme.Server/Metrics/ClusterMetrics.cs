@@ -65,7 +65,7 @@ internal static class ClusterMetrics
 
                 foreach (var state in new[] { ReplicaState.InSync, ReplicaState.OutOfSync, ReplicaState.Rebuilding })
                 {
-                    replicas.WithLabels(status.Name, ClusterCatalog.StateName(state)).Set(record.Replicas.Count(r => r.State == state));
+                    replicas.WithLabels(status.Name, state.Name()).Set(record.Replicas.Count(r => r.State == state));
                 }
 
                 foreach (var rebuild in status.Rebuilds)
