@@ -127,10 +127,9 @@ internal sealed class AckedWriter : IAsyncDisposable
 
     /// <summary>
     /// Reads the whole volume through the primary (the writer paused) and compares every block with the model: a block
-    /// must hold a whole write (or zeroes if never written) at least as new as the last one a flush covered. A block
-    /// holding an older write than the last acknowledged one, but not older than the last flushed, lost a write that
-    /// was acknowledged and not yet flushed (allowed with a volatile write cache): counted, and the model follows the
-    /// volume from then on.
+    /// must hold whole the last write acknowledged for it (or zeroes if never written). The primary completes a write
+    /// only once every in-sync replica applied it, and a node killed loses at most what it alone had not flushed, so a
+    /// surviving in-sync copy holds every acknowledged write, flushed or not; errors say which of the two was missing.
     /// </summary>
     public async Task<CheckResult> CheckAsync()
     {
@@ -160,15 +159,10 @@ internal sealed class AckedWriter : IAsyncDisposable
                     continue;
                 }
 
-                if (found < _durable[block])
+                if (found < _acked[block])
                 {
-                    result.Errors.Add($"block {block}: holds write {found}, but write {_durable[block]} was acknowledged and flushed (last acked {_acked[block]})");
-                }
-                else if (found < _acked[block])
-                {
-                    result.LostUnflushed++;
-                    _acked[block] = found;
-                    _durable[block] = found;
+                    var flushed = found < _durable[block] ? $"flushed (write {_durable[block]})" : $"not yet flushed (last flushed {_durable[block]})";
+                    result.Errors.Add($"block {block}: holds write {found}, but write {_acked[block]} was acknowledged, {flushed}");
                 }
                 else if (found > _acked[block])
                 {
@@ -566,7 +560,6 @@ internal sealed class AckedWriter : IAsyncDisposable
     {
         public int Blocks;
         public int Written;
-        public int LostUnflushed;
         public List<string> Errors { get; } = new();
     }
 }
