@@ -181,6 +181,7 @@ public sealed partial class ClusterNode : IAsyncDisposable
         {
             case NodeUp up:
                 _nodes[up.Node.Name] = StatusOf(up.Node.Name) with { Live = up.Node, IsLive = true, Ordinal = up.Node.Ordinal };
+                Agents.Forget(up.Node.ManagementAddress);
                 ClusterLog.NodeUp(_logger, up.Node.Name);
                 await ReconcileVolumesOfAsync(up.Node.Name, cancellationToken).ConfigureAwait(false);
                 break;

@@ -27,6 +27,19 @@ public sealed class NodeAgentClients(TimeSpan callTimeout, Func<string, GrpcChan
         return new NodeAgentService.NodeAgentServiceClient(_channels.GetOrAdd(address, _channelFactory));
     }
 
+    /// <summary>
+    /// Drops the channel to <paramref name="address"/>: a node that registered again (a new process, often on the same
+    /// port) gets a fresh connection. The old channel may be in a reconnect backoff after calls made while the node was
+    /// away, and fails every call at once until that backoff (growing to minutes) runs out.
+    /// </summary>
+    public void Forget(string address)
+    {
+        if (_channels.TryRemove(address, out var channel))
+        {
+            _ = Task.Run(channel.Dispose);
+        }
+    }
+
     public CallOptions Call(CancellationToken cancellationToken) => new(deadline: DateTime.UtcNow + callTimeout, cancellationToken: cancellationToken);
 
     /// <param name="pool">Pool for a new (not cloned) copy; null for the node's pool with the most free space.</param>

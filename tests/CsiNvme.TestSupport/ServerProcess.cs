@@ -17,12 +17,16 @@ public sealed partial class ServerProcess : IAsyncDisposable
     public const string ReadyPrefix = "CSINVME-READY ";
 
     private const int SIGTERM = 15;
+    private const int SIGCONT = 18;
+    private const int SIGSTOP = 19;
     private const int OutputLimit = 1 << 20;
 
     private readonly Process _process;
     private readonly StringBuilder _output = new();
     private readonly TaskCompletionSource<string> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Action<string>? _outputLine;
     private GrpcChannel? _channel;
+    private bool _paused;
 
     private ServerProcess(Process process, string dataDirectory)
     {
@@ -72,14 +76,19 @@ public sealed partial class ServerProcess : IAsyncDisposable
     /// Starts the server with its data in <paramref name="dataDirectory"/> and waits until it is ready.
     /// <paramref name="launcher"/>, when given, is a command that runs the rest of the command line (for example
     /// <c>setpriv --reuid=65534 ...</c> to run the server as another user); it must exec it, keeping the process ID.
+    /// <paramref name="ports"/>, when given, are the loopback ports to listen on (0 for one the OS picks), so a server
+    /// can be started again where hosts and peers knew it; <paramref name="outputLine"/> sees every output line.
     /// </summary>
     public static async Task<ServerProcess> StartAsync(
         string dataDirectory,
         IEnumerable<string>? extraArgs = null,
         TimeSpan? readyTimeout = null,
         CancellationToken cancellationToken = default,
-        IReadOnlyList<string>? launcher = null)
+        IReadOnlyList<string>? launcher = null,
+        ServerPorts? ports = null,
+        Action<string>? outputLine = null)
     {
+        ports ??= new ServerPorts(0, 0, 0);
         var dll = RepoPaths.ServerDll;
         if (!File.Exists(dll))
         {
@@ -108,9 +117,9 @@ public sealed partial class ServerProcess : IAsyncDisposable
         foreach (var arg in new[]
                  {
                      "--data-dir", dataDirectory,
-                     "--nvme-listen", "127.0.0.1:0",
-                     "--mgmt-listen", "127.0.0.1:0",
-                     "--metrics-listen", "127.0.0.1:0",
+                     "--nvme-listen", $"127.0.0.1:{ports.Nvme}",
+                     "--mgmt-listen", $"127.0.0.1:{ports.Management}",
+                     "--metrics-listen", $"127.0.0.1:{ports.Metrics}",
                  }.Concat(extraArgs ?? []))
         {
             startInfo.ArgumentList.Add(arg);
@@ -118,7 +127,7 @@ public sealed partial class ServerProcess : IAsyncDisposable
 
         startInfo.Environment["DOTNET_NOLOGO"] = "1";
         var process = new Process { StartInfo = startInfo, EnableRaisingEvents = true };
-        var server = new ServerProcess(process, dataDirectory);
+        var server = new ServerProcess(process, dataDirectory) { _outputLine = outputLine };
         process.OutputDataReceived += (_, e) => server.OnLine(e.Data, isError: false);
         process.ErrorDataReceived += (_, e) => server.OnLine(e.Data, isError: true);
         process.Exited += (_, _) => server._ready.TrySetException(
@@ -173,6 +182,23 @@ public sealed partial class ServerProcess : IAsyncDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>The ports it listens on (the first NVMe/TCP listener), to start it again on the same ones.</summary>
+    public ServerPorts Ports => new(NvmeEndpoint.Port, ManagementEndpoint.Port, MetricsEndpoint.Port);
+
+    /// <summary>Freezes the process (SIGSTOP): it keeps its sockets and its state but runs nothing, as a stalled machine.</summary>
+    public void Pause()
+    {
+        Signal(SIGSTOP);
+        _paused = true;
+    }
+
+    /// <summary>Lets a frozen process run again (SIGCONT).</summary>
+    public void Resume()
+    {
+        Signal(SIGCONT);
+        _paused = false;
+    }
+
     /// <summary>Ends the server abruptly (SIGKILL), as a crash would.</summary>
     public void Kill()
     {
@@ -191,6 +217,11 @@ public sealed partial class ServerProcess : IAsyncDisposable
         _channel?.Dispose();
         if (!_process.HasExited)
         {
+            if (_paused)
+            {
+                _ = Kill(_process.Id, SIGCONT);
+            }
+
             Kill();
             await _process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
         }
@@ -225,6 +256,8 @@ public sealed partial class ServerProcess : IAsyncDisposable
             _output.Append(isError ? "[stderr] " : string.Empty).Append(line).Append('\n');
         }
 
+        _outputLine?.Invoke(line);
+
         if (!isError && line.StartsWith(ReadyPrefix, StringComparison.Ordinal))
         {
             _ready.TrySetResult(line);
@@ -251,6 +284,17 @@ public sealed partial class ServerProcess : IAsyncDisposable
         MetricsEndpoint = IPEndPoint.Parse(Field("metrics"));
     }
 
+    private void Signal(int signal)
+    {
+        if (Kill(_process.Id, signal) != 0)
+        {
+            throw new InvalidOperationException($"kill({_process.Id}, {signal}) failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+    }
+
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static partial int Kill(int pid, int signal);
 }
+
+/// <summary>Loopback ports of a storage server: NVMe/TCP, management (gRPC) and metrics; 0 lets the OS pick.</summary>
+public sealed record ServerPorts(int Nvme, int Management, int Metrics);
