@@ -160,7 +160,8 @@ public static class LinuxGuest
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        var kernelArgs = string.Join(' ', new[] { "console=ttyS0", "panic=-1", "quiet", "loglevel=4", "mitigations=off" }
+        // no_timer_check: under TCG on a busy machine the kernel's IO-APIC timer check can time out and panic the boot.
+        var kernelArgs = string.Join(' ', new[] { "console=ttyS0", "panic=-1", "quiet", "loglevel=4", "mitigations=off", "no_timer_check" }
             .Concat(options.KernelArgs));
         foreach (var arg in new[]
                  {

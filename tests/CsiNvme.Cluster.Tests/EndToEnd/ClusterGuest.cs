@@ -105,9 +105,6 @@ internal sealed class ClusterGuest : IAsyncDisposable
             MemoryMiB = 512,
             // Two CPUs: fio, the agent and the kernel's nvme-tcp work items do not queue behind each other.
             Cpus = 2,
-            // Under TCG on a busy machine the kernel's check of the IO-APIC timer can miss its ticks and panic at boot
-            // ("IO-APIC + timer doesn't work"); the timer works, the check is what fails.
-            KernelArgs = ["no_timer_check"],
             TextFiles = new Dictionary<string, string> { ["/opt/cluster.sh"] = Helpers },
             OutputLine = line => TestContext.Progress.WriteLine($"[{name}] {line}"),
         };
