@@ -20,7 +20,7 @@ public enum ManagementRole
     /// <summary>Get and list calls only.</summary>
     ReadOnly = 4,
 
-    /// <summary>A storage node of the cluster: the node-to-node agent calls.</summary>
+    /// <summary>A storage node of the cluster: the node-to-node agent calls, and listing, draining and undraining nodes.</summary>
     Node = 8,
 }
 

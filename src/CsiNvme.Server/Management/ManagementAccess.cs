@@ -6,12 +6,16 @@ namespace CsiNvme.Server.Management;
 /// The one table of which role may make which management call. <see cref="ManagementRole.Admin"/> may make every call
 /// and is not listed; a method missing here is admin-only. The csi-controller row is exactly what
 /// CsiNvme.Csi.Controller calls (ControllerService, NodeCapacity, RecordedVolume), so a stolen controller certificate
-/// cannot drain nodes, open a volume to any host or verify replicas.
+/// cannot drain nodes, open a volume to any host or verify replicas. docs/security.md has the same table for readers.
 /// </summary>
 internal static class ManagementAccess
 {
     private const ManagementRole Controller = ManagementRole.CsiController;
     private const ManagementRole Reader = ManagementRole.CsiController | ManagementRole.ReadOnly;
+
+    // A storage pod drains its own node before it stops and undrains it when back (the chart's lifecycle hooks), with
+    // the node certificate it holds anyway.
+    private const ManagementRole NodeLifecycle = ManagementRole.Node;
 
     private static readonly Dictionary<string, ManagementRole> s_methods = new(StringComparer.Ordinal)
     {
@@ -28,10 +32,12 @@ internal static class ManagementAccess
         ["/csinvme.v1.VolumeService/ListVolumes"] = Reader,
         ["/csinvme.v1.VolumeService/GetSnapshot"] = Reader,
         ["/csinvme.v1.VolumeService/ListSnapshots"] = Reader,
-        ["/csinvme.v1.NodeService/ListNodes"] = Reader,
+        ["/csinvme.v1.NodeService/ListNodes"] = Reader | NodeLifecycle,
+        ["/csinvme.v1.NodeService/DrainNode"] = NodeLifecycle,
+        ["/csinvme.v1.NodeService/UndrainNode"] = NodeLifecycle,
         ["/csinvme.v1.ServerService/GetServerInfo"] = Reader | ManagementRole.Node,
         ["/csinvme.v1.ServerService/ListPools"] = Reader,
-        // Admin only: SetAllowAnyHost, VerifyVolume, DrainNode, UndrainNode.
+        // Admin only: SetAllowAnyHost, VerifyVolume.
     };
 
     /// <summary>Every method of this service belongs to the nodes (node_agent.proto): they call each other, nobody else does.</summary>
