@@ -77,7 +77,8 @@ COPY --from=build /out/csi    /opt/csinvme/csi/
 RUN printf '#!/bin/sh\nexec dotnet /opt/csinvme/csi/csinvme-csi.dll "$@"\n' > /usr/local/bin/csinvme-csi \
  && printf '#!/bin/sh\nexec dotnet /opt/csinvme/cli/csinvme.dll "$@"\n' > /usr/local/bin/csinvme \
  && chmod 0755 /usr/local/bin/csinvme-csi /usr/local/bin/csinvme \
- && mkdir -p /var/lib/csinvme
+ && mkdir -p /var/lib/csinvme \
+ && chown 65532:65532 /var/lib/csinvme
 
 # The server's own default data directory is relative to the working directory; in the image it is always the
 # volume /var/lib/csinvme unless --data-dir is given, however the server is started (`docker run IMAGE --backend
@@ -105,16 +106,20 @@ case "$1" in
 esac
 EOF
 
-USER root
+# Non-root by default: the storage server needs no privilege for file pools on its volume. The CSI node plugin,
+# which connects NVMe/TCP controllers and mounts, runs as root by its pod's securityContext (docs/security.md).
+USER 65532:65532
 WORKDIR /var/lib/csinvme
 VOLUME /var/lib/csinvme
 
-# 4420 NVMe/TCP, 9500 management gRPC (HTTP/2 cleartext), 9501 Prometheus /metrics of the server.
+# 4420 NVMe/TCP, 9500 management gRPC, 9501 Prometheus /metrics of the server. The management API listens on
+# loopback by default (`docker exec CONTAINER csinvme ...`); to publish it, give --mgmt-listen 0.0.0.0:9500 with
+# --tls-cert, --tls-key and --tls-client-ca (docs/security.md).
 EXPOSE 4420 9500 9501
 
 ENTRYPOINT ["/usr/local/bin/csinvme-entrypoint"]
 CMD ["server", \
      "--data-dir", "/var/lib/csinvme", \
      "--nvme-listen", "0.0.0.0:4420", \
-     "--mgmt-listen", "0.0.0.0:9500", \
+     "--mgmt-listen", "127.0.0.1:9500", \
      "--metrics-listen", "0.0.0.0:9501"]

@@ -1,5 +1,8 @@
 using System.CommandLine;
 using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography;
+using CsiNvme.Api.Security;
 using CsiNvme.Api.V1;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -82,17 +85,31 @@ internal sealed class CommandSession
         Func<CommandSession, Task<int>> body)
     {
         TextWriter error = parseResult.InvocationConfiguration.Error;
-        string server = parseResult.GetValue(globals.Server) ?? GlobalOptions.DefaultServer;
+        if (!ClientSettings.TryResolve(parseResult, globals, out ClientSettings settings, out string? settingsError))
+        {
+            await error.WriteLineAsync($"csinvme: {settingsError}").ConfigureAwait(false);
+            return ExitCodes.UsageError;
+        }
+
+        string server = settings.Server;
         if (!ServerAddress.TryParse(server, out Uri uri, out string? addressError))
         {
             await error.WriteLineAsync($"csinvme: {addressError}").ConfigureAwait(false);
             return ExitCodes.UsageError;
         }
 
-        using GrpcChannel channel = GrpcChannel.ForAddress(uri, new GrpcChannelOptions
+        ManagementClientTls? tls;
+        try
         {
-            HttpHandler = new SocketsHttpHandler { ConnectTimeout = s_connectTimeout },
-        });
+            tls = settings.UsesTls ? new ManagementClientTls(settings.TlsCa!, settings.TlsCert, settings.TlsKey) : null;
+        }
+        catch (Exception e) when (e is IOException or CryptographicException or ArgumentException)
+        {
+            await error.WriteLineAsync($"csinvme: {e.Message}").ConfigureAwait(false);
+            return ExitCodes.UsageError;
+        }
+
+        using GrpcChannel channel = ManagementClientTls.CreateChannel(uri.Authority, tls, s_connectTimeout);
         var session = new CommandSession(parseResult, globals, server, channel, cancellationToken);
         try
         {
@@ -103,10 +120,28 @@ internal sealed class CommandSession
             string reason = e.StatusCode == StatusCode.DeadlineExceeded
                 ? $"no answer within {session._lastCallTimeout.TotalSeconds:0} s"
                 : Reason(e);
+            string hint = IsTlsFailure(e)
+                ? tls is null
+                    ? "Does the server use TLS? Give --tls-ca (and --tls-cert/--tls-key), or set them in the config file."
+                    : $"The server's certificate must be signed by the CA in {tls.Ca.File} and carry the role node, " +
+                      "and the server must trust the CA that signed --tls-cert."
+                : "Is the server running there? Pick another address with --server ADDR:PORT." + (tls is null ? " If it serves TLS, give --tls-ca." : "");
             await error.WriteLineAsync(
-                $"csinvme: cannot reach the storage server at {server}: {reason}.\n" +
-                "Is the server running there? Pick another address with --server ADDR:PORT.").ConfigureAwait(false);
+                $"csinvme: cannot reach the storage server at {server}: {reason}.\n{hint}").ConfigureAwait(false);
             return ExitCodes.ServerUnreachable;
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.Unauthenticated)
+        {
+            await error.WriteLineAsync(
+                $"csinvme: the server at {server} requires a client certificate" +
+                (settings.TlsCert is null ? ": give --tls-cert and --tls-key (or CSINVME_TLS_CERT/CSINVME_TLS_KEY, or tlsCert/tlsKey in the config file)." : $": {e.Status.Detail}.")).ConfigureAwait(false);
+            return ExitCodes.ServerRefused;
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.PermissionDenied)
+        {
+            await error.WriteLineAsync(
+                $"csinvme: permission denied: {e.Status.Detail}. Ask for a certificate with a role that may (see docs/security.md).").ConfigureAwait(false);
+            return ExitCodes.ServerRefused;
         }
         catch (RpcException e) when (e.StatusCode != StatusCode.Cancelled || !cancellationToken.IsCancellationRequested)
         {
@@ -118,6 +153,20 @@ internal sealed class CommandSession
             await error.WriteLineAsync($"csinvme: {message}").ConfigureAwait(false);
             return ExitCodes.ServerRefused;
         }
+    }
+
+    /// <summary>Whether the call failed in the TLS handshake (untrusted server, client certificate refused, TLS against cleartext).</summary>
+    private static bool IsTlsFailure(RpcException e)
+    {
+        for (Exception? inner = e.Status.DebugException; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is AuthenticationException)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     private static string Reason(RpcException e)

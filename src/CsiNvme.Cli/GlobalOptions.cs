@@ -9,9 +9,31 @@ internal sealed class GlobalOptions
 
     public Option<string> Server { get; } = new("--server", "-s")
     {
-        Description = "Management address of the storage server, ADDR:PORT.",
+        Description = "Management address of the storage server, ADDR:PORT (or $CSINVME_SERVER, or \"server\" in the config file).",
         HelpName = "ADDR:PORT",
         DefaultValueFactory = _ => DefaultServer,
+        Recursive = true,
+    };
+
+    public Option<string> TlsCa { get; } = new("--tls-ca")
+    {
+        Description = "PEM CA certificate that signed the server's certificate: talk TLS to the management API (or $CSINVME_TLS_CA, or " +
+                      "\"tlsCa\" in the config file $CSINVME_CONFIG, default ~/.config/csinvme/config.json).",
+        HelpName = "PATH",
+        Recursive = true,
+    };
+
+    public Option<string> TlsCert { get; } = new("--tls-cert")
+    {
+        Description = "PEM client certificate; its Common Name gives the role (admin, read-only, ...) (or $CSINVME_TLS_CERT, or \"tlsCert\").",
+        HelpName = "PATH",
+        Recursive = true,
+    };
+
+    public Option<string> TlsKey { get; } = new("--tls-key")
+    {
+        Description = "PEM private key of --tls-cert (or $CSINVME_TLS_KEY, or \"tlsKey\").",
+        HelpName = "PATH",
         Recursive = true,
     };
 

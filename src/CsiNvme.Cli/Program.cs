@@ -35,6 +35,9 @@ internal static class Program
         var root = new RootCommand("csinvme: manage the volumes, snapshots, pools and nodes of a CsiNvme storage server or cluster over its gRPC management API.")
         {
             globals.Server,
+            globals.TlsCa,
+            globals.TlsCert,
+            globals.TlsKey,
             globals.Json,
             VolumeCommands.Create(globals),
             SnapshotCommands.Create(globals),

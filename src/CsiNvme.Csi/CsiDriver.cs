@@ -1,4 +1,5 @@
 using System.Net;
+using CsiNvme.Api.Security;
 using CsiNvme.Csi.Controller;
 using CsiNvme.Csi.Hosting;
 using CsiNvme.Csi.Identity;
@@ -60,6 +61,7 @@ public sealed class CsiDriver : CsiNvme.Api.Hosting.IRunningService
         }
 
         var modules = new List<ICsiServiceModule> { new IdentityModule() };
+        ManagementClientTls? serverTls = null;
         if (options.Mode.HasFlag(DriverMode.Controller))
         {
             if (string.IsNullOrWhiteSpace(options.Server))
@@ -70,6 +72,12 @@ public sealed class CsiDriver : CsiNvme.Api.Hosting.IRunningService
             if (!StorageServerClient.IsValidAddress(options.Server))
             {
                 throw new ArgumentException($"--server '{options.Server}' is not HOST:PORT", nameof(options));
+            }
+
+            if (options.ServerTlsCa is not null)
+            {
+                // Read now: a missing or bad certificate stops the start, not the first volume.
+                serverTls = new ManagementClientTls(options.ServerTlsCa, options.ServerTlsCertificate, options.ServerTlsKey);
             }
 
             modules.Add(new ControllerModule());
@@ -104,7 +112,7 @@ public sealed class CsiDriver : CsiNvme.Api.Hosting.IRunningService
         builder.Services.AddGrpc(grpc => grpc.Interceptors.Add<CallInterceptor>());
         if (!string.IsNullOrWhiteSpace(options.Server))
         {
-            builder.Services.AddSingleton(sp => new StorageServerClient(options.Server!, options.ServerCallTimeout));
+            builder.Services.AddSingleton(sp => new StorageServerClient(options.Server!, options.ServerCallTimeout, serverTls));
         }
 
         foreach (var module in modules)

@@ -35,6 +35,17 @@ public sealed class CsiDriverOptions
     /// <summary>Management API of the storage server, "ADDR:PORT" or "HOST:PORT"; required by the controller.</summary>
     public string? Server { get; set; }
 
+    /// <summary>
+    /// CA that signed the storage server's management certificate (PEM): the controller then talks mutual TLS to
+    /// <see cref="Server"/>, presenting <see cref="ServerTlsCertificate"/> (role csi-controller: CN=csi-controller[:NAME]).
+    /// </summary>
+    public string? ServerTlsCa { get; set; }
+
+    /// <summary>The controller's client certificate (PEM), reloaded when the file changes; needs <see cref="ServerTlsKey"/>.</summary>
+    public string? ServerTlsCertificate { get; set; }
+
+    public string? ServerTlsKey { get; set; }
+
     /// <summary>Host NQN override for the node service; default derived from <see cref="NodeId"/>.</summary>
     public string? HostNqn { get; set; }
 

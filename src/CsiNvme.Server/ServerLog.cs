@@ -27,4 +27,19 @@ internal static partial class ServerLog
 
     [LoggerMessage(EventId = 31, Level = LogLevel.Information, Message = "DH-HMAC-CHAP secrets are sealed with key {KeyId} from {Path}")]
     public static partial void SecretKeyLoaded(ILogger logger, string keyId, string path);
+
+    [LoggerMessage(EventId = 40, Level = LogLevel.Information, Message = "Management call {Method} from {Peer} by {Caller} as {Role}")]
+    public static partial void ManagementCall(ILogger logger, string method, string peer, string caller, string role);
+
+    [LoggerMessage(EventId = 41, Level = LogLevel.Warning, Message = "Management call {Method} from {Peer} by {Caller} (role {Role}) refused: {Reason}")]
+    public static partial void ManagementCallRefused(ILogger logger, string method, string peer, string caller, string role, string reason);
+
+    [LoggerMessage(EventId = 42, Level = LogLevel.Information, Message = "Management API on {Endpoint} uses mutual TLS: certificate {Subject} (expires {NotAfter:u}), clients signed by {ClientCa}")]
+    public static partial void ManagementTlsEnabled(ILogger logger, string endpoint, string subject, DateTime notAfter, string clientCa);
+
+    [LoggerMessage(EventId = 43, Level = LogLevel.Warning, Message = "Management API on {Endpoint} has no TLS (--insecure): anyone who reaches it may do anything")]
+    public static partial void ManagementInsecure(ILogger logger, string endpoint);
+
+    [LoggerMessage(EventId = 44, Level = LogLevel.Warning, Message = "Management TLS handshake refused: client certificate {Subject} is not signed by the client CA")]
+    public static partial void ClientCertificateRejected(ILogger logger, string subject);
 }

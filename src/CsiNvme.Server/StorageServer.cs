@@ -116,6 +116,8 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
             throw new ArgumentException("at least one NVMe/TCP listen endpoint is required", nameof(options));
         }
 
+        ManagementTlsPolicy.Check(options);
+        var managementTls = options.ManagementTls is { } tlsFiles ? new ManagementServerTls(tlsFiles, options.IsClusterNode) : null;
         var dataDirectory = Path.GetFullPath(options.DataDirectory);
         FileStream? dataDirectoryLock = null;
         if (options.Backend != StorageBackend.Thin && options.Pools.Count > 0)
@@ -145,7 +147,12 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
         builder.Configuration.Sources.Clear();
         builder.Services.AddSingleton<IHostLifetime, EmbeddedHostLifetime>();
         ConfigureLogging(builder.Logging, options);
-        builder.Services.AddGrpc(grpc => grpc.Interceptors.Add<ErrorMappingInterceptor>());
+        builder.Services.AddGrpc(grpc =>
+        {
+            // Outermost first: nothing runs for a caller that may not make the call.
+            grpc.Interceptors.Add<RoleAuthorizationInterceptor>();
+            grpc.Interceptors.Add<ErrorMappingInterceptor>();
+        });
         builder.Services.AddSingleton(_ => server ?? throw new InvalidOperationException("server not constructed"));
         builder.Services.AddSingleton(sp => sp.GetRequiredService<StorageServer>().Catalog);
         builder.Services.AddSingleton(sp => sp.GetRequiredService<StorageServer>().Nodes);
@@ -155,9 +162,10 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
             kestrel.AddServerHeader = false;
             kestrel.Listen(options.ManagementListen, listen =>
             {
-                // gRPC over cleartext HTTP/2 (h2c): only prior-knowledge HTTP/2 on this port.
+                // gRPC over HTTP/2 only: with TLS negotiated by ALPN, without it prior-knowledge cleartext HTTP/2 (h2c).
                 listen.Protocols = HttpProtocols.Http2;
                 listen.Use(ListenerRoles.Tag(ListenerRole.Management));
+                managementTls?.Apply(listen);
                 managementListen = listen;
             });
             kestrel.Listen(options.MetricsListen, listen =>
@@ -171,6 +179,7 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
         var app = builder.Build();
         var loggerFactory = app.Services.GetRequiredService<ILoggerFactory>();
         var logger = loggerFactory.CreateLogger<StorageServer>();
+        managementTls?.UseLogger(logger);
         app.Use(RouteByListener);
         app.MapGrpcService<VolumeGrpcService>();
         app.MapGrpcService<ServerGrpcService>();
@@ -247,7 +256,7 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
                     Replication = new ReplicationOptions { RecordTimeout = options.ReplicaRecordTimeout },
                     Rebuild = new RebuildOptions { BytesPerSecond = options.RebuildBytesPerSecond },
                 };
-                node = new ClusterNode(etcd, local, ordinal, clusterOptions, new NodeAgentClients(clusterOptions.AgentCallTimeout), loggerFactory);
+                node = new ClusterNode(etcd, local, ordinal, clusterOptions, new NodeAgentClients(clusterOptions.AgentCallTimeout, managementTls?.NodeChannelFactory), loggerFactory);
                 var clusterCatalog = new ClusterCatalog(node, loggerFactory.CreateLogger<ClusterCatalog>());
                 (catalog, nodes) = (clusterCatalog, clusterCatalog);
                 metrics.ObserveCluster(node);
@@ -270,6 +279,16 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
             server.ManagementEndpoint = managementListen!.IPEndPoint!;
             server.MetricsEndpoint = metricsListen!.IPEndPoint!;
             server.StartedAt = DateTimeOffset.UtcNow;
+            if (managementTls is not null)
+            {
+                var certificate = managementTls.Certificate.Current;
+                ServerLog.ManagementTlsEnabled(logger, server.ManagementEndpoint.ToString(), certificate.Subject, certificate.NotAfter.ToUniversalTime(), managementTls.ClientCa.File);
+            }
+            else if (!IPAddress.IsLoopback(server.ManagementEndpoint.Address))
+            {
+                ServerLog.ManagementInsecure(logger, server.ManagementEndpoint.ToString());
+            }
+
             if (node is not null)
             {
                 var management = AdvertisedEndpoints.For([server.ManagementEndpoint], options.AdvertiseAddresses, AdvertisedEndpoints.HostIPv4Addresses).First();

@@ -21,6 +21,12 @@ public enum StorageBackend
     Thin,
 }
 
+/// <summary>PEM files of the management API's mutual TLS (--tls-cert, --tls-key, --tls-client-ca).</summary>
+/// <param name="CertificateFile">The server's certificate; in a cluster also the node's client certificate towards the
+/// other nodes, so its Common Name must carry the role node (CN=node or CN=node:NAME).</param>
+/// <param name="ClientCaFile">The CA that signs the clients (and, in a cluster, the other nodes).</param>
+public sealed record ManagementTlsFiles(string CertificateFile, string KeyFile, string ClientCaFile);
+
 public sealed class StorageServerOptions
 {
     public const int DefaultNvmePort = 4420;
@@ -38,8 +44,17 @@ public sealed class StorageServerOptions
     /// </summary>
     public List<IPAddress> AdvertiseAddresses { get; set; } = [];
 
-    /// <summary>gRPC management API (HTTP/2 without TLS).</summary>
+    /// <summary>gRPC management API: HTTP/2, over mutual TLS when <see cref="ManagementTls"/> is set.</summary>
     public IPEndPoint ManagementListen { get; set; } = new(IPAddress.Loopback, DefaultManagementPort);
+
+    /// <summary>
+    /// Mutual TLS on the management API; required when <see cref="ManagementListen"/> is not a loopback address,
+    /// unless <see cref="Insecure"/>.
+    /// </summary>
+    public ManagementTlsFiles? ManagementTls { get; set; }
+
+    /// <summary>Serve the management API without TLS on a non-loopback address (--insecure): anyone who reaches the port may do anything.</summary>
+    public bool Insecure { get; set; }
 
     /// <summary>Prometheus /metrics (HTTP/1.1).</summary>
     public IPEndPoint MetricsListen { get; set; } = new(IPAddress.Loopback, DefaultMetricsPort);

@@ -1,4 +1,5 @@
 using System.Net;
+using CsiNvme.Api.Security;
 using CsiNvme.Api.V1;
 using CsiNvme.Server;
 using CsiNvme.TestSupport;
@@ -16,19 +17,31 @@ internal sealed class InProcessCluster : IAsyncDisposable
     private readonly TempDirectory _root = new("csinvme-cluster");
     private readonly List<GrpcChannel> _channels = new();
 
-    private InProcessCluster(EtcdServer etcd)
+    private InProcessCluster(EtcdServer etcd, bool mutualTls)
     {
         Etcd = etcd;
+        if (mutualTls)
+        {
+            Certificates = new TestCertificates(_root.Combine("tls"));
+            var admin = Certificates.Issue("admin:test");
+            _admin = new ManagementClientTls(Certificates.CaFile, admin.CertificateFile, admin.KeyFile);
+        }
     }
+
+    private readonly ManagementClientTls? _admin;
 
     public EtcdServer Etcd { get; }
 
+    /// <summary>The cluster's CA when its management listeners use mutual TLS; each node holds a node:NAME certificate.</summary>
+    public TestCertificates? Certificates { get; }
+
     public Dictionary<string, StorageServer?> Nodes { get; } = new(StringComparer.Ordinal);
 
-    public static async Task<InProcessCluster> StartAsync(int nodes, TimeSpan? leaseTtl = null)
+    /// <param name="mutualTls">Management listeners with mutual TLS: the nodes call each other with their node certificates, the tests as admin.</param>
+    public static async Task<InProcessCluster> StartAsync(int nodes, TimeSpan? leaseTtl = null, bool mutualTls = false)
     {
         EtcdServer.Require();
-        var cluster = new InProcessCluster(await EtcdServer.StartAsync());
+        var cluster = new InProcessCluster(await EtcdServer.StartAsync(), mutualTls);
         for (var i = 0; i < nodes; i++)
         {
             await cluster.StartNodeAsync($"node-{(char)('a' + i)}", leaseTtl);
@@ -50,7 +63,14 @@ internal sealed class InProcessCluster : IAsyncDisposable
         LeaseTtl = leaseTtl ?? TimeSpan.FromSeconds(2),
         LogLevel = LogLevel.Information,
         ConfigureLogging = logging => logging.AddProvider(new ProgressLoggerProvider(name)),
+        ManagementTls = Certificates is null ? null : NodeTls(name),
     };
+
+    private ManagementTlsFiles NodeTls(string name)
+    {
+        var pair = Certificates!.Issue($"node:{name}");
+        return new ManagementTlsFiles(pair.CertificateFile, pair.KeyFile, Certificates.CaFile);
+    }
 
     public async Task<StorageServer> StartNodeAsync(string name, TimeSpan? leaseTtl = null)
     {
@@ -76,7 +96,7 @@ internal sealed class InProcessCluster : IAsyncDisposable
 
     private GrpcChannel Channel(string name)
     {
-        var channel = GrpcChannel.ForAddress($"http://{Node(name).ManagementEndpoint}");
+        var channel = ManagementClientTls.CreateChannel(Node(name).ManagementEndpoint.ToString(), _admin);
         _channels.Add(channel);
         return channel;
     }

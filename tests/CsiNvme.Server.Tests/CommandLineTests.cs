@@ -36,6 +36,15 @@ public sealed class CommandLineTests
     }
 
     [Test]
+    public void InsecureAllowsAManagementListenerWithoutTls()
+    {
+        var result = ServerCommandLine.Parse(["--mgmt-listen", "0.0.0.0:9500", "--insecure"]);
+
+        Assert.That(result.Errors, Is.Empty);
+        Assert.That((result.Options!.Insecure, result.Options.ManagementTls), Is.EqualTo((true, (ManagementTlsFiles?)null)));
+    }
+
+    [Test]
     public void EveryOptionIsParsed()
     {
         var result = ServerCommandLine.Parse(
@@ -44,6 +53,9 @@ public sealed class CommandLineTests
             "--nvme-listen", "0.0.0.0:4420",
             "--nvme-listen", "[::1]:4421",
             "--mgmt-listen", "[::]:9600",
+            "--tls-cert", "/etc/csinvme/tls/tls.crt",
+            "--tls-key", "/etc/csinvme/tls/tls.key",
+            "--tls-client-ca", "/etc/csinvme/tls/ca.crt",
             "--metrics-listen", "10.0.0.5:0",
             "--backend", "THIN",
             "--pool", "/srv/fast.img,10GiB",
@@ -68,6 +80,8 @@ public sealed class CommandLineTests
             Assert.That(options.DataDirectory, Is.EqualTo("/var/lib/csinvme"));
             Assert.That(options.NvmeListen, Is.EqualTo(new[] { new IPEndPoint(IPAddress.Any, 4420), new IPEndPoint(IPAddress.IPv6Loopback, 4421) }));
             Assert.That(options.ManagementListen, Is.EqualTo(new IPEndPoint(IPAddress.IPv6Any, 9600)));
+            Assert.That(options.ManagementTls, Is.EqualTo(new ManagementTlsFiles("/etc/csinvme/tls/tls.crt", "/etc/csinvme/tls/tls.key", "/etc/csinvme/tls/ca.crt")));
+            Assert.That(options.Insecure, Is.False);
             Assert.That(options.MetricsListen, Is.EqualTo(new IPEndPoint(IPAddress.Parse("10.0.0.5"), 0)));
             Assert.That(options.Backend, Is.EqualTo(StorageBackend.Thin));
             Assert.That(options.Pools, Is.EqualTo(new[]
@@ -104,6 +118,9 @@ public sealed class CommandLineTests
     [TestCase(new[] { "--nvme-listen", "[127.0.0.1]:4420" }, "not an IPv6 address")]
     [TestCase(new[] { "--mgmt-listen", "1.2.3:80" }, "not an IP address")]
     [TestCase(new[] { "--metrics-listen", ":9501" }, "ADDR:PORT")]
+    [TestCase(new[] { "--mgmt-listen", "0.0.0.0:9500" }, "not a loopback address: give --tls-cert, --tls-key and --tls-client-ca")]
+    [TestCase(new[] { "--mgmt-listen", "10.1.2.3:9500", "--tls-cert", "c.pem", "--tls-key", "k.pem" }, "go together")]
+    [TestCase(new[] { "--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-client-ca", "ca.pem", "--insecure" }, "--insecure contradicts")]
     [TestCase(new[] { "--backend", "ceph" }, "thin, file, memory")]
     [TestCase(new[] { "--pool", "/srv/p.img,12XB" }, "invalid size")]
     [TestCase(new[] { "--pool", "/srv/p.img,0" }, "invalid size")]

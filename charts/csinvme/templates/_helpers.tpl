@@ -403,3 +403,44 @@ lifecycle:
             echo "preStop: drain of node $POD_NAME did not finish (exit $?); stopping anyway" >"$log"
           fi
 {{- end }}
+
+{{/*
+"true" when the management API uses mutual TLS: tls.enabled and a listen address that is not loopback (the server
+needs no TLS on loopback, and refuses a non-loopback address without it unless --insecure).
+*/}}
+{{- define "csinvme.tls" -}}
+{{- if and .Values.tls.enabled (not (has .Values.server.listenAddress (list "127.0.0.1" "::1"))) }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when the server must be told --insecure: TLS turned off on a non-loopback listen address.
+*/}}
+{{- define "csinvme.insecure" -}}
+{{- if and (not .Values.tls.enabled) (not (has .Values.server.listenAddress (list "127.0.0.1" "::1"))) }}true{{ end }}
+{{- end }}
+
+{{/*
+Secrets of the management API's certificates (tls.crt, tls.key, ca.crt), by role. Called with (list $ role).
+*/}}
+{{- define "csinvme.tlsSecret" -}}
+{{- $root := index . 0 }}
+{{- printf "%s-%s-tls" (include "csinvme.fullname" $root) (index . 1) }}
+{{- end }}
+
+{{/*
+Where the pods mount their certificate Secret.
+*/}}
+{{- define "csinvme.tlsDir" -}}
+/etc/csinvme/tls
+{{- end }}
+
+{{/*
+DNS names of the storage server's certificate. Clients check the CA and the role node, not the name (nodes dial pod
+IPs), but the names keep the certificate usable by ordinary TLS clients too.
+*/}}
+{{- define "csinvme.serverDnsNames" -}}
+{{- $svc := include "csinvme.server.fullname" . }}
+{{- $ns := .Release.Namespace }}
+{{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "*.%s.%s.svc" (include "csinvme.server.headless" .) $ns) "localhost" }}
+{{- toJson $names }}
+{{- end }}

@@ -1,3 +1,4 @@
+using CsiNvme.Api.Security;
 using CsiNvme.Api.V1;
 using Grpc.Core;
 using Grpc.Net.Client;
@@ -11,12 +12,12 @@ public sealed class StorageServerClient : IDisposable
     private readonly TimeSpan _callTimeout;
 
     /// <param name="address">"ADDR:PORT", "HOST:PORT" or a full "http://..." URI of the management API.</param>
-    public StorageServerClient(string address, TimeSpan callTimeout)
+    /// <param name="tls">Mutual TLS to the management API (the controller's csi-controller certificate); null: cleartext.</param>
+    public StorageServerClient(string address, TimeSpan callTimeout, ManagementClientTls? tls = null)
     {
         Address = address;
         _callTimeout = callTimeout;
-        var uri = address.Contains("://", StringComparison.Ordinal) ? address : $"http://{address}";
-        _channel = GrpcChannel.ForAddress(uri);
+        _channel = ManagementClientTls.CreateChannel(address, tls);
         Volumes = new VolumeService.VolumeServiceClient(_channel);
         Server = new ServerService.ServerServiceClient(_channel);
         Nodes = new NodeService.NodeServiceClient(_channel);

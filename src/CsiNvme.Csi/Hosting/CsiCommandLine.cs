@@ -37,6 +37,25 @@ public static class CsiCommandLine
             Description = "Management API of the storage server, ADDR:PORT; required in controller and all modes.",
             HelpName = "ADDR:PORT",
         };
+        var serverTlsCa = new Option<string?>("--server-tls-ca")
+        {
+            Description = "PEM CA of the storage server's management certificate: talk mutual TLS to --server (default $CSINVME_TLS_CA).",
+            HelpName = "PATH",
+            DefaultValueFactory = _ => Environment.GetEnvironmentVariable("CSINVME_TLS_CA"),
+        };
+        var serverTlsCert = new Option<string?>("--server-tls-cert")
+        {
+            Description = "PEM client certificate presented to the management API, role csi-controller (CN=csi-controller[:NAME]) " +
+                          "(default $CSINVME_TLS_CERT). Reloaded when the file changes.",
+            HelpName = "PATH",
+            DefaultValueFactory = _ => Environment.GetEnvironmentVariable("CSINVME_TLS_CERT"),
+        };
+        var serverTlsKey = new Option<string?>("--server-tls-key")
+        {
+            Description = "PEM private key of --server-tls-cert (default $CSINVME_TLS_KEY).",
+            HelpName = "PATH",
+            DefaultValueFactory = _ => Environment.GetEnvironmentVariable("CSINVME_TLS_KEY"),
+        };
         var hostNqn = new Option<string?>("--host-nqn")
         {
             Description = "NVMe host NQN of this node (node mode); derived from --node-id by default.",
@@ -90,6 +109,9 @@ public static class CsiCommandLine
             endpoint,
             nodeId,
             server,
+            serverTlsCa,
+            serverTlsCert,
+            serverTlsKey,
             hostNqn,
             topology,
             metricsListen,
@@ -120,6 +142,9 @@ public static class CsiCommandLine
             Endpoint = parse.GetValue(endpoint)!,
             NodeId = NullIfBlank(parse.GetValue(nodeId)),
             Server = NullIfBlank(parse.GetValue(server)),
+            ServerTlsCa = NullIfBlank(parse.GetValue(serverTlsCa)),
+            ServerTlsCertificate = NullIfBlank(parse.GetValue(serverTlsCert)),
+            ServerTlsKey = NullIfBlank(parse.GetValue(serverTlsKey)),
             HostNqn = NullIfBlank(parse.GetValue(hostNqn)),
         };
 
@@ -152,6 +177,15 @@ public static class CsiCommandLine
         if (options.Server is not null && !Controller.StorageServerClient.IsValidAddress(options.Server))
         {
             errors.Add($"--server '{options.Server}' is not ADDR:PORT");
+        }
+
+        if ((options.ServerTlsCertificate is null) != (options.ServerTlsKey is null))
+        {
+            errors.Add("--server-tls-cert and --server-tls-key go together");
+        }
+        else if (options.ServerTlsCertificate is not null && options.ServerTlsCa is null)
+        {
+            errors.Add("--server-tls-cert needs --server-tls-ca, the CA that signed the storage server's certificate");
         }
 
         if (options.Mode.HasFlag(DriverMode.Node) && options.NodeId is null)

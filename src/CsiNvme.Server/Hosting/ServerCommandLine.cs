@@ -46,7 +46,32 @@ public static class ServerCommandLine
             AllowMultipleArgumentsPerToken = false,
             CustomParser = result => result.Tokens.Select(t => ParseAddressOrError(result, t.Value)).ToArray(),
         };
-        var mgmtListen = EndpointOption("--mgmt-listen", "Management gRPC listen address (HTTP/2 cleartext).", StorageServerOptions.DefaultManagementPort);
+        var mgmtListen = EndpointOption(
+            "--mgmt-listen",
+            "Management gRPC listen address (HTTP/2). Anything but a loopback address needs mutual TLS (--tls-cert, --tls-key, --tls-client-ca) or --insecure.",
+            StorageServerOptions.DefaultManagementPort);
+        var tlsCert = new Option<string>("--tls-cert")
+        {
+            Description = "PEM certificate of the management API (mutual TLS). In a cluster it is also this node's client certificate towards the other " +
+                          "nodes, so its Common Name must be node or node:NAME. Reloaded when the file changes. Needs --tls-key and --tls-client-ca.",
+            HelpName = "PATH",
+        };
+        var tlsKey = new Option<string>("--tls-key")
+        {
+            Description = "PEM private key of --tls-cert.",
+            HelpName = "PATH",
+        };
+        var tlsClientCa = new Option<string>("--tls-client-ca")
+        {
+            Description = "PEM CA certificate(s) that sign the clients: every call needs a client certificate they signed, whose Common Name " +
+                          "(ROLE or ROLE:NAME) gives its role: admin, csi-controller, read-only or node. In a cluster, the other nodes' " +
+                          "certificates must chain to it too.",
+            HelpName = "PATH",
+        };
+        var insecure = new Option<bool>("--insecure")
+        {
+            Description = "Serve the management API without TLS on a non-loopback --mgmt-listen: anyone who reaches the port may do anything.",
+        };
         var metricsListen = EndpointOption("--metrics-listen", "Prometheus /metrics listen address (HTTP/1.1).", StorageServerOptions.DefaultMetricsPort);
         var backend = new Option<StorageBackend>("--backend")
         {
@@ -200,6 +225,10 @@ public static class ServerCommandLine
             nvmeListen,
             advertise,
             mgmtListen,
+            tlsCert,
+            tlsKey,
+            tlsClientCa,
+            insecure,
             metricsListen,
             backend,
             pools,
@@ -232,6 +261,7 @@ public static class ServerCommandLine
             NvmeListen = [.. parse.GetValue(nvmeListen)!],
             AdvertiseAddresses = [.. parse.GetValue(advertise) ?? []],
             ManagementListen = parse.GetValue(mgmtListen)!,
+            Insecure = parse.GetValue(insecure),
             MetricsListen = parse.GetValue(metricsListen)!,
             Backend = parse.GetValue(backend),
             Pools = [.. parse.GetValue(pools) ?? []],
@@ -250,6 +280,31 @@ public static class ServerCommandLine
             RebuildBytesPerSecond = parse.GetValue(rebuildRate),
             ReplicaRecordTimeout = TimeSpan.FromSeconds(parse.GetValue(recordTimeout)),
         };
+
+        var tlsFiles = new[] { parse.GetValue(tlsCert), parse.GetValue(tlsKey), parse.GetValue(tlsClientCa) };
+        if (tlsFiles.Any(f => f is not null))
+        {
+            if (tlsFiles.Any(string.IsNullOrWhiteSpace))
+            {
+                return new ServerCommandLineResult(null, ["--tls-cert, --tls-key and --tls-client-ca go together: mutual TLS needs the server's certificate, its key and the CA of the clients"], parse);
+            }
+
+            if (options.Insecure)
+            {
+                return new ServerCommandLineResult(null, ["--insecure contradicts --tls-cert: give one or the other"], parse);
+            }
+
+            options.ManagementTls = new ManagementTlsFiles(tlsFiles[0]!, tlsFiles[1]!, tlsFiles[2]!);
+        }
+
+        if (options.ManagementTls is null && !options.Insecure && !IPAddress.IsLoopback(options.ManagementListen.Address))
+        {
+            return new ServerCommandLineResult(
+                null,
+                [$"--mgmt-listen {options.ManagementListen} is not a loopback address: give --tls-cert, --tls-key and --tls-client-ca (mutual TLS, see docs/security.md), " +
+                 "or --insecure to serve the management API there without TLS, open to anyone who reaches the port"],
+                parse);
+        }
 
         if (options.IsClusterNode)
         {

@@ -84,6 +84,8 @@ public static class Manifests
         ["snapshot.storage.k8s.io/v1/VolumeSnapshotClass"] = typeof(VolumeSnapshotClass),
         ["snapshot.storage.k8s.io/v1/VolumeSnapshot"] = typeof(VolumeSnapshot),
         ["monitoring.coreos.com/v1/ServiceMonitor"] = typeof(CustomObject),
+        ["cert-manager.io/v1/Certificate"] = typeof(CustomObject),
+        ["cert-manager.io/v1/Issuer"] = typeof(CustomObject),
         ["kubevirt.io/v1/VirtualMachine"] = typeof(CustomObject),
         ["kubevirt.io/v1/VirtualMachineInstanceMigration"] = typeof(CustomObject),
     };
