@@ -4,13 +4,18 @@ using CsiNvme.Cli.Output;
 
 namespace CsiNvme.Cli;
 
-/// <summary><c>csinvme host allow|deny</c>: which host NQNs may connect to a volume.</summary>
+/// <summary>
+/// <c>csinvme host allow|deny</c>: which host NQNs may connect to a volume; <c>csinvme host set-secret|clear-secret</c>:
+/// whether a host must also prove a DH-HMAC-CHAP secret.
+/// </summary>
 internal static class HostCommands
 {
     public static Command Create(GlobalOptions globals) => new("host", "Control which hosts (by host NQN) may connect to a volume.")
     {
         AccessCommand(globals, "allow", "Add a host NQN to a volume's allowed hosts.", allow: true),
         AccessCommand(globals, "deny", "Remove a host NQN from a volume's allowed hosts; its connections are closed.", allow: false),
+        SetSecretCommand(globals),
+        ClearSecretCommand(globals),
     };
 
     private static Command AccessCommand(GlobalOptions globals, string verb, string description, bool allow)
@@ -33,4 +38,86 @@ internal static class HostCommands
         }));
         return command;
     }
+
+    private static Command SetSecretCommand(GlobalOptions globals)
+    {
+        var name = new Argument<string>("NAME") { Description = "Volume name." };
+        var hostNqn = new Argument<string>("HOSTNQN") { Description = "Host NQN, as in /etc/nvme/hostnqn on the host." };
+        // Files, not values: a secret on the command line is visible to every user of the machine (ps, shell history).
+        var secretFile = new Option<string>("--secret-file")
+        {
+            Description = "File holding the host's secret in DHHC-1 form (nvme gen-dhchap-key); - reads it from standard input.",
+            HelpName = "PATH",
+            Required = true,
+        };
+        var ctrlSecretFile = new Option<string>("--ctrl-secret-file")
+        {
+            Description = "File holding a controller secret (DHHC-1): the host may then authenticate the volume too (bidirectional).",
+            HelpName = "PATH",
+        };
+        var hash = new Option<string>("--hash") { Description = "sha256 (default), sha384 or sha512.", HelpName = "HASH" };
+        hash.AcceptOnlyFromAmong("sha256", "sha384", "sha512");
+        var dhGroup = new Option<string>("--dh-group")
+        {
+            Description = "Diffie-Hellman group: ffdhe2048 (default), null (none), ffdhe3072, ffdhe4096, ffdhe6144 or ffdhe8192.",
+            HelpName = "GROUP",
+        };
+        dhGroup.AcceptOnlyFromAmong("null", "ffdhe2048", "ffdhe3072", "ffdhe4096", "ffdhe6144", "ffdhe8192");
+        var command = new Command(
+            "set-secret",
+            "Require DH-HMAC-CHAP of a host on a volume (or replace its secrets: rotation). The host must still be allowed. " +
+            "Connected hosts keep their queues until they re-authenticate or reconnect.")
+        {
+            name, hostNqn, secretFile, ctrlSecretFile, hash, dhGroup,
+        };
+        command.SetAction((parseResult, ct) => CommandSession.RunAsync(parseResult, globals, ct, async session =>
+        {
+            string secret;
+            string ctrlSecret;
+            try
+            {
+                secret = await ReadSecretAsync(parseResult.GetRequiredValue(secretFile), session.CancellationToken);
+                ctrlSecret = parseResult.GetValue(ctrlSecretFile) is { } ctrlPath ? await ReadSecretAsync(ctrlPath, session.CancellationToken) : string.Empty;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                await session.Error.WriteLineAsync($"csinvme: cannot read a secret file: {e.Message}");
+                return ExitCodes.UsageError;
+            }
+
+            var volume = await session.Volumes.SetHostSecretAsync(new SetHostSecretRequest
+            {
+                Name = parseResult.GetRequiredValue(name),
+                HostNqn = parseResult.GetRequiredValue(hostNqn),
+                Secret = secret,
+                CtrlSecret = ctrlSecret,
+                Hash = parseResult.GetValue(hash) ?? string.Empty,
+                DhGroup = parseResult.GetValue(dhGroup) ?? string.Empty,
+            }, session.Call);
+            VolumePrinter.WriteDetails(session, volume);
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+
+    private static Command ClearSecretCommand(GlobalOptions globals)
+    {
+        var name = new Argument<string>("NAME") { Description = "Volume name." };
+        var hostNqn = new Argument<string>("HOSTNQN") { Description = "Host NQN." };
+        var command = new Command("clear-secret", "Let a host in on its NQN alone again (no DH-HMAC-CHAP).") { name, hostNqn };
+        command.SetAction((parseResult, ct) => CommandSession.RunAsync(parseResult, globals, ct, async session =>
+        {
+            var volume = await session.Volumes.ClearHostSecretAsync(new HostAccessRequest
+            {
+                Name = parseResult.GetRequiredValue(name),
+                HostNqn = parseResult.GetRequiredValue(hostNqn),
+            }, session.Call);
+            VolumePrinter.WriteDetails(session, volume);
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+
+    private static async Task<string> ReadSecretAsync(string path, CancellationToken cancellationToken) =>
+        (path == "-" ? await Console.In.ReadToEndAsync(cancellationToken) : await File.ReadAllTextAsync(path, cancellationToken)).Trim();
 }

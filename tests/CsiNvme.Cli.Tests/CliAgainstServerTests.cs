@@ -152,6 +152,38 @@ public sealed class CliAgainstServerTests
     }
 
     [Test]
+    public async Task HostSetSecretAndClearSecretNeverPrintTheSecret()
+    {
+        Assert.That((await Csinvme("volume", "create", "locked", "--size", "64MiB", "--allow-host", HostA)).ExitCode, Is.Zero);
+        string secret = CsiNvme.Protocol.Authentication.DhchapSecret.Generate(CsiNvme.Protocol.Authentication.DhchapHash.Sha256).Format();
+        string ctrlSecret = CsiNvme.Protocol.Authentication.DhchapSecret.Generate(null).Format();
+        string secretFile = Path.Combine(_dataDirectory.Path, "host.key");
+        string ctrlFile = Path.Combine(_dataDirectory.Path, "ctrl.key");
+        await File.WriteAllTextAsync(secretFile, secret + "\n");
+        await File.WriteAllTextAsync(ctrlFile, ctrlSecret + "\n");
+
+        CliRun set = await Csinvme("host", "set-secret", "locked", HostA, "--secret-file", secretFile, "--ctrl-secret-file", ctrlFile,
+            "--hash", "sha384", "--dh-group", "ffdhe3072");
+        Assert.That(set.ExitCode, Is.Zero, set.ToString());
+        Assert.That(set.Stdout, Does.Contain($"Authentication:").And.Contain($"{HostA} (DH-HMAC-CHAP sha384/ffdhe3072, bidirectional)"));
+
+        CliRun get = await Csinvme("volume", "get", "locked", "--json");
+        Assert.That(get.ToString() + set, Does.Not.Contain(secret[10..40]).And.Not.Contain(ctrlSecret[10..40]), "no secret is ever printed");
+
+        CliRun badGroup = await Csinvme("host", "set-secret", "locked", HostA, "--secret-file", secretFile, "--dh-group", "ffdhe1024");
+        Assert.That(badGroup.ExitCode, Is.EqualTo(2), badGroup.ToString());
+
+        await File.WriteAllTextAsync(secretFile, "DHHC-1:00:bm90LWEta2V5:\n");
+        CliRun malformed = await Csinvme("host", "set-secret", "locked", HostA, "--secret-file", secretFile);
+        Assert.That(malformed.ExitCode, Is.EqualTo(1), malformed.ToString());
+        Assert.That(malformed.Stderr, Does.Contain("invalid argument").And.Not.Contain("bm90LWEta2V5"));
+
+        CliRun cleared = await Csinvme("host", "clear-secret", "locked", HostA);
+        Assert.That(cleared.ExitCode, Is.Zero, cleared.ToString());
+        Assert.That(cleared.Stdout, Does.Match(@"Authentication:\s+-"));
+    }
+
+    [Test]
     public async Task AMissingVolumeIsAServerRefusal()
     {
         foreach (string[] args in new[]

@@ -26,6 +26,7 @@ internal static class VolumePrinter
             ("NGUID", volume.Nguid),
             ("UUID", volume.Uuid),
             ("Allowed hosts", HostsSummary(volume, separator: ", ")),
+            ("Authentication", AuthenticationSummary(volume)),
             ("Listening on", JoinOrDash(volume.ListenAddresses, ", ")),
             ("Connected hosts", JoinOrDash(volume.ConnectedHosts, ", ")),
             ("Backend", OrDash(volume.Backend)),
@@ -148,6 +149,12 @@ internal static class VolumePrinter
 
         table.WriteTo(session.Out);
     }
+
+    /// <summary>"HOSTNQN (DH-HMAC-CHAP sha256/ffdhe2048, bidirectional)" per host that must authenticate; never a secret.</summary>
+    private static string AuthenticationSummary(Volume volume) =>
+        JoinOrDash(volume.Authentication.Select(a =>
+            $"{a.HostNqn} (DH-HMAC-CHAP {a.Hash}/{a.DhGroup}{(a.Bidirectional ? ", bidirectional" : "")}" +
+            $"{(a.Problem.Length > 0 ? ", locked out: " + a.Problem : "")})"), ", ");
 
     private static string HostsSummary(Volume volume, string separator) =>
         volume.AllowAnyHost ? "any" : JoinOrDash(volume.AllowedHosts, separator);

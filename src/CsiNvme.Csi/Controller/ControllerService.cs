@@ -1,6 +1,7 @@
 using System.Globalization;
 using Csi.V1;
 using CsiNvme.Api;
+using CsiNvme.Csi.Authentication;
 using CsiNvme.Csi.Hosting;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
@@ -286,6 +287,17 @@ internal sealed class ControllerService(
             throw Invalid("readonly publishing is not supported (no PUBLISH_READONLY capability)");
         }
 
+        DhchapCsiSecrets? dhchap;
+        try
+        {
+            // The StorageClass's csi.storage.k8s.io/controller-publish-secret-*: the node must authenticate with them.
+            dhchap = DhchapCsiSecrets.From(request.Secrets);
+        }
+        catch (FormatException e)
+        {
+            throw Invalid(e.Message);
+        }
+
         var ct = context.CancellationToken;
         using var held = await locks.AcquireAsync(id, ct);
         var volume = await GetVolumeOrNotFound(id, ct);
@@ -313,6 +325,22 @@ internal sealed class ControllerService(
                 StatusCode.FailedPrecondition,
                 $"volume {id} is published to {string.Join(", ", others)} and access mode {mode} allows a single node" +
                 (recorded.IsSingleNodeOnly ? $" (the volume was created for {string.Join(", ", recorded.Capabilities)})" : "")));
+        }
+
+        if (dhchap is not null)
+        {
+            // Before the host is allowed, so there is no moment in which its NQN alone lets it in. Set on every publish:
+            // the Secret may have changed since (rotation), and setting the same secrets again changes nothing.
+            volume = await storage.Volumes.SetHostSecretAsync(new Mgmt.SetHostSecretRequest
+            {
+                Name = id,
+                HostNqn = request.NodeId,
+                Secret = dhchap.HostSecret,
+                CtrlSecret = dhchap.CtrlSecret,
+                Hash = dhchap.Hash,
+                DhGroup = dhchap.DhGroup,
+            }, storage.Call(ct));
+            CsiLog.HostSecretSet(logger, id, request.NodeId, dhchap.IsBidirectional ? "bidirectional" : "host");
         }
 
         // Already published to this node: the same answer whatever the capability, as a publication is only the
@@ -356,6 +384,13 @@ internal sealed class ControllerService(
                 // The server also tears down that host's live controllers.
                 await storage.Volumes.DenyHostAsync(new Mgmt.HostAccessRequest { Name = id, HostNqn = node }, storage.Call(ct));
                 CsiLog.VolumeUnpublished(logger, id, node);
+            }
+
+            // A node no longer published keeps no secrets on the volume (denied first: it is out either way).
+            foreach (var node in nodes.Where(n => volume.Authentication.Any(a => a.HostNqn == n)))
+            {
+                await storage.Volumes.ClearHostSecretAsync(new Mgmt.HostAccessRequest { Name = id, HostNqn = node }, storage.Call(ct));
+                CsiLog.HostSecretCleared(logger, id, node);
             }
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)

@@ -46,6 +46,12 @@ internal static partial class CsiLog
     [LoggerMessage(EventId = 26, Level = LogLevel.Information, Message = "Deleted snapshot {Snapshot}")]
     public static partial void SnapshotDeleted(ILogger logger, string snapshot);
 
+    [LoggerMessage(EventId = 27, Level = LogLevel.Information, Message = "Volume {Volume} requires DH-HMAC-CHAP of node {Node} ({Mode})")]
+    public static partial void HostSecretSet(ILogger logger, string volume, string node, string mode);
+
+    [LoggerMessage(EventId = 28, Level = LogLevel.Information, Message = "Volume {Volume} no longer holds DH-HMAC-CHAP secrets of node {Node}")]
+    public static partial void HostSecretCleared(ILogger logger, string volume, string node);
+
     [LoggerMessage(EventId = 30, Level = LogLevel.Warning, Message = "Probe: storage server {Server} did not answer: {Detail}")]
     public static partial void ProbeFailed(ILogger logger, string server, string detail);
 }

@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Net;
 using System.Text;
+using System.Text.Json.Serialization;
+using CsiNvme.Csi.Authentication;
 
 namespace CsiNvme.Csi.Node;
 
@@ -104,6 +106,13 @@ public sealed record FabricsConnectSettings
     /// NVMe/TCP host, so every kernel that can connect at all accepts it.
     /// </summary>
     public bool DisableSqFlow { get; init; } = true;
+
+    /// <summary>
+    /// DH-HMAC-CHAP credentials from NodeStageVolume's secrets, or null. Never written to the node's state directory:
+    /// after a restart the path keeper reads them back from a live controller's sysfs, where the kernel keeps them.
+    /// </summary>
+    [JsonIgnore]
+    public DhchapCsiSecrets? Dhchap { get; init; }
 
     /// <summary>The documented defaults, used where neither the volume_context nor a node flag sets a key.</summary>
     public static FabricsConnectSettings Default { get; } = new();
@@ -219,6 +228,16 @@ public sealed record FabricsConnectSettings
         if (DisableSqFlow)
         {
             text.Append(",disable_sqflow");
+        }
+
+        if (Dhchap is { } dhchap)
+        {
+            // fabrics.c, nvmf_parse_options: the kernel authenticates every queue with them (and re-authenticates).
+            text.Append(",dhchap_secret=").Append(dhchap.HostSecret);
+            if (dhchap.IsBidirectional)
+            {
+                text.Append(",dhchap_ctrl_secret=").Append(dhchap.CtrlSecret);
+            }
         }
 
         return text.ToString();

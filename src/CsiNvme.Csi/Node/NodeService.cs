@@ -1,4 +1,5 @@
 using Csi.V1;
+using CsiNvme.Csi.Authentication;
 using CsiNvme.Csi.Hosting;
 using Grpc.Core;
 using Microsoft.Extensions.DependencyInjection;
@@ -109,7 +110,8 @@ internal sealed class NodeService : NodeBase
         {
             targets = FabricsTarget.ParseList(targetsText);
             replicas = ReplicasOf(request.VolumeContext);
-            settings = FabricsConnectSettings.FromVolumeContext(request.VolumeContext, _options.ConnectDefaults.For(replicas));
+            settings = FabricsConnectSettings.FromVolumeContext(request.VolumeContext, _options.ConnectDefaults.For(replicas))
+                with { Dhchap = DhchapCsiSecrets.From(request.Secrets) };
         }
         catch (FormatException e)
         {
@@ -151,7 +153,7 @@ internal sealed class NodeService : NodeBase
             }
             // A repeated stage may name listeners the record lacks (a replica added since): the keeper keeps them all.
             : existing with { Targets = [.. existing.Targets.Union(published, StringComparer.Ordinal)] };
-        staged = staged with { Replicas = replicas, ConnectSettings = settings };
+        staged = staged with { Replicas = replicas, ConnectSettings = settings, Authenticated = settings.Dhchap is not null };
         // Recorded before the first kernel action: an unstage after a crash from here on still knows the subsystem.
         _state.Save(staged);
 

@@ -35,6 +35,9 @@ public sealed record StagedVolume
     /// <summary>The connection settings of the stage, for the paths the keeper connects later; null in records written before.</summary>
     public FabricsConnectSettings? ConnectSettings { get; init; }
 
+    /// <summary>The stage connected with DH-HMAC-CHAP secrets (kept in the kernel only, never in this record).</summary>
+    public bool Authenticated { get; init; }
+
     public bool IsBlock { get; init; }
 
     /// <summary>ext4 or xfs for filesystem volumes; empty for block volumes.</summary>

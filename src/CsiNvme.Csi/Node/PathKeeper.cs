@@ -1,4 +1,5 @@
 using System.Globalization;
+using CsiNvme.Csi.Authentication;
 using CsiNvme.Csi.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -156,6 +157,32 @@ internal sealed class PathKeeper(
         return answers;
     }
 
+    /// <summary>
+    /// The DH-HMAC-CHAP secrets a live controller of the volume was connected (or last re-authenticated) with, read from
+    /// its sysfs attributes (root only): NodeStageVolume's secrets are kept nowhere else on the node, so a path the
+    /// keeper adds uses what the kernel holds. Null when no controller has them (the new path is then refused).
+    /// </summary>
+    private DhchapCsiSecrets? SecretsOfLiveController(IReadOnlyList<NvmeControllerInfo> controllers)
+    {
+        foreach (var controller in controllers.Where(c => c.IsLive))
+        {
+            var host = platform.Sysfs.ReadControllerAttribute(controller.Name, "dhchap_secret");
+            if (host is null || !host.StartsWith("DHHC-1:", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var ctrl = platform.Sysfs.ReadControllerAttribute(controller.Name, "dhchap_ctrl_secret");
+            return new DhchapCsiSecrets
+            {
+                HostSecret = host,
+                CtrlSecret = ctrl is not null && ctrl.StartsWith("DHHC-1:", StringComparison.Ordinal) ? ctrl : string.Empty,
+            };
+        }
+
+        return null;
+    }
+
     private async Task<PathKeeperOutcome> KeepAsync(StagedVolume volume, IReadOnlyDictionary<FabricsTarget, DiscoveryAnswer> answers, CancellationToken cancellationToken)
     {
         var id = volume.VolumeId;
@@ -193,6 +220,11 @@ internal sealed class PathKeeper(
 
         var now = DateTime.UtcNow;
         var due = plan.Connect.Where(t => !_backoff.TryGetValue((id, t), out var b) || b.NextAttempt <= now).ToList();
+        if (due.Count > 0 && volume.Authenticated && settings.Dhchap is null)
+        {
+            settings = settings with { Dhchap = SecretsOfLiveController(controllers) };
+        }
+
         IReadOnlyList<PathConnectResult> results = due.Count == 0 ? [] : await paths.ConnectAsync(id, volume.SubsystemNqn, due, settings, cancellationToken);
         foreach (var result in results)
         {

@@ -51,7 +51,7 @@ internal sealed class GuestNode : IAsyncDisposable
     public GuestResult? Result { get; private set; }
 
     /// <summary>Boots a guest running the node service; <paramref name="nodeArguments"/> are added to its command line.</summary>
-    public static async Task<GuestNode> StartAsync(string name, TimeSpan lifetime, string nodeArguments = "")
+    public static async Task<GuestNode> StartAsync(string name, TimeSpan lifetime, string nodeArguments = "", GuestImage image = GuestImage.Default)
     {
         var files = await GuestCsiBinary.FilesAsync();
         var agent = new GuestAgent();
@@ -68,6 +68,7 @@ internal sealed class GuestNode : IAsyncDisposable
             """;
         var options = new GuestOptions
         {
+            Image = image,
             Timeout = lifetime,
             // The .NET runtime and the driver's ~100 MB of files live in the initramfs (RAM).
             MemoryMiB = 1024,

@@ -69,6 +69,13 @@ internal sealed class FakeKernelPlatform(FakeSysfs sys) : INodePlatform
             sys.AddController(name, nqn, fields["hostnqn"], $"traddr={address},trsvcid={port},src_addr=127.0.0.1");
             File.WriteAllText(Path.Combine(sys.SysRoot, "class", "nvme", name, "ctrl_loss_tmo"),
                 fields["ctrl_loss_tmo"] == "-1" ? "off\n" : fields["ctrl_loss_tmo"] + "\n");
+
+            // As the kernel shows them (core.c, nvme_ctrl_dhchap_secret_show): the key, or "none".
+            foreach (var secret in (string[])["dhchap_secret", "dhchap_ctrl_secret"])
+            {
+                File.WriteAllText(Path.Combine(sys.SysRoot, "class", "nvme", name, secret),
+                    (fields.TryGetValue(secret, out var key) ? key : "none") + "\n");
+            }
             var head = $"nvme{subsystem}n1";
             if (!Directory.Exists(Path.Combine(sys.SysRoot, "block", head)))
             {

@@ -1,7 +1,9 @@
 using System.Net;
 using System.Text;
 using Csi.V1;
+using CsiNvme.Csi.Authentication;
 using CsiNvme.Csi.Node;
+using CsiNvme.Protocol.Authentication;
 using CsiNvme.Protocol.Logs;
 using CsiNvme.Storage;
 using Grpc.Core;
@@ -140,6 +142,55 @@ public sealed class PathKeeperTests
             Assert.That(metrics, Does.Contain($"csinvme_node_volume_replicas{{volume=\"{VolumeId}\"}} 2"));
             Assert.That(metrics, Does.Contain($"csinvme_node_volume_degraded{{volume=\"{VolumeId}\"}} 0"));
             Assert.That(metrics, Does.Contain($"csinvme_node_path_reconnects_total{{volume=\"{VolumeId}\"}} 0"));
+        });
+    }
+
+    [Test]
+    public async Task Stage_secrets_reach_the_kernel_only_and_a_reconnected_path_takes_them_from_a_live_controller()
+    {
+        await StartNodeAsync();
+        var a = StartTarget(0, AnaState.Optimized);
+        var b = StartTarget(1, AnaState.Inaccessible);
+        Peers(a, b);
+        var host = DhchapSecret.Generate(DhchapHash.Sha256).Format();
+        var ctrl = DhchapSecret.Generate(DhchapHash.Sha256).Format();
+        var request = Stage(2, a, b);
+        request.Secrets[DhchapCsiSecrets.HostSecretKey] = host;
+        request.Secrets[DhchapCsiSecrets.CtrlSecretKey] = ctrl;
+
+        await _node.Node.NodeStageVolumeAsync(request);
+        var record = File.ReadAllText(Directory.GetFiles(_node.State.Directory, "*.staged.json").Single());
+
+        // The kernel dropped B's path (ctrl_loss_tmo); the keeper connects it again after a restart of the plugin
+        // would have lost the stage's secrets, so it must take them from A's controller.
+        _node.Sys.RemoveController("nvme1");
+        var pass = await PassAsync();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(_kernel.Connects.Take(2), Has.All.Contain($",dhchap_secret={host},dhchap_ctrl_secret={ctrl}"), "both paths authenticate");
+            Assert.That(record, Does.Not.Contain(host[10..30]).And.Not.Contain(ctrl[10..30]), "no secret in the node's state directory");
+            Assert.That(_node.State.Load(VolumeId)!.Authenticated, Is.True);
+            Assert.That(pass.Connected.Single().Controller, Is.Not.Null);
+            Assert.That(_kernel.Connects.Last(), Does.Contain($",dhchap_secret={host},dhchap_ctrl_secret={ctrl}"), "the reconnect authenticates too");
+        });
+    }
+
+    [Test]
+    public async Task Stage_refuses_a_malformed_secret_without_quoting_it()
+    {
+        await StartNodeAsync();
+        var a = StartTarget(0, AnaState.Optimized);
+        var request = Stage(1, a);
+        request.Secrets[DhchapCsiSecrets.HostSecretKey] = "DHHC-1:00:bm90LWEta2V5LWF0LWFsbC0xMjM0NTY3ODkw:";
+
+        var failure = await CsiHarness.FailureOf(() => _node.Node.NodeStageVolumeAsync(request).ResponseAsync);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(failure.StatusCode, Is.EqualTo(StatusCode.InvalidArgument));
+            Assert.That(failure.Status.Detail, Does.Contain(DhchapCsiSecrets.HostSecretKey).And.Not.Contain("bm90LWEta2V5"));
+            Assert.That(_kernel.Connects, Is.Empty);
         });
     }
 
