@@ -17,6 +17,8 @@ internal sealed class CommandSession
     private static readonly TimeSpan s_connectTimeout = TimeSpan.FromSeconds(5);
 
     private readonly CancellationToken _cancellationToken;
+    // How long the last call was allowed, for the message when it got no answer.
+    private TimeSpan _lastCallTimeout = s_callTimeout;
 
     private CommandSession(ParseResult parseResult, GlobalOptions globals, string server, GrpcChannel channel, CancellationToken cancellationToken)
     {
@@ -24,8 +26,10 @@ internal sealed class CommandSession
         Error = parseResult.InvocationConfiguration.Error;
         Json = parseResult.GetValue(globals.Json);
         Server = server;
+        Channel = channel;
         Volumes = new VolumeService.VolumeServiceClient(channel);
         ServerInfo = new ServerService.ServerServiceClient(channel);
+        Nodes = new NodeService.NodeServiceClient(channel);
         _cancellationToken = cancellationToken;
     }
 
@@ -38,12 +42,38 @@ internal sealed class CommandSession
     /// <summary>The address as the user gave it, for messages.</summary>
     public string Server { get; }
 
+    /// <summary>The channel to the server, for clients of services the session has no property for.</summary>
+    public GrpcChannel Channel { get; }
+
     public VolumeService.VolumeServiceClient Volumes { get; }
 
     public ServerService.ServerServiceClient ServerInfo { get; }
 
+    public NodeService.NodeServiceClient Nodes { get; }
+
+    public CancellationToken CancellationToken => _cancellationToken;
+
     /// <summary>Options for every call: a deadline so a hung server cannot hang the shell, and Ctrl+C.</summary>
     public CallOptions Call => new(deadline: DateTime.UtcNow + s_callTimeout, cancellationToken: _cancellationToken);
+
+    /// <summary>Options for a call that may take longer than most (a --timeout the user chose).</summary>
+    public CallOptions CallWithin(TimeSpan timeout)
+    {
+        _lastCallTimeout = timeout;
+        return new(deadline: DateTime.UtcNow + timeout, cancellationToken: _cancellationToken);
+    }
+
+    /// <summary>Options for one call of a loop that must end by <paramref name="deadline"/>; at most the usual call timeout.</summary>
+    public CallOptions CallBy(DateTime deadline) =>
+        new(deadline: deadline < DateTime.UtcNow + s_callTimeout ? deadline : DateTime.UtcNow + s_callTimeout, cancellationToken: _cancellationToken);
+
+    /// <summary>
+    /// Whether the call never got an answer from the server (nothing listening, connection lost, deadline), as opposed
+    /// to a status the server sent. Grpc.Net.Client attaches the transport's exception to the statuses it makes up
+    /// itself; a server's own UNAVAILABLE ("no primary is up right now") carries none.
+    /// </summary>
+    private static bool IsNoAnswer(RpcException e) =>
+        e.StatusCode == StatusCode.DeadlineExceeded || (e.StatusCode == StatusCode.Unavailable && e.Status.DebugException is not null);
 
     public static async Task<int> RunAsync(
         ParseResult parseResult,
@@ -68,10 +98,10 @@ internal sealed class CommandSession
         {
             return await body(session).ConfigureAwait(false);
         }
-        catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
+        catch (RpcException e) when (IsNoAnswer(e))
         {
             string reason = e.StatusCode == StatusCode.DeadlineExceeded
-                ? $"no answer within {s_callTimeout.TotalSeconds:0} s"
+                ? $"no answer within {session._lastCallTimeout.TotalSeconds:0} s"
                 : Reason(e);
             await error.WriteLineAsync(
                 $"csinvme: cannot reach the storage server at {server}: {reason}.\n" +
@@ -123,6 +153,7 @@ internal sealed class CommandSession
         StatusCode.FailedPrecondition => "not allowed in the current state",
         StatusCode.Internal => "server error",
         StatusCode.Unimplemented => "not supported by this server",
+        StatusCode.Unavailable => "unavailable right now; try again",
         _ => code.ToString(),
     };
 }

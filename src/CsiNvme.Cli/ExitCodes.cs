@@ -13,4 +13,13 @@ internal static class ExitCodes
 
     /// <summary>No answer from the server: nothing listening, wrong address, or it timed out.</summary>
     public const int ServerUnreachable = 3;
+
+    /// <summary>
+    /// <c>volume verify</c> ran and the replicas are not identical: one is not in sync, was not compared (its node is
+    /// down), or a region's checksums differ.
+    /// </summary>
+    public const int NotIdentical = 4;
+
+    /// <summary><c>node drain --wait</c>: the node was not drained within --timeout (the drain goes on on the server).</summary>
+    public const int TimedOut = 5;
 }

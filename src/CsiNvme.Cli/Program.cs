@@ -32,7 +32,7 @@ internal static class Program
     internal static RootCommand BuildRootCommand()
     {
         var globals = new GlobalOptions();
-        var root = new RootCommand("csinvme: manage the volumes, snapshots and pools of a CsiNvme storage server over its gRPC management API.")
+        var root = new RootCommand("csinvme: manage the volumes, snapshots, pools and nodes of a CsiNvme storage server or cluster over its gRPC management API.")
         {
             globals.Server,
             globals.Json,
@@ -40,8 +40,10 @@ internal static class Program
             SnapshotCommands.Create(globals),
             PoolCommands.Create(globals),
             HostCommands.Create(globals),
+            NodeCommands.Create(globals),
             ServerCommands.Create(globals),
             PerfCommand.Create(globals),
+            BenchFailoverCommand.Create(globals),
         };
         return root;
     }

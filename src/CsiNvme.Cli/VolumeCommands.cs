@@ -5,16 +5,17 @@ using CsiNvme.Cli.Output;
 
 namespace CsiNvme.Cli;
 
-/// <summary><c>csinvme volume create|list|get|delete|resize</c>.</summary>
+/// <summary><c>csinvme volume create|list|get|delete|resize|verify</c>.</summary>
 internal static class VolumeCommands
 {
-    public static Command Create(GlobalOptions globals) => new("volume", "Create, inspect, resize and delete volumes.")
+    public static Command Create(GlobalOptions globals) => new("volume", "Create, inspect, resize, verify and delete volumes.")
     {
         CreateCommand(globals),
         ListCommand(globals),
         GetCommand(globals),
         DeleteCommand(globals),
         ResizeCommand(globals),
+        VerifyCommand(globals),
     };
 
     private static Argument<string> NameArgument() => new("NAME") { Description = "Volume name." };
@@ -49,23 +50,14 @@ internal static class VolumeCommands
             Description = "Host NQN allowed to connect; repeat for several hosts.",
             HelpName = "HOSTNQN",
         };
-        var blockSize = new Option<int>("--block-size")
-        {
-            Description = "Logical block size seen by hosts: 512 (default) or 4096.",
-            HelpName = "BYTES",
-        };
+        Option<int> blockSize = ChoiceOption.Create("--block-size", "Logical block size seen by hosts: 512 (default) or 4096.", "BYTES", 512, 4096);
+        Option<int> replicas = ChoiceOption.Create(
+            "--replicas", "Copies to keep, each on its own storage node of the cluster: 1, 2 or 3 (default 1; a single server keeps 1).", "N", 1, 2, 3);
         Option<Dictionary<string, string>> labels = LabelOption.Create("volume");
-        blockSize.Validators.Add(result =>
-        {
-            if (result.GetValueOrDefault<int>() is not (0 or 512 or 4096))
-            {
-                result.AddError("--block-size must be 512 or 4096");
-            }
-        });
 
         var command = new Command("create", "Create a volume, exported as its own NVMe subsystem; empty, or a clone of a snapshot or volume.")
         {
-            name, size, fromSnapshot, fromVolume, pool, allowAnyHost, allowHosts, blockSize, labels,
+            name, size, fromSnapshot, fromVolume, pool, allowAnyHost, allowHosts, blockSize, replicas, labels,
         };
         command.Validators.Add(result =>
         {
@@ -90,6 +82,7 @@ internal static class VolumeCommands
                 SourceSnapshot = parseResult.GetValue(fromSnapshot) ?? "",
                 SourceVolume = parseResult.GetValue(fromVolume) ?? "",
                 Pool = parseResult.GetValue(pool) ?? "",
+                Replicas = (uint)parseResult.GetValue(replicas),
             };
             request.AllowedHosts.AddRange(parseResult.GetValue(allowHosts) ?? []);
             request.Labels.Add(parseResult.GetValue(labels) ?? []);
@@ -117,7 +110,7 @@ internal static class VolumeCommands
     private static Command GetCommand(GlobalOptions globals)
     {
         Argument<string> name = NameArgument();
-        var command = new Command("get", "Show one volume: size, NQN, NGUID/UUID, hosts, listen addresses.") { name };
+        var command = new Command("get", "Show one volume: size, NQN, NGUID/UUID, hosts, listen addresses, and in a cluster each replica's node, state and rebuild progress.") { name };
         command.SetAction((parseResult, ct) => CommandSession.RunAsync(parseResult, globals, ct, async session =>
         {
             Volume volume = await session.Volumes.GetVolumeAsync(new GetVolumeRequest { Name = parseResult.GetRequiredValue(name) }, session.Call);
@@ -159,6 +152,32 @@ internal static class VolumeCommands
             Volume volume = await session.Volumes.ResizeVolumeAsync(request, session.Call);
             VolumePrinter.WriteDetails(session, volume);
             return ExitCodes.Success;
+        }));
+        return command;
+    }
+
+    private static Command VerifyCommand(GlobalOptions globals)
+    {
+        Argument<string> name = NameArgument();
+        Option<long> regionSize = SizeOption.Create(
+            "Bytes per compared region: a power of two from 64KiB to 64MiB (default 1MiB).", required: false, name: "--region-size", max: uint.MaxValue);
+        Option<TimeSpan> timeout = DurationOption.Create(
+            "--timeout", "How long to wait for the server's answer; every region is read on every replica.", TimeSpan.FromMinutes(10));
+        var command = new Command(
+            "verify",
+            "Compare the replicas' contents region by region (a checksum per region on every replica, taken at one point of the "
+            + "write order). Exit code 0 only when every replica is in sync and every region is equal, "
+            + $"{ExitCodes.NotIdentical} otherwise.")
+        {
+            name, regionSize, timeout,
+        };
+        command.SetAction((parseResult, ct) => CommandSession.RunAsync(parseResult, globals, ct, async session =>
+        {
+            string volumeName = parseResult.GetRequiredValue(name);
+            var request = new VerifyVolumeRequest { Name = volumeName, RegionSize = (uint)parseResult.GetValue(regionSize) };
+            VerifyVolumeResponse response = await session.Volumes.VerifyVolumeAsync(request, session.CallWithin(parseResult.GetValue(timeout)));
+            VerifyPrinter.Write(session, volumeName, response);
+            return response.Identical ? ExitCodes.Success : ExitCodes.NotIdentical;
         }));
         return command;
     }

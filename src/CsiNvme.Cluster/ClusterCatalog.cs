@@ -4,6 +4,7 @@ using CsiNvme.Api.V1.Agent;
 using CsiNvme.Metadata;
 using CsiNvme.Volumes;
 using CsiNvme.Volumes.Catalog;
+using CsiNvme.Volumes.Local;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 
@@ -42,10 +43,21 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
         }
 
         var blockSize = VolumeRules.ValidateBlockSize(request.BlockSize);
+        var pool = string.IsNullOrEmpty(request.Pool) ? null : request.Pool;
         long sizeBytes = request.SizeBytes == 0 && (sourceSnapshot ?? sourceVolume) is not null ? 0 : VolumeRules.RoundSize(request.SizeBytes);
         if (await Store.GetVolumeAsync(name, cancellationToken).ConfigureAwait(false) is { } existing)
         {
             throw new VolumeException(VolumeError.AlreadyExists, $"volume {name} already exists (id {existing.Id}, {existing.SizeBytes} bytes)");
+        }
+
+        if (pool is not null && !node.Nodes.Any(n => n.IsLive && n.Live is { } live && live.Pools.Any(p => p.Name == pool)))
+        {
+            // A node that is down registers no pools: it may have this one.
+            var known = node.Nodes.Where(n => n.IsLive && n.Live is not null).SelectMany(n => n.Live!.Pools.Select(p => p.Name)).Distinct().Order(StringComparer.Ordinal);
+            var down = node.Nodes.Where(n => !n.IsLive).Select(n => n.Name).ToArray();
+            throw down.Length == 0
+                ? new VolumeException(VolumeError.InvalidArgument, $"pool {pool} does not exist on any node (pools: {string.Join(", ", known)})")
+                : new VolumeException(VolumeError.ResourceExhausted, $"no node that is up has a pool {pool} (pools: {string.Join(", ", known)}; down: {string.Join(", ", down)})");
         }
 
         // Nodes that hold the clone source; a clone's copies start there, any more are rebuilt from the primary.
@@ -57,7 +69,7 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
             VolumeRules.ValidateName(sourceSnapshot, "source snapshot");
             var snapshot = await Store.GetSnapshotAsync(sourceSnapshot, cancellationToken).ConfigureAwait(false)
                 ?? throw new VolumeException(VolumeError.NotFound, $"snapshot {sourceSnapshot} not found");
-            (snapshotId, sourceNodes) = (snapshot.Id, snapshot.Nodes);
+            (snapshotId, sourceNodes) = (snapshot.Id, pool is null || snapshot.Pool == pool ? snapshot.Nodes : []);
             sizeBytes = CloneSize(sizeBytes, snapshot.SizeBytes, "snapshot", sourceSnapshot);
             blockSize = request.BlockSize == 0 ? snapshot.BlockSize : blockSize;
         }
@@ -66,13 +78,19 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
             VolumeRules.ValidateName(sourceVolume, "source volume");
             var source = await Store.GetVolumeAsync(sourceVolume, cancellationToken).ConfigureAwait(false)
                 ?? throw new VolumeException(VolumeError.NotFound, $"volume {sourceVolume} not found");
-            (volumeId, sourceNodes) = (source.Id, source.Replicas.Where(r => r.State == ReplicaState.InSync).Select(r => r.Node).ToArray());
+            (volumeId, sourceNodes) = (source.Id, source.Replicas.Where(r => r.State == ReplicaState.InSync && (pool is null || r.Pool == pool)).Select(r => r.Node).ToArray());
             sizeBytes = CloneSize(sizeBytes, source.SizeBytes, "volume", sourceVolume);
             blockSize = request.BlockSize == 0 ? source.BlockSize : blockSize;
         }
 
-        var candidates = Placement.Candidates(node.Nodes, node.Records);
+        var candidates = Placement.Candidates(node.Nodes, node.Records, pool);
         var isClone = snapshotId is not null || volumeId is not null;
+        if (isClone && pool is not null && sourceNodes.Count == 0)
+        {
+            // As on a single server: clones share clusters with their source, within one pool.
+            throw new VolumeException(VolumeError.FailedPrecondition, $"{sourceSnapshot ?? sourceVolume} is not in pool {pool}: a clone stays in its source's pool");
+        }
+
         IReadOnlyList<Placement.Candidate> chosen;
         if (isClone)
         {
@@ -84,11 +102,11 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
 
             var first = Placement.Choose(holders, Math.Min(replicas, holders.Length), sizeBytes: sizeBytes)!;
             var rest = replicas > first.Count ? Placement.Choose(candidates, replicas - first.Count, first.Select(c => c.Name).ToArray(), sizeBytes) : [];
-            chosen = rest is null ? throw Exhausted(replicas, candidates.Count) : [.. first, .. rest];
+            chosen = rest is null ? throw Exhausted(replicas, candidates.Count, pool) : [.. first, .. rest];
         }
         else
         {
-            chosen = Placement.Choose(candidates, replicas, sizeBytes: sizeBytes) ?? throw Exhausted(replicas, candidates.Count);
+            chosen = Placement.Choose(candidates, replicas, sizeBytes: sizeBytes) ?? throw Exhausted(replicas, candidates.Count, pool);
         }
 
         var primary = Placement.ChoosePrimary(isClone ? chosen.Where(c => sourceNodes.Contains(c.Name)).ToArray() : chosen);
@@ -107,8 +125,8 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
             foreach (var candidate in chosen)
             {
                 var holdsSource = sourceNodes.Contains(candidate.Name);
-                var pool = await Agents.PrepareReplicaAsync(node, candidate.Name, record, holdsSource ? snapshotId : null, holdsSource ? volumeId : null, cancellationToken).ConfigureAwait(false);
-                prepared.Add(new ReplicaRecord(candidate.Name, pool, !isClone || holdsSource ? ReplicaState.InSync : ReplicaState.OutOfSync, !isClone || holdsSource ? 1 : 0));
+                var placedIn = await Agents.PrepareReplicaAsync(node, candidate.Name, record, holdsSource ? snapshotId : null, holdsSource ? volumeId : null, cancellationToken, pool).ConfigureAwait(false);
+                prepared.Add(new ReplicaRecord(candidate.Name, placedIn, !isClone || holdsSource ? ReplicaState.InSync : ReplicaState.OutOfSync, !isClone || holdsSource ? 1 : 0));
             }
         }
         catch (RpcException e)
@@ -140,8 +158,8 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
         return await DescribeAsync(await Store.GetVolumeAsync(name, cancellationToken).ConfigureAwait(false) ?? record, cancellationToken).ConfigureAwait(false);
     }
 
-    private static VolumeException Exhausted(int replicas, int usable) =>
-        new(VolumeError.ResourceExhausted, $"{replicas} replicas need {replicas} storage nodes that are up, active and have room; {usable} are usable");
+    private static VolumeException Exhausted(int replicas, int usable, string? pool) =>
+        new(VolumeError.ResourceExhausted, $"{replicas} replicas need {replicas} storage nodes that are up, active and have room{(pool is null ? "" : $" in pool {pool}")}; {(usable == 1 ? "1 is" : $"{usable} are")} usable");
 
     private static long CloneSize(long requested, long sourceSize, string kind, string source)
     {
@@ -257,6 +275,24 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
         VolumeRules.ValidateHostNqn(hostNqn);
         return UpdateAccessAsync(name, r => r.AllowedHosts.Contains(hostNqn, StringComparer.Ordinal)
             ? r with { AllowedHosts = r.AllowedHosts.Where(h => h != hostNqn).ToArray() }
+            : null, cancellationToken);
+    }
+
+    public Task<Volume> SetHostSecretAsync(SetHostSecretRequest request, CancellationToken cancellationToken = default)
+    {
+        HostSecretRecord? entry = null;
+        return UpdateAccessAsync(request.Name, r =>
+        {
+            entry ??= HostSecrets.Seal(node.Local.Secrets, r.Id, request.HostNqn, request.Secret, request.CtrlSecret, request.Hash, request.DhGroup);
+            return r with { HostSecrets = HostSecrets.With(r.HostSecrets, entry) };
+        }, cancellationToken);
+    }
+
+    public Task<Volume> ClearHostSecretAsync(string name, string hostNqn, CancellationToken cancellationToken = default)
+    {
+        VolumeRules.ValidateHostNqn(hostNqn);
+        return UpdateAccessAsync(name, r => r.HostSecrets.Any(h => h.HostNqn == hostNqn)
+            ? r with { HostSecrets = HostSecrets.Without(r.HostSecrets, hostNqn) }
             : null, cancellationToken);
     }
 
@@ -451,6 +487,7 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
             Epoch = (ulong)Math.Max(0, record.Epoch),
         };
         volume.AllowedHosts.AddRange(record.AllowedHosts);
+        HostSecrets.Describe(volume, record, node.Local.TryGet(record.Name)?.Subsystem);
         foreach (var (key, value) in record.Labels)
         {
             volume.Labels[key] = value;

@@ -101,6 +101,9 @@ public sealed partial class ClusterNode
     /// </summary>
     public event Action<string, string, string, TimeSpan, string>? PrimaryChanged;
 
+    /// <summary>Gives the replication-latency observer of a volume this node becomes primary of (metrics); set before <see cref="StartAsync"/>.</summary>
+    public Func<string, IReplicationObserver?>? ReplicationObserverFor { get; set; }
+
     /// <summary>
     /// Duties of each primary here: hand the role over when this node drains, move replicas off draining nodes, start or
     /// retry rebuilds of replicas that are out of sync on live nodes.

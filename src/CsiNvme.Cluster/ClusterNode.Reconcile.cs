@@ -160,6 +160,7 @@ public sealed partial class ClusterNode
         }
 
         ApplyHostAccess(volume, record);
+        HostSecrets.Apply(volume.Host!.Subsystem, record, _local.Secrets, _logger);
 
         // Peers: every other replica node's listeners, in the discovery log of this node's path.
         var peers = record.Replicas
@@ -240,7 +241,10 @@ public sealed partial class ClusterNode
 
         var epoch = record.Epoch;
         var recorder = new ReplicaStateRecorder(_store, record.Name, Name, epoch);
-        var replicated = new ReplicatedVolume(volume.Tracked, _lease, recorder, _options.Replication, _loggerFactory.CreateLogger<ReplicatedVolume>());
+        var replicated = new ReplicatedVolume(volume.Tracked, _lease, recorder, _options.Replication, _loggerFactory.CreateLogger<ReplicatedVolume>())
+        {
+            Observer = ReplicationObserverFor?.Invoke(record.Name),
+        };
         volume.UnknownDirty.Clear();
         var linked = new List<string>();
         foreach (var replica in record.Replicas.Where(r => r.Node != Name))

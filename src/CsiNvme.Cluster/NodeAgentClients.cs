@@ -29,7 +29,8 @@ public sealed class NodeAgentClients(TimeSpan callTimeout, Func<string, GrpcChan
 
     public CallOptions Call(CancellationToken cancellationToken) => new(deadline: DateTime.UtcNow + callTimeout, cancellationToken: cancellationToken);
 
-    public async Task<string> PrepareReplicaAsync(ClusterNode view, string node, VolumeRecord record, Guid? sourceSnapshot, Guid? sourceVolume, CancellationToken cancellationToken)
+    /// <param name="pool">Pool for a new (not cloned) copy; null for the node's pool with the most free space.</param>
+    public async Task<string> PrepareReplicaAsync(ClusterNode view, string node, VolumeRecord record, Guid? sourceSnapshot, Guid? sourceVolume, CancellationToken cancellationToken, string? pool = null)
     {
         var response = await For(view, node).PrepareReplicaAsync(new PrepareReplicaRequest
         {
@@ -37,6 +38,7 @@ public sealed class NodeAgentClients(TimeSpan callTimeout, Func<string, GrpcChan
             VolumeName = record.Name,
             SizeBytes = (ulong)record.SizeBytes,
             BlockSize = (uint)record.BlockSize,
+            Pool = pool ?? "",
             SourceSnapshotId = sourceSnapshot?.ToString("D") ?? "",
             SourceVolumeId = sourceVolume?.ToString("D") ?? "",
         }, Call(cancellationToken)).ConfigureAwait(false);

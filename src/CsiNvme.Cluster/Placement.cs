@@ -12,13 +12,23 @@ public static class Placement
     /// <summary>A candidate node with what it holds.</summary>
     public sealed record Candidate(string Name, int Ordinal, long FreeBytes, int Primaries, int Replicas);
 
-    public static IReadOnlyList<Candidate> Candidates(IReadOnlyList<NodeStatus> nodes, IReadOnlyCollection<VolumeRecord> volumes)
+    /// <param name="pool">
+    /// Only nodes that have a pool of this name, ranked by its free space; null for every node, ranked by the free space
+    /// of all its pools.
+    /// </param>
+    public static IReadOnlyList<Candidate> Candidates(IReadOnlyList<NodeStatus> nodes, IReadOnlyCollection<VolumeRecord> volumes, string? pool = null)
     {
         var primaries = volumes.Where(v => v.Primary.Length > 0).GroupBy(v => v.Primary).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
         var replicas = volumes.SelectMany(v => v.Replicas).GroupBy(r => r.Node).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
         return nodes
             .Where(n => n.IsLive && n.Live is not null && n.AdminState == NodeAdminState.Active)
-            .Select(n => new Candidate(n.Name, n.Ordinal, n.Live!.Pools.Sum(p => p.FreeBytes), primaries.GetValueOrDefault(n.Name), replicas.GetValueOrDefault(n.Name)))
+            .Where(n => pool is null || n.Live!.Pools.Any(p => p.Name == pool))
+            .Select(n => new Candidate(
+                n.Name,
+                n.Ordinal,
+                n.Live!.Pools.Where(p => pool is null || p.Name == pool).Sum(p => p.FreeBytes),
+                primaries.GetValueOrDefault(n.Name),
+                replicas.GetValueOrDefault(n.Name)))
             .ToArray();
     }
 

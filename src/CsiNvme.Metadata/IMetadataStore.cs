@@ -41,6 +41,12 @@ public sealed record VolumeRecord(
     /// </summary>
     public long Revision { get; init; }
 
+    /// <summary>
+    /// Hosts that must authenticate with DH-HMAC-CHAP, each with its secrets sealed (<see cref="SecretSealer"/>): the
+    /// protocol needs the secrets themselves, so they cannot be stored hashed.
+    /// </summary>
+    public IReadOnlyList<HostSecretRecord> HostSecrets { get; init; } = [];
+
     // Records compare members with their default equality, which for lists and dictionaries is reference equality;
     // two reads of the same volume must compare equal, so collections compare by content.
     public bool Equals(VolumeRecord? other) =>
@@ -57,10 +63,20 @@ public sealed record VolumeRecord(
         && ReplicaCount == other.ReplicaCount
         && Replicas.SequenceEqual(other.Replicas)
         && Primary == other.Primary
-        && Epoch == other.Epoch;
+        && Epoch == other.Epoch
+        && HostSecrets.SequenceEqual(other.HostSecrets);
 
     public override int GetHashCode() => HashCode.Combine(Id, Name, SizeBytes, CreatedAt, Primary, Epoch);
 }
+
+/// <summary>
+/// One host's DH-HMAC-CHAP settings on a volume. <paramref name="SealedSecret"/> and
+/// <paramref name="SealedControllerSecret"/> ("" when none) are <see cref="SecretSealer"/> output, never the secrets;
+/// <paramref name="Hash"/> and <paramref name="DhGroup"/> are the names the management API takes ("sha256", "ffdhe2048").
+/// An empty <paramref name="SealedSecret"/> marks a host that must authenticate whose secret is lost (a record rebuilt
+/// by --recover-metadata): it is locked out until the secret is set again.
+/// </summary>
+public sealed record HostSecretRecord(string HostNqn, string SealedSecret, string SealedControllerSecret, string Hash, string DhGroup);
 
 internal static class EmptyLabels
 {

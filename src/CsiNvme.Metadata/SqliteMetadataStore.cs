@@ -73,6 +73,18 @@ public sealed class SqliteMetadataStore : IMetadataStore
             state BLOB NOT NULL
         );
         """,
+        // 6: hosts that must authenticate with DH-HMAC-CHAP, their secrets sealed (encrypted), deleted with the volume.
+        """
+        CREATE TABLE host_secrets (
+            volume_id TEXT NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
+            host_nqn TEXT NOT NULL,
+            sealed_secret TEXT NOT NULL,
+            sealed_ctrl_secret TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            dh_group TEXT NOT NULL,
+            PRIMARY KEY (volume_id, host_nqn)
+        );
+        """,
     ];
 
     private const int SqliteUniqueConstraint = 2067; // SQLITE_CONSTRAINT_UNIQUE
@@ -136,7 +148,7 @@ public sealed class SqliteMetadataStore : IMetadataStore
             }
 
             var (id, volume) = ReadVolume(reader);
-            return volume with { AllowedHosts = ReadHosts(id), Labels = ReadLabels(s_volumeLabels, id) };
+            return volume with { AllowedHosts = ReadHosts(id), Labels = ReadLabels(s_volumeLabels, id), HostSecrets = ReadHostSecrets(id) };
         }, cancellationToken);
 
     public Task<IReadOnlyList<VolumeRecord>> ListVolumesAsync(CancellationToken cancellationToken = default) =>
@@ -167,7 +179,7 @@ public sealed class SqliteMetadataStore : IMetadataStore
                 {
                     var (id, volume) = ReadVolume(reader);
                     IReadOnlyList<string> allowed = hostsByVolume.TryGetValue(id, out List<string>? list) ? list.AsReadOnly() : Array.Empty<string>();
-                    volumes.Add(volume with { AllowedHosts = allowed, Labels = labelsByVolume.GetValueOrDefault(id) ?? volume.Labels });
+                    volumes.Add(volume with { AllowedHosts = allowed, Labels = labelsByVolume.GetValueOrDefault(id) ?? volume.Labels, HostSecrets = ReadHostSecrets(id) });
                 }
             }
 
@@ -209,6 +221,7 @@ public sealed class SqliteMetadataStore : IMetadataStore
 
             InsertHosts(stored.Id, stored.AllowedHosts);
             InsertLabels(s_volumeLabels, stored.Id, stored.Labels);
+            InsertHostSecrets(stored.Id, stored.HostSecrets);
             transaction.Commit();
             return true;
         }, cancellationToken);
@@ -248,6 +261,12 @@ public sealed class SqliteMetadataStore : IMetadataStore
             }
 
             InsertHosts(Guid.Parse(id), update.AllowedHosts);
+            using (SqliteCommand clear = Command("DELETE FROM host_secrets WHERE volume_id = $id", ("$id", id)))
+            {
+                clear.ExecuteNonQuery();
+            }
+
+            InsertHostSecrets(Guid.Parse(id), update.HostSecrets);
             transaction.Commit();
             return true;
         }, cancellationToken);
@@ -479,6 +498,36 @@ public sealed class SqliteMetadataStore : IMetadataStore
         }
 
         return byOwner.ToDictionary(p => p.Key, p => (IReadOnlyDictionary<string, string>)p.Value.AsReadOnly(), StringComparer.Ordinal);
+    }
+
+    private void InsertHostSecrets(Guid volumeId, IReadOnlyList<HostSecretRecord> secrets)
+    {
+        using SqliteCommand insert = Command(
+            "INSERT INTO host_secrets (volume_id, host_nqn, sealed_secret, sealed_ctrl_secret, hash, dh_group) VALUES ($id, $nqn, $secret, $ctrl, $hash, $group)",
+            ("$id", IdText(volumeId)), ("$nqn", ""), ("$secret", ""), ("$ctrl", ""), ("$hash", ""), ("$group", ""));
+        foreach (var secret in secrets)
+        {
+            insert.Parameters["$nqn"].Value = secret.HostNqn;
+            insert.Parameters["$secret"].Value = secret.SealedSecret;
+            insert.Parameters["$ctrl"].Value = secret.SealedControllerSecret;
+            insert.Parameters["$hash"].Value = secret.Hash;
+            insert.Parameters["$group"].Value = secret.DhGroup;
+            insert.ExecuteNonQuery();
+        }
+    }
+
+    private IReadOnlyList<HostSecretRecord> ReadHostSecrets(string volumeId)
+    {
+        using SqliteCommand command = Command(
+            "SELECT host_nqn, sealed_secret, sealed_ctrl_secret, hash, dh_group FROM host_secrets WHERE volume_id = $id ORDER BY host_nqn", ("$id", volumeId));
+        using SqliteDataReader reader = command.ExecuteReader();
+        var secrets = new List<HostSecretRecord>();
+        while (reader.Read())
+        {
+            secrets.Add(new HostSecretRecord(reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetString(4)));
+        }
+
+        return secrets.AsReadOnly();
     }
 
     private IReadOnlyList<string> ReadHosts(string volumeId)

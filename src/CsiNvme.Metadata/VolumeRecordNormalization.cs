@@ -18,6 +18,7 @@ internal static class VolumeRecordNormalization
             AllowedHosts = volume.AllowedHosts.Distinct(StringComparer.Ordinal).ToArray().AsReadOnly(),
             Labels = Copy(volume.Labels),
             Replicas = CopyList(volume.Replicas, nameof(volume.Replicas)),
+            HostSecrets = CopyList(volume.HostSecrets, nameof(volume.HostSecrets)),
         };
     }
 

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
 using CsiNvme.Host;
 using CsiNvme.Storage;
 using Microsoft.Extensions.Logging;
@@ -54,6 +55,9 @@ public sealed partial class ReplicatedVolume : IAsyncBlockVolume
         _logger = logger;
         _pool = new ReplicationOpPool(this);
     }
+
+    /// <summary>Told the replication latency of every host change and flush; set before the volume serves.</summary>
+    public IReplicationObserver? Observer { get; init; }
 
     /// <summary>The primary's own copy.</summary>
     public IBlockVolume Local => _local;
@@ -467,6 +471,7 @@ public sealed partial class ReplicatedVolume : IAsyncBlockVolume
         }
 
         op.Remaining = commands;
+        op.SentAt = Stopwatch.GetTimestamp();
         if (op.IsBarrier)
         {
             _barriers.Add(op);
@@ -508,6 +513,11 @@ public sealed partial class ReplicatedVolume : IAsyncBlockVolume
     /// </summary>
     private void Finish(ReplicationOp op)
     {
+        if (Observer is { } observer && op.Completion is not null && op.SentAt != 0 && op.Kind is not (OpKind.Copy or OpKind.Verify))
+        {
+            observer.Replicated(op.Kind == OpKind.Flush, Stopwatch.GetTimestamp() - op.SentAt);
+        }
+
         var record = op.SkippedRecord;
         List<ReplicationOp>? finishedToo = null;
         lock (_gate)

@@ -37,6 +37,18 @@ public enum ReplicaMode
     OutOfSync,
 }
 
+/// <summary>
+/// Told how long each host change took on the replicas: from sending it to every in-sync replica until the last one
+/// acknowledged it (the latency replication adds to a write, on top of the primary's own copy). Called on the
+/// replication receive path for every write, so it must not block or allocate.
+/// </summary>
+public interface IReplicationObserver
+{
+    /// <param name="flush">True for a Flush, false for a change (Write, Write Zeroes, Deallocate).</param>
+    /// <param name="elapsedTimestamp">Elapsed time in <see cref="System.Diagnostics.Stopwatch"/> ticks.</param>
+    void Replicated(bool flush, long elapsedTimestamp);
+}
+
 /// <summary>Tunables of a replicated volume.</summary>
 public sealed class ReplicationOptions
 {

@@ -49,6 +49,8 @@ internal sealed class ReplicationOp
     /// <summary>The link each target's commands went on (a target may get a new link while old commands are in flight).</summary>
     public readonly ReplicaLink?[] Links = new ReplicaLink?[MaxReplicas];
     public int Remaining;
+    /// <summary>When the op's commands went to the replicas (<see cref="System.Diagnostics.Stopwatch"/> timestamp).</summary>
+    public long SentAt;
     public int FailedMask;
     /// <summary>The out-of-sync record of a replica this change skipped that is not durable yet; the change waits for it.</summary>
     public Task<bool>? SkippedRecord;
@@ -88,6 +90,7 @@ internal sealed class ReplicationOp
         Targets = [];
         Array.Clear(Links);
         Remaining = 0;
+        SentAt = 0;
         FailedMask = 0;
         SkippedRecord = null;
         Outcome = StorageStatus.Success;

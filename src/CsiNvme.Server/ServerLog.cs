@@ -24,4 +24,7 @@ internal static partial class ServerLog
 
     [LoggerMessage(EventId = 30, Level = LogLevel.Error, Message = "Unexpected error in gRPC method {Method}")]
     public static partial void UnexpectedRpcError(ILogger logger, Exception exception, string method);
+
+    [LoggerMessage(EventId = 31, Level = LogLevel.Information, Message = "DH-HMAC-CHAP secrets are sealed with key {KeyId} from {Path}")]
+    public static partial void SecretKeyLoaded(ILogger logger, string keyId, string path);
 }

@@ -33,6 +33,9 @@ namespace CsiNvme.Server;
 public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
 {
     public const string MetadataFileName = "metadata.db";
+
+    /// <summary>The default key sealing DH-HMAC-CHAP secrets (--secret-key-file), made at the first start.</summary>
+    public const string SecretKeyFileName = "secret.key";
     public const string VolumesDirectoryName = "volumes";
     public const string LockFileName = "csinvme.lock";
 
@@ -223,7 +226,9 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
             }
 
             target = new NvmeTarget(targetOptions, loggerFactory, metrics);
-            local = new LocalVolumes(backend, target, metrics, loggerFactory.CreateLogger<LocalVolumes>());
+            var secrets = SecretSealer.FromFile(options.SecretKeyFile ?? Path.Combine(dataDirectory, SecretKeyFileName), createIfMissing: options.SecretKeyFile is null);
+            ServerLog.SecretKeyLoaded(logger, secrets.KeyId, secrets.Source);
+            local = new LocalVolumes(backend, target, metrics, loggerFactory.CreateLogger<LocalVolumes>()) { Secrets = secrets };
             ClusterNode? node = null;
             IVolumeCatalog catalog;
             INodeCatalog? nodes = null;

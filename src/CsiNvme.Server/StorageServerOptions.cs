@@ -58,6 +58,12 @@ public sealed class StorageServerOptions
     /// </summary>
     public bool RecoverMetadata { get; set; }
 
+    /// <summary>
+    /// The key that seals the hosts' DH-HMAC-CHAP secrets in the metadata store (SecretSealer); null: DIR/secret.key,
+    /// made at the first start. Every node of a cluster needs the same one.
+    /// </summary>
+    public string? SecretKeyFile { get; set; }
+
     /// <summary>How long each NVMe/TCP connection polls for the next command before it sleeps (see NvmeTargetOptions.ReceivePollTime).</summary>
     public TimeSpan NvmePollTime { get; set; } = DefaultNvmePollTime;
 

@@ -324,7 +324,10 @@ public sealed partial class NvmeTarget
 
     internal int MaxConnectionsPerHost => _hostLimit?.MaxPerHost ?? Options.EffectiveMaxConnectionsPerHost;
 
-    /// <summary>Closes connections that were accepted longer than <see cref="NvmeTargetOptions.ConnectTimeout"/> ago and have no queue yet.</summary>
+    /// <summary>
+    /// Closes connections that were accepted longer than <see cref="NvmeTargetOptions.ConnectTimeout"/> ago and have no
+    /// queue yet, or a queue that owes an authentication (never completed, or failed).
+    /// </summary>
     private void CloseConnectionsWithoutConnect(object? state)
     {
         try
@@ -332,8 +335,16 @@ public sealed partial class NvmeTarget
             var timeout = Options.ConnectTimeout;
             foreach (var (connection, _) in _connections)
             {
-                if (!connection.IsQueueBound && !connection.IsClosed && Stopwatch.GetElapsedTime(connection.AcceptedTimestamp) > timeout)
+                if (!connection.IsAdmitted && !connection.IsClosed && Stopwatch.GetElapsedTime(connection.AcceptedTimestamp) > timeout)
                 {
+                    if (connection.IsQueueBound)
+                    {
+                        LogNoAuthenticationInTime(_logger, connection.RemoteEndPoint, connection.Controller?.HostNqn ?? "", timeout.TotalSeconds);
+                        connection.Controller?.Shutdown("no authentication in time");
+                        connection.Close("no authentication in time");
+                        continue;
+                    }
+
                     LogNoConnectInTime(_logger, connection.RemoteEndPoint, timeout.TotalSeconds);
                     connection.Close("no ICReq and Connect in time");
                 }
@@ -407,6 +418,9 @@ public sealed partial class NvmeTarget
 
     [LoggerMessage(Level = LogLevel.Information, Message = "NVMe/TCP connection from {Remote} closed: no ICReq and Connect within {TimeoutSeconds} s")]
     private static partial void LogNoConnectInTime(ILogger logger, IPEndPoint? remote, double timeoutSeconds);
+
+    [LoggerMessage(Level = LogLevel.Information, Message = "NVMe/TCP connection from {Remote} (host {HostNqn}) closed: no DH-HMAC-CHAP authentication within {TimeoutSeconds} s of connecting")]
+    private static partial void LogNoAuthenticationInTime(ILogger logger, IPEndPoint? remote, string hostNqn, double timeoutSeconds);
 
     [LoggerMessage(Level = LogLevel.Error, Message = "Closing NVMe/TCP connections without a Connect failed")]
     private static partial void LogConnectTimeoutSweepFailed(ILogger logger, Exception exception);

@@ -82,4 +82,13 @@ public static partial class VolumeLog
 
     [LoggerMessage(EventId = 43, Level = LogLevel.Warning, Message = "Applying {Operation} on node {Node} failed: {Error}; that node applies the record when it is back")]
     public static partial void OperationRefusedOn(ILogger logger, string operation, string node, string error);
+
+    [LoggerMessage(EventId = 44, Level = LogLevel.Information, Message = "Volume {Name}: host {HostNqn} must authenticate with DH-HMAC-CHAP ({Hash}, DH group {DhGroup}, bidirectional {Bidirectional})")]
+    public static partial void HostSecretSet(ILogger logger, string name, string hostNqn, string hash, string dhGroup, bool bidirectional);
+
+    [LoggerMessage(EventId = 45, Level = LogLevel.Information, Message = "Volume {Name}: host {HostNqn} no longer needs to authenticate")]
+    public static partial void HostSecretCleared(ILogger logger, string name, string hostNqn);
+
+    [LoggerMessage(EventId = 46, Level = LogLevel.Warning, Message = "Volume {Name}: the DH-HMAC-CHAP secret of host {HostNqn} cannot be used here ({Problem}); the host is refused until it can")]
+    public static partial void HostSecretUnavailable(ILogger logger, string name, string hostNqn, string problem);
 }

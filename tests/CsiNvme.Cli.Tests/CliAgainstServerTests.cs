@@ -53,9 +53,9 @@ public sealed class CliAgainstServerTests
         Assert.That(list.ExitCode, Is.Zero, list.ToString());
         string[] lines = list.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.That(lines, Has.Length.EqualTo(3), list.ToString());
-        Assert.That(lines[0], Does.Match(@"^NAME\s+SIZE\s+BLOCK\s+HOSTS\s+NQN$"));
-        Assert.That(lines[1], Does.Match(@"^data-1\s+1\.0 GiB\s+512\s+" + HostA.Replace(".", @"\.") + @"\s+nqn\."));
-        Assert.That(lines[2], Does.Match(@"^data-2\s+512\.0 MiB\s+512\s+any\s+nqn\."));
+        Assert.That(lines[0], Does.Match(@"^NAME\s+SIZE\s+BLOCK\s+REPLICAS\s+HOSTS\s+NQN$"));
+        Assert.That(lines[1], Does.Match(@"^data-1\s+1\.0 GiB\s+512\s+1\s+" + HostA.Replace(".", @"\.") + @"\s+nqn\."));
+        Assert.That(lines[2], Does.Match(@"^data-2\s+512\.0 MiB\s+512\s+1\s+any\s+nqn\."));
         // Columns line up: every row's NQN starts where the header's does.
         int nqnColumn = lines[0].IndexOf("NQN", StringComparison.Ordinal);
         Assert.That(lines[1].IndexOf("nqn.2026", StringComparison.Ordinal), Is.EqualTo(nqnColumn));
@@ -257,5 +257,91 @@ public sealed class CliAgainstServerTests
         Assert.That(run.ExitCode, Is.EqualTo(2), run.ToString());
         Assert.That(run.Stderr, Does.Contain("at most 32"));
         Assert.That((await Csinvme("volume", "list")).Stdout.Trim(), Is.EqualTo("No volumes."));
+    }
+
+    [Test]
+    public async Task ASingleServerIsOneNodeNamedLocal()
+    {
+        Assert.That((await Csinvme("volume", "create", "v", "--size", "1MiB")).ExitCode, Is.Zero);
+
+        CliRun list = await Csinvme("node", "list");
+        Assert.That(list.ExitCode, Is.Zero, list.ToString());
+        string[] lines = list.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.That(lines, Has.Length.EqualTo(2), list.ToString());
+        Assert.That(lines[0], Does.Match(@"^NAME\s+STATE\s+ADMIN\s+POOLS\s+FREE\s+VOLUMES\s+PRIMARIES\s+DRAIN$"));
+        Assert.That(lines[1], Does.Match(@"^local\s+up\s+active\s+-\s+0 B\s+1\s+1\s+-$"), "the memory backend has no pools");
+
+        CliRun json = await Csinvme("node", "list", "--json");
+        Assert.That(json.ExitCode, Is.Zero, json.ToString());
+        using JsonDocument doc = JsonDocument.Parse(json.Stdout);
+        Assert.That(doc.RootElement.GetArrayLength(), Is.EqualTo(1));
+        JsonElement node = doc.RootElement[0];
+        Assert.That(node.GetProperty("name").GetString(), Is.EqualTo("local"));
+        Assert.That(node.GetProperty("state").GetString(), Is.EqualTo("up"));
+        Assert.That(node.GetProperty("adminState").GetString(), Is.EqualTo("active"));
+        Assert.That(node.GetProperty("drained").GetBoolean(), Is.False);
+        Assert.That(node.GetProperty("volumeCount").GetInt32(), Is.EqualTo(1));
+        Assert.That(node.GetProperty("primaryCount").GetInt32(), Is.EqualTo(1));
+        Assert.That(node.GetProperty("managementAddress").GetString(), Is.EqualTo(_server.ManagementEndpoint.ToString()));
+    }
+
+    [Test]
+    public async Task ASingleServerCannotBeDrainedAndUndrainIsAlwaysFine()
+    {
+        // The chart's preStop hook runs exactly this command line.
+        CliRun drain = await CliRun.RunAsync("--server", _server.ManagementEndpoint.ToString(), "node", "drain", "local", "--wait", "--timeout", "300s");
+        Assert.That(drain.ExitCode, Is.EqualTo(1), drain.ToString());
+        Assert.That(drain.Stderr, Does.Contain("a single storage server cannot be drained").And.Contain("not allowed in the current state"));
+        Assert.That(drain.Stdout, Is.Empty);
+
+        // And its postStart hook this one, on a node that is not draining.
+        for (int i = 0; i < 2; i++)
+        {
+            CliRun undrain = await CliRun.RunAsync("--server", _server.ManagementEndpoint.ToString(), "node", "undrain", "local");
+            Assert.That(undrain.ExitCode, Is.Zero, undrain.ToString());
+            Assert.That(undrain.Stdout, Does.StartWith("Node local is active (up, "));
+        }
+
+        CliRun unknown = await Csinvme("node", "undrain", "node-z");
+        Assert.That(unknown.ExitCode, Is.EqualTo(1), unknown.ToString());
+        Assert.That(unknown.Stderr, Does.Contain("node-z").And.Contain("not found"));
+    }
+
+    [Test]
+    public async Task ASingleServerKeepsOneCopyAndVerifiesAsIdentical()
+    {
+        CliRun refused = await Csinvme("volume", "create", "v", "--size", "1MiB", "--replicas", "3");
+        Assert.That(refused.ExitCode, Is.EqualTo(1), refused.ToString());
+        Assert.That(refused.Stderr, Does.Contain("not allowed in the current state"));
+
+        CliRun created = await Csinvme("volume", "create", "v", "--size", "1MiB", "--replicas", "1");
+        Assert.That(created.ExitCode, Is.Zero, created.ToString());
+        Assert.That(created.Stdout, Does.Match(@"Replicas:\s+1\r?\n").And.Match(@"Primary:\s+-"));
+        Assert.That(created.Stdout, Does.Not.Contain("STATE"), "a single server lists no replicas");
+
+        CliRun json = await Csinvme("volume", "get", "v", "--json");
+        using (JsonDocument doc = JsonDocument.Parse(json.Stdout))
+        {
+            Assert.That(doc.RootElement.GetProperty("replicaCount").GetInt32(), Is.EqualTo(1));
+            Assert.That(doc.RootElement.GetProperty("replicas").GetArrayLength(), Is.Zero);
+            Assert.That(doc.RootElement.GetProperty("primary").ValueKind, Is.EqualTo(JsonValueKind.Null));
+        }
+
+        CliRun verify = await Csinvme("volume", "verify", "v");
+        Assert.That(verify.ExitCode, Is.Zero, verify.ToString());
+        Assert.That(verify.Stdout, Does.Match(@"Result:\s+identical"));
+
+        CliRun verifyJson = await Csinvme("volume", "verify", "v", "--json");
+        Assert.That(verifyJson.ExitCode, Is.Zero, verifyJson.ToString());
+        using (JsonDocument doc = JsonDocument.Parse(verifyJson.Stdout))
+        {
+            Assert.That(doc.RootElement.GetProperty("volume").GetString(), Is.EqualTo("v"));
+            Assert.That(doc.RootElement.GetProperty("identical").GetBoolean(), Is.True);
+            Assert.That(doc.RootElement.GetProperty("mismatches").GetArrayLength(), Is.Zero);
+        }
+
+        CliRun missing = await Csinvme("volume", "verify", "nope");
+        Assert.That(missing.ExitCode, Is.EqualTo(1), missing.ToString());
+        Assert.That(missing.Stderr, Does.Contain("not found"));
     }
 }

@@ -43,7 +43,7 @@ public sealed class ControllerVolumeTests
         request.Parameters.Add("ctrlLossTmo", "-1");
         request.Parameters.Add("headerDigest", "TRUE");
         request.Parameters.Add("blockSize", "4096");
-        request.Parameters.Add("replicas", "03");
+        request.Parameters.Add("replicas", "01");
         request.Parameters.Add("csi.storage.k8s.io/pvc/name", "data");
 
         var volume = (await Controller.CreateVolumeAsync(request)).Volume;
@@ -65,7 +65,7 @@ public sealed class ControllerVolumeTests
                 ["blockSize"] = "4096",
                 ["ctrlLossTmo"] = "-1",
                 ["headerDigest"] = "true",
-                ["replicas"] = "3",
+                ["replicas"] = "1",
             }));
         });
     }

@@ -1,8 +1,24 @@
 namespace CsiNvme.TestSupport;
 
+/// <summary>The guest images tests/guest/build-guest.sh builds; they differ in the kernel only.</summary>
+public enum GuestImage
+{
+    /// <summary>Debian 12's cloud kernel (6.1).</summary>
+    Default,
+
+    /// <summary>
+    /// Debian 13's cloud kernel (6.12), for what 6.1's cloud build lacks: NVMe in-band authentication (DH-HMAC-CHAP) and
+    /// NVMe/TCP TLS. Built on first use into .guest-trixie.
+    /// </summary>
+    Trixie,
+}
+
 /// <summary>How one guest run is booted.</summary>
 public sealed class GuestOptions
 {
+    /// <summary>Which image (kernel) boots.</summary>
+    public GuestImage Image { get; init; } = GuestImage.Default;
+
     /// <summary>
     /// Limit for the script, counted from the moment the guest starts running it (its run marker), so a slow boot on a
     /// busy machine never eats into it; the VM is killed after it.

@@ -19,71 +19,98 @@ public static class LinuxGuest
     private const string QemuBinary = "qemu-system-x86_64";
 
     private static readonly SemaphoreSlim _buildLock = new(1, 1);
-    private static bool _imageReady;
-    private static string? _buildFailure;
+    private static readonly HashSet<GuestImage> _imagesReady = [];
+    private static readonly Dictionary<GuestImage, string> _buildFailures = [];
 
-    public static string KernelPath => Path.Combine(RepoPaths.GuestImageDirectory, "vmlinuz");
+    public static string KernelPath => KernelPathOf(GuestImage.Default);
 
-    public static string InitramfsPath => Path.Combine(RepoPaths.GuestImageDirectory, "initramfs.cpio.gz");
+    public static string InitramfsPath => InitramfsPathOf(GuestImage.Default);
+
+    public static string KernelPathOf(GuestImage image) => Path.Combine(RepoPaths.GuestImageDirectoryOf(image), "vmlinuz");
+
+    public static string InitramfsPathOf(GuestImage image) => Path.Combine(RepoPaths.GuestImageDirectoryOf(image), "initramfs.cpio.gz");
 
     /// <summary>True when QEMU is installed and the guest image has been built.</summary>
     public static bool IsAvailable => UnavailableReason is null;
 
     /// <summary>Why guests cannot run here, or null when they can.</summary>
-    public static string? UnavailableReason
+    public static string? UnavailableReason => UnavailableReasonOf(GuestImage.Default);
+
+    /// <summary>Why guests of <paramref name="image"/> cannot run here, or null when they can.</summary>
+    public static string? UnavailableReasonOf(GuestImage image)
     {
-        get
+        if (!OperatingSystem.IsLinux())
         {
-            if (!OperatingSystem.IsLinux())
-            {
-                return "the Linux guest tests need a Linux host";
-            }
-
-            if (FindOnPath(QemuBinary) is null)
-            {
-                return $"{QemuBinary} is not installed (tests/guest/build-guest.sh installs it when run as root)";
-            }
-
-            if (_buildFailure is not null)
-            {
-                return "building the guest image failed:\n" + _buildFailure;
-            }
-
-            if (!File.Exists(KernelPath) || !File.Exists(InitramfsPath))
-            {
-                return $"guest image missing in {RepoPaths.GuestImageDirectory} (run tests/guest/build-guest.sh)";
-            }
-
-            return null;
+            return "the Linux guest tests need a Linux host";
         }
+
+        if (FindOnPath(QemuBinary) is null)
+        {
+            return $"{QemuBinary} is not installed (tests/guest/build-guest.sh installs it when run as root)";
+        }
+
+        string? failure;
+        lock (_buildFailures)
+        {
+            failure = _buildFailures.GetValueOrDefault(image);
+        }
+
+        if (failure is not null)
+        {
+            return "building the guest image failed:\n" + failure;
+        }
+
+        if (!File.Exists(KernelPathOf(image)) || !File.Exists(InitramfsPathOf(image)))
+        {
+            return $"guest image missing in {RepoPaths.GuestImageDirectoryOf(image)} (run tests/guest/build-guest.sh{VariantArgument(image)})";
+        }
+
+        return null;
     }
 
+    private static string VariantArgument(GuestImage image) => image == GuestImage.Trixie ? " --variant trixie" : "";
+
     /// <summary>Builds the guest image once per process (the script itself skips work when up to date).</summary>
-    public static async Task EnsureImageAsync(CancellationToken cancellationToken = default)
+    public static async Task EnsureImageAsync(CancellationToken cancellationToken = default) =>
+        await EnsureImageAsync(GuestImage.Default, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Builds <paramref name="image"/> once per process (the script itself skips work when up to date).</summary>
+    public static async Task EnsureImageAsync(GuestImage image, CancellationToken cancellationToken = default)
     {
-        if (_imageReady)
+        lock (_buildFailures)
         {
-            return;
+            if (_imagesReady.Contains(image))
+            {
+                return;
+            }
         }
 
         await _buildLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (_imageReady || _buildFailure is not null)
+            lock (_buildFailures)
             {
-                return;
+                if (_imagesReady.Contains(image) || _buildFailures.ContainsKey(image))
+                {
+                    return;
+                }
             }
 
             var script = Path.Combine(RepoPaths.GuestDirectory, "build-guest.sh");
-            var result = await ProcessRunner.RunAsync(
-                "bash", [script, RepoPaths.GuestImageDirectory], TimeSpan.FromMinutes(15), cancellationToken).ConfigureAwait(false);
-            if (result.ExitCode != 0)
+            string[] arguments = image == GuestImage.Trixie
+                ? [script, "--variant", "trixie", RepoPaths.GuestImageDirectoryOf(image)]
+                : [script, RepoPaths.GuestImageDirectoryOf(image)];
+            var result = await ProcessRunner.RunAsync("bash", arguments, TimeSpan.FromMinutes(15), cancellationToken).ConfigureAwait(false);
+            lock (_buildFailures)
             {
-                _buildFailure = $"build-guest.sh exited with {result.ExitCode}:\n{result.Output}";
-                return;
-            }
+                if (result.ExitCode != 0)
+                {
+                    _buildFailures[image] = $"build-guest.sh{VariantArgument(image)} exited with {result.ExitCode}:\n{result.Output}";
+                    return;
+                }
 
-            _imageReady = true;
+                _imagesReady.Add(image);
+            }
         }
         finally
         {
@@ -95,10 +122,13 @@ public static class LinuxGuest
     /// Makes sure guests can run: builds the image, then ignores the test with the reason when
     /// QEMU is missing — except under CI (CI env variable set), where that is a failure.
     /// </summary>
-    public static async Task RequireAsync(CancellationToken cancellationToken = default)
+    public static Task RequireAsync(CancellationToken cancellationToken = default) => RequireAsync(GuestImage.Default, cancellationToken);
+
+    /// <summary><see cref="RequireAsync(CancellationToken)"/> for <paramref name="image"/>.</summary>
+    public static async Task RequireAsync(GuestImage image, CancellationToken cancellationToken = default)
     {
-        await EnsureImageAsync(cancellationToken).ConfigureAwait(false);
-        if (UnavailableReason is { } reason)
+        await EnsureImageAsync(image, cancellationToken).ConfigureAwait(false);
+        if (UnavailableReasonOf(image) is { } reason)
         {
             if (Environment.GetEnvironmentVariable("CI") is { Length: > 0 })
             {
@@ -113,8 +143,8 @@ public static class LinuxGuest
     public static async Task<GuestResult> RunAsync(string script, GuestOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new GuestOptions();
-        await EnsureImageAsync(cancellationToken).ConfigureAwait(false);
-        if (UnavailableReason is { } reason)
+        await EnsureImageAsync(options.Image, cancellationToken).ConfigureAwait(false);
+        if (UnavailableReasonOf(options.Image) is { } reason)
         {
             throw new InvalidOperationException("Linux guest unavailable: " + reason);
         }
@@ -138,7 +168,7 @@ public static class LinuxGuest
                      "-smp", options.Cpus.ToString(System.Globalization.CultureInfo.InvariantCulture),
                      "-m", options.MemoryMiB.ToString(System.Globalization.CultureInfo.InvariantCulture),
                      "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
-                     "-kernel", KernelPath, "-initrd", initrd, "-append", kernelArgs,
+                     "-kernel", KernelPathOf(options.Image), "-initrd", initrd, "-append", kernelArgs,
                      // No option ROM: the kernel is loaded directly, and skipping iPXE saves seconds under TCG.
                      "-netdev", "user,id=n0" + string.Concat(options.HostForwards.Select(f => $",hostfwd=tcp:127.0.0.1:{f.Key}-:{f.Value}")),
                      "-device", "virtio-net-pci,netdev=n0,romfile=",
@@ -246,7 +276,7 @@ public static class LinuxGuest
         }
 
         using var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write);
-        using (var baseImage = File.OpenRead(InitramfsPath))
+        using (var baseImage = File.OpenRead(InitramfsPathOf(options.Image)))
         {
             baseImage.CopyTo(file);
         }

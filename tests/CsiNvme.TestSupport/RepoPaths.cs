@@ -19,8 +19,17 @@ public static class RepoPaths
     public static string GuestDirectory => Path.Combine(Root, "tests", "guest");
 
     /// <summary>Where build-guest.sh puts the kernel and initramfs (gitignored).</summary>
-    public static string GuestImageDirectory =>
-        Environment.GetEnvironmentVariable("CSINVME_GUEST_DIR") is { Length: > 0 } dir ? dir : Path.Combine(Root, ".guest");
+    public static string GuestImageDirectory => GuestImageDirectoryOf(GuestImage.Default);
+
+    /// <summary>
+    /// Where build-guest.sh puts an image: CSINVME_GUEST_DIR (the default image) or CSINVME_GUEST_TRIXIE_DIR when set,
+    /// otherwise .guest or .guest-trixie in the tree.
+    /// </summary>
+    public static string GuestImageDirectoryOf(GuestImage image) => image switch
+    {
+        GuestImage.Trixie => Environment.GetEnvironmentVariable("CSINVME_GUEST_TRIXIE_DIR") is { Length: > 0 } trixie ? trixie : Path.Combine(Root, ".guest-trixie"),
+        _ => Environment.GetEnvironmentVariable("CSINVME_GUEST_DIR") is { Length: > 0 } dir ? dir : Path.Combine(Root, ".guest"),
+    };
 
     /// <summary>The storage server built in the same configuration as the tests.</summary>
     public static string ServerDll =>

@@ -2,7 +2,14 @@
 # Builds the Linux guest used by the end-to-end tests: the Debian cloud kernel and an
 # initramfs with busybox, nvme-cli, fio, e2fsprogs and the NVMe/TCP host and target modules.
 #
-#   tests/guest/build-guest.sh [OUTDIR]      (default: <repo>/.guest)
+#   tests/guest/build-guest.sh [--variant default|trixie] [OUTDIR]
+#
+# Variants differ only in the kernel; the userland is this machine's (Debian 12) either way:
+#   default  Debian 12's cloud kernel (6.1), from this machine's apt sources; OUTDIR defaults to <repo>/.guest.
+#   trixie   Debian 13's cloud kernel (6.12: NVMe in-band authentication (DH-HMAC-CHAP) and NVMe/TCP TLS, which
+#            6.1's cloud build lacks), downloaded with apt-get through a trixie source list and package lists of
+#            the build's own (this machine's apt configuration and packages are not touched); OUTDIR defaults to
+#            <repo>/.guest-trixie.
 #
 # Outputs OUTDIR/vmlinuz, OUTDIR/initramfs.cpio.gz and OUTDIR/kernel-version. The work is
 # skipped when those exist and are newer than this script, so calling it from every test run
@@ -11,7 +18,17 @@ set -euo pipefail
 
 script_path="$(readlink -f "${BASH_SOURCE[0]}")"
 repo_root="$(cd "$(dirname "$script_path")/../.." && pwd)"
-out_dir="${1:-$repo_root/.guest}"
+variant=default
+if [[ "${1:-}" == "--variant" ]]; then
+    variant="${2:?--variant needs a name}"
+    shift 2
+fi
+case "$variant" in
+    default) default_out="$repo_root/.guest" ;;
+    trixie) default_out="$repo_root/.guest-trixie" ;;
+    *) echo "build-guest: unknown variant $variant (default, trixie)" >&2; exit 2 ;;
+esac
+out_dir="${1:-$default_out}"
 mkdir -p "$out_dir"
 out_dir="$(cd "$out_dir" && pwd)"
 
@@ -20,7 +37,7 @@ up_to_date() {
        && "$out_dir/vmlinuz" -nt "$script_path" && "$out_dir/initramfs.cpio.gz" -nt "$script_path" ]]
 }
 if up_to_date; then
-    echo "build-guest: up to date in $out_dir"
+    echo "build-guest: up to date in $out_dir ($variant)"
     exit 0
 fi
 
@@ -29,7 +46,7 @@ if command -v flock >/dev/null 2>&1; then
     exec 9>"$out_dir/.build.lock"
     flock 9
     if up_to_date; then
-        echo "build-guest: up to date in $out_dir"
+        echo "build-guest: up to date in $out_dir ($variant)"
         exit 0
     fi
 fi
@@ -59,9 +76,39 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 fi
 
+work="$out_dir/work"
+rm -rf "$work" "$out_dir/apt"
+mkdir -p "$work/deb"
+# apt drops privileges to _apt for downloads; a world-writable directory avoids its warning.
+chmod 0777 "$work/deb"
+
+# apt options that read packages from somewhere else than this machine's sources (the trixie variant), empty for
+# the default kernel.
+apt_source=()
+if [[ "$variant" == trixie ]]; then
+    # Debian 13 lists and caches of this build only: apt-get update and download read and write nothing of the
+    # machine's own apt state, so nothing is ever installed or upgraded from trixie.
+    apt_dir="$out_dir/apt"
+    mkdir -p "$apt_dir"/{sources,lists/partial,cache/archives/partial}
+    cat >"$apt_dir/sources/trixie.sources" <<'SOURCES'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+    chmod -R a+rwX "$apt_dir"
+    apt_source=(-o Dir::Etc::sourcelist=/dev/null -o "Dir::Etc::sourceparts=$apt_dir/sources"
+                -o "Dir::State::lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o Dir::State::status=/dev/null
+                -o Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false)
+    log "apt-get update (trixie lists in $apt_dir)"
+    apt-get "${apt_source[@]}" update -q >&2
+    apt_updated=1
+fi
+
 # The meta package names the versioned kernel image package of the current point release.
 kernel_pkg_of_meta() {
-    apt-cache depends linux-image-cloud-amd64 2>/dev/null \
+    apt-cache "${apt_source[@]}" depends linux-image-cloud-amd64 2>/dev/null \
         | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
 }
 kernel_pkg="$(kernel_pkg_of_meta || true)"
@@ -71,24 +118,23 @@ if [[ -z "$kernel_pkg" ]]; then
 fi
 [[ -n "$kernel_pkg" ]] || { log "cannot resolve linux-image-cloud-amd64"; exit 1; }
 
-work="$out_dir/work"
-rm -rf "$work"
-mkdir -p "$work/deb"
-# apt drops privileges to _apt for downloads; a world-writable directory avoids its warning.
-chmod 0777 "$work/deb"
-if ! (cd "$work/deb" && apt-get download -q "$kernel_pkg" >&2); then
+if ! (cd "$work/deb" && apt-get "${apt_source[@]}" download -q "$kernel_pkg" >&2); then
     # Stale package lists name a version the mirror no longer has: refresh them and resolve again.
     [[ $apt_updated -eq 0 ]] || exit 1
     apt_update_once
     kernel_pkg="$(kernel_pkg_of_meta)"
-    (cd "$work/deb" && apt-get download -q "$kernel_pkg" >&2)
+    (cd "$work/deb" && apt-get "${apt_source[@]}" download -q "$kernel_pkg" >&2)
 fi
 kver="${kernel_pkg#linux-image-}"
-log "kernel package $kernel_pkg"
+log "kernel package $kernel_pkg ($variant)"
 deb="$(ls "$work"/deb/*.deb | head -n1)"
 kroot="$work/kernel"
 dpkg-deb -x "$deb" "$kroot"
 [[ -f "$kroot/boot/vmlinuz-$kver" ]] || { log "no vmlinuz-$kver in $deb"; exit 1; }
+# Debian 13 ships modules under /usr/lib only (merged /usr); depmod and modprobe -d look under lib/.
+if [[ -d "$kroot/usr/lib/modules" && ! -e "$kroot/lib" ]]; then
+    ln -s usr/lib "$kroot/lib"
+fi
 kmods="$kroot/lib/modules/$kver"
 # The package ships no modules.dep (its postinst makes it); resolve dependencies ourselves.
 depmod -b "$kroot" "$kver"
@@ -153,8 +199,11 @@ done
 copy_file /lib64/ld-linux-x86-64.so.2
 
 # Kernel modules (what is built in, e.g. nvme-core and ext4 in the cloud kernel, is skipped).
+# DH-HMAC-CHAP (6.12) needs the Diffie-Hellman and HMAC/SHA-2 crypto modules: the kernel asks for them by crypto
+# name when a host or nvmet first authenticates, which works once they are in the image with their aliases.
 wanted_modules=(configfs virtio_pci virtio_net virtio_blk loop
-                nvme-core nvme-fabrics nvme-tcp nvmet nvmet-tcp
+                nvme-core nvme-fabrics nvme-tcp nvmet nvmet-tcp nvme-auth nvme-keyring
+                dh_generic hmac sha256_generic sha512_generic
                 ext4 crc32c_generic crc32c-intel libcrc32c af_packet)
 module_files=()
 for m in "${wanted_modules[@]}"; do
@@ -204,7 +253,7 @@ mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs tmpfs /run
 echo "CSINVME-GUEST-BOOTED uptime=$(cut -d' ' -f1 /proc/uptime)"
 for m in configfs af_packet virtio_pci virtio_net virtio_blk loop crc32c-intel crc32c_generic \
-         nvme-fabrics nvme-tcp nvmet nvmet-tcp; do
+         nvme-fabrics nvme-tcp nvmet nvmet-tcp dh_generic hmac sha256_generic sha512_generic; do
     modprobe -q "$m" 2>/dev/null || true
 done
 grep -q configfs /proc/filesystems && mount -t configfs configfs /sys/kernel/config
@@ -246,7 +295,8 @@ log "packing initramfs ($(du -sh "$root" | cut -f1) unpacked)"
     | gzip -6 >"$out_dir/initramfs.cpio.gz.tmp"
 cp "$kroot/boot/vmlinuz-$kver" "$out_dir/vmlinuz.tmp"
 echo "$kver" >"$out_dir/kernel-version"
+echo "$variant" >"$out_dir/variant"
 mv "$out_dir/vmlinuz.tmp" "$out_dir/vmlinuz"
 mv "$out_dir/initramfs.cpio.gz.tmp" "$out_dir/initramfs.cpio.gz"
-rm -rf "$work"
+rm -rf "$work" "$out_dir/apt"
 log "done: $out_dir/vmlinuz $out_dir/initramfs.cpio.gz ($(du -h "$out_dir/initramfs.cpio.gz" | cut -f1))"

@@ -23,7 +23,11 @@ internal sealed record VolumeView(
     DateTimeOffset? CreatedAt,
     string Pool,
     long AllocatedBytes,
-    IReadOnlyDictionary<string, string> Labels)
+    IReadOnlyDictionary<string, string> Labels,
+    int ReplicaCount,
+    string? Primary,
+    long Epoch,
+    IReadOnlyList<ReplicaView> Replicas)
 {
     public static VolumeView From(Volume volume)
     {
@@ -45,9 +49,127 @@ internal sealed record VolumeView(
             volume.CreatedUnixMs > 0 ? DateTimeOffset.FromUnixTimeMilliseconds(volume.CreatedUnixMs) : null,
             volume.Pool,
             checked((long)volume.AllocatedBytes),
-            new SortedDictionary<string, string>(volume.Labels, StringComparer.Ordinal));
+            new SortedDictionary<string, string>(volume.Labels, StringComparer.Ordinal),
+            (int)Math.Max(1, volume.ReplicaCount),
+            volume.Primary.Length == 0 ? null : volume.Primary,
+            checked((long)volume.Epoch),
+            [.. volume.Replicas.Select(ReplicaView.From)]);
     }
 }
+
+/// <summary>One replica of a volume (cluster only; a single server lists none).</summary>
+internal sealed record ReplicaView(
+    string Node,
+    string State,
+    bool Primary,
+    bool NodeUp,
+    string Pool,
+    long InSyncEpoch,
+    long DirtyRegions,
+    IReadOnlyList<string> NvmeListenAddresses,
+    RebuildView? Rebuild)
+{
+    public static ReplicaView From(Replica replica) => new(
+        replica.Node,
+        replica.State,
+        replica.Primary,
+        replica.NodeUp,
+        replica.Pool,
+        checked((long)replica.InSyncEpoch),
+        checked((long)replica.DirtyRegions),
+        [.. replica.NvmeListenAddresses],
+        RebuildView.From(replica));
+}
+
+/// <summary>Progress of a replica's rebuild as the primary reports it; null when no rebuild runs.</summary>
+internal sealed record RebuildView(long RegionsDone, long RegionsTotal, long BytesCopied, double BytesPerSecond)
+{
+    public static RebuildView? From(Replica replica) =>
+        replica.RebuildRegionsTotal == 0 && replica.State != "rebuilding"
+            ? null
+            : new RebuildView(
+                checked((long)replica.RebuildRegionsDone),
+                checked((long)replica.RebuildRegionsTotal),
+                checked((long)replica.RebuildBytesCopied),
+                replica.RebuildBytesPerSecond);
+}
+
+/// <summary>A storage node as <c>node list</c> and <c>node drain|undrain</c> print it.</summary>
+internal sealed record NodeView(
+    string Name,
+    int Ordinal,
+    string State,
+    string AdminState,
+    string? DrainStatus,
+    bool Drained,
+    IReadOnlyList<NodePoolView> Pools,
+    long FreeBytes,
+    string Free,
+    int VolumeCount,
+    int PrimaryCount,
+    IReadOnlyList<string> NvmeListenAddresses,
+    string ManagementAddress,
+    string Version)
+{
+    public static NodeView From(Node node)
+    {
+        long free = checked((long)node.FreeBytes);
+        return new NodeView(
+            node.Name,
+            node.Ordinal,
+            node.State,
+            node.AdminState,
+            node.DrainStatus.Length == 0 ? null : node.DrainStatus,
+            NodePrinter.IsDrained(node),
+            [.. node.Pools.Select(NodePoolView.From)],
+            free,
+            ByteSize.Format(free),
+            (int)node.VolumeCount,
+            (int)node.PrimaryCount,
+            [.. node.NvmeListenAddresses],
+            node.ManagementAddress,
+            node.Version);
+    }
+}
+
+internal sealed record NodePoolView(string Name, long CapacityBytes, long FreeBytes, string Capacity, string Free)
+{
+    public static NodePoolView From(Pool pool)
+    {
+        long capacity = checked((long)pool.CapacityBytes);
+        long free = checked((long)pool.FreeBytes);
+        return new NodePoolView(pool.Name, capacity, free, ByteSize.Format(capacity), ByteSize.Format(free));
+    }
+}
+
+/// <summary>What <c>volume verify</c> found.</summary>
+internal sealed record VerifyView(
+    string Volume,
+    bool Identical,
+    bool AllInSync,
+    int RegionSize,
+    long RegionsCompared,
+    IReadOnlyList<string> Nodes,
+    IReadOnlyList<string> Skipped,
+    long MismatchCount,
+    IReadOnlyList<RegionMismatchView> Mismatches)
+{
+    public static VerifyView From(string volume, VerifyVolumeResponse response) => new(
+        volume,
+        response.Identical,
+        response.AllInSync,
+        (int)response.RegionSize,
+        checked((long)response.RegionsCompared),
+        [.. response.Nodes],
+        [.. response.Skipped],
+        checked((long)response.MismatchCount),
+        [.. response.Mismatches.Select(m => new RegionMismatchView(
+            checked((long)m.Offset),
+            checked((long)m.Length),
+            new SortedDictionary<string, string>(m.Checksums, StringComparer.Ordinal)))]);
+}
+
+internal sealed record RegionMismatchView(long Offset, long Length, IReadOnlyDictionary<string, string> Checksums);
 
 internal sealed record SnapshotView(
     string Name,
@@ -150,4 +272,7 @@ internal sealed record DeletedView(string Deleted);
 [JsonSerializable(typeof(SnapshotView))]
 [JsonSerializable(typeof(SnapshotView[]))]
 [JsonSerializable(typeof(PoolView[]))]
+[JsonSerializable(typeof(NodeView))]
+[JsonSerializable(typeof(NodeView[]))]
+[JsonSerializable(typeof(VerifyView))]
 internal sealed partial class CliJsonContext : JsonSerializerContext;

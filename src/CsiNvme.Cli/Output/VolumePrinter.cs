@@ -37,6 +37,8 @@ internal static class VolumePrinter
             ("Created", volume.CreatedUnixMs > 0
                 ? DateTimeOffset.FromUnixTimeMilliseconds(volume.CreatedUnixMs).ToString("u", CultureInfo.InvariantCulture)
                 : "-"),
+            ("Replicas", ReplicaSummary(volume, detailed: true)),
+            ("Primary", volume.Primary.Length == 0 ? "-" : $"{volume.Primary} (epoch {volume.Epoch.ToString(CultureInfo.InvariantCulture)})"),
         };
 
         int width = fields.Max(f => f.Label.Length) + 2;
@@ -44,6 +46,77 @@ internal static class VolumePrinter
         {
             session.Out.WriteLine((label + ":").PadRight(width) + value);
         }
+
+        if (volume.Replicas.Count > 0)
+        {
+            session.Out.WriteLine();
+            WriteReplicas(session.Out, volume);
+        }
+    }
+
+    /// <summary>
+    /// "3 (3 in sync)"; with <paramref name="detailed"/> the replicas not in sync by state too, "3 (1 in sync, 1
+    /// rebuilding, 1 out of sync)". A single server's volume is just "1".
+    /// </summary>
+    public static string ReplicaSummary(Volume volume, bool detailed)
+    {
+        string count = Math.Max(1u, volume.ReplicaCount).ToString(CultureInfo.InvariantCulture);
+        if (volume.Replicas.Count == 0)
+        {
+            return count;
+        }
+
+        int inSync = volume.Replicas.Count(r => r.State == "in-sync");
+        if (!detailed)
+        {
+            return $"{count} ({inSync.ToString(CultureInfo.InvariantCulture)} in sync)";
+        }
+
+        var parts = new List<string> { $"{inSync.ToString(CultureInfo.InvariantCulture)} in sync" };
+        parts.AddRange(volume.Replicas
+            .Where(r => r.State != "in-sync")
+            .GroupBy(r => r.State, StringComparer.Ordinal)
+            .OrderBy(g => g.Key, StringComparer.Ordinal)
+            .Select(g => $"{g.Count().ToString(CultureInfo.InvariantCulture)} {g.Key.Replace('-', ' ')}"));
+        return $"{count} ({string.Join(", ", parts)})";
+    }
+
+    /// <summary>One line per replica: its node, state, role, whether the node is up, what it lacks, a rebuild's progress.</summary>
+    private static void WriteReplicas(TextWriter writer, Volume volume)
+    {
+        var table = new TextTable("NODE", "STATE", "PRIMARY", "NODE UP", "IN SYNC AT EPOCH", "DIRTY REGIONS", "REBUILD");
+        foreach (Replica replica in volume.Replicas)
+        {
+            table.AddRow(
+                replica.Node,
+                replica.State,
+                replica.Primary ? "yes" : "no",
+                replica.NodeUp ? "yes" : "no",
+                replica.InSyncEpoch.ToString(CultureInfo.InvariantCulture),
+                replica.DirtyRegions.ToString(CultureInfo.InvariantCulture),
+                RebuildProgress(replica));
+        }
+
+        table.WriteTo(writer);
+    }
+
+    /// <summary>"40/100 regions (40%), 40.0 MiB copied at 10.0 MiB/s", or "-" when no rebuild runs.</summary>
+    private static string RebuildProgress(Replica replica)
+    {
+        if (RebuildView.From(replica) is not { } rebuild)
+        {
+            return "-";
+        }
+
+        if (rebuild.RegionsTotal == 0)
+        {
+            return "no progress reported yet";
+        }
+
+        long percent = rebuild.RegionsDone * 100 / rebuild.RegionsTotal;
+        return string.Create(
+            CultureInfo.InvariantCulture,
+            $"{rebuild.RegionsDone}/{rebuild.RegionsTotal} regions ({percent}%), {ByteSize.Format(rebuild.BytesCopied)} copied at {ByteSize.Format((long)rebuild.BytesPerSecond)}/s");
     }
 
     public static void WriteList(CommandSession session, IReadOnlyList<Volume> volumes)
@@ -61,13 +134,14 @@ internal static class VolumePrinter
             return;
         }
 
-        var table = new TextTable("NAME", "SIZE", "BLOCK", "HOSTS", "NQN");
+        var table = new TextTable("NAME", "SIZE", "BLOCK", "REPLICAS", "HOSTS", "NQN");
         foreach (Volume volume in volumes)
         {
             table.AddRow(
                 volume.Name,
                 ByteSize.Format(checked((long)volume.SizeBytes)),
                 volume.BlockSize.ToString(CultureInfo.InvariantCulture),
+                ReplicaSummary(volume, detailed: false),
                 HostsSummary(volume, separator: ","),
                 volume.SubsystemNqn);
         }

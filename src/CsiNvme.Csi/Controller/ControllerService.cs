@@ -21,10 +21,12 @@ namespace CsiNvme.Csi.Controller;
 /// idempotent, so a CO retrying after a timeout or a driver restart converges.
 /// </summary>
 /// <remarks>
-/// Topology: every node that reaches the storage server's NVMe/TCP listeners can use every volume, so
+/// Topology: every node that reaches the storage servers' NVMe/TCP listeners can use every volume, so
 /// volumes carry no accessible_topology (the CO may place them anywhere) whatever accessibility_requirements
-/// asks, and GetCapacity answers the same for every topology. A volume pinned to a node's topology would
-/// also forbid live-migrating a VM to another node.
+/// asks, and GetCapacity answers the same for every topology. In a storage cluster too: a volume's replicas are
+/// on storage nodes, which hosts reach over the network, not on Kubernetes nodes; where the replicas can go is
+/// what GetCapacity's answer per replica count says. A volume pinned to a node's topology would also forbid
+/// live-migrating a VM to another node.
 /// </remarks>
 internal sealed class ControllerService(
     StorageServerClient storage,
@@ -38,7 +40,10 @@ internal sealed class ControllerService(
     public const string ContextUuid = "uuid";
     public const string ContextBlockSize = "blockSize";
 
-    /// <summary>publish_context: comma-separated "ADDR:PORT" NVMe/TCP listeners of the volume.</summary>
+    /// <summary>
+    /// publish_context: comma-separated "ADDR:PORT" NVMe/TCP listeners of the volume; in a cluster those of every node
+    /// holding a replica that is up, the primary's first (the node connects a path to each).
+    /// </summary>
     public const string ContextTargets = "targets";
 
     private const string TokenPrefix = "next:";
@@ -161,6 +166,7 @@ internal sealed class ControllerService(
                     SourceVolume = sourceVolume,
                     Pool = parameters.Pool,
                     Labels = { labels },
+                    Replicas = (uint)parameters.Replicas,
                 },
                 storage.Call(ct));
             CsiLog.VolumeCreated(
@@ -183,21 +189,33 @@ internal sealed class ControllerService(
             if (!CapacityRules.Satisfies(request.CapacityRange, (long)volume.SizeBytes) ||
                 (minimumBytes > 0 && (long)volume.SizeBytes < minimumBytes) ||
                 (parameters.BlockSize != 0 && volume.BlockSize != parameters.BlockSize) ||
-                (parameters.Pool.Length > 0 && volume.Pool != parameters.Pool))
+                (parameters.Pool.Length > 0 && volume.Pool != parameters.Pool) ||
+                ReplicasOf(volume) != parameters.Replicas)
             {
                 throw new RpcException(new Status(
                     StatusCode.AlreadyExists,
-                    $"volume {name} exists with {volume.SizeBytes} bytes, block size {volume.BlockSize}{(volume.Pool.Length > 0 ? $", pool {volume.Pool}" : "")}, incompatible with this request"));
+                    $"volume {name} exists with {volume.SizeBytes} bytes, block size {volume.BlockSize}{(volume.Pool.Length > 0 ? $", pool {volume.Pool}" : "")}, " +
+                    $"{ReplicasOf(volume)} replica(s), incompatible with this request"));
             }
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
         {
             throw new RpcException(new Status(StatusCode.NotFound, $"source of volume {name}: {e.Status.Detail}"));
         }
-        catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition && source is not null)
+        catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition)
         {
-            // The backend cannot clone (file/memory) or the pool parameter contradicts the source's pool.
-            throw Invalid($"cannot create volume {name} from its source: {e.Status.Detail}");
+            // What the class or the request asks cannot be had here, and no retry helps ("Invalid or unsupported
+            // field", "Source incompatible or not supported"): more than one replica on a single storage server (a
+            // cluster with too few usable nodes is RESOURCE_EXHAUSTED instead), a backend that cannot clone
+            // (file/memory), or a pool parameter that contradicts the source's pool.
+            throw Invalid($"cannot create volume {name}{(source is null ? "" : " from its source")}: {e.Status.Detail}");
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.ResourceExhausted)
+        {
+            // Fewer storage nodes up, active and with the pool than replicas asked (or a clone's pool too full):
+            // the spec's "Unable to provision", whose recovery (fix what prevents it, retry with backoff) fits a
+            // node that comes back or is undrained.
+            throw new RpcException(new Status(StatusCode.ResourceExhausted, $"cannot place volume {name}: {e.Status.Detail}"));
         }
         catch (RpcException e) when (e.StatusCode == StatusCode.InvalidArgument)
         {
@@ -408,7 +426,7 @@ internal sealed class ControllerService(
         var response = new ListVolumesResponse { NextToken = next };
         foreach (var volume in page)
         {
-            var status = new ListVolumesResponse.Types.VolumeStatus { VolumeCondition = ConditionOf(volume) };
+            var status = new ListVolumesResponse.Types.VolumeStatus { VolumeCondition = VolumeConditions.Of(volume) };
             status.PublishedNodeIds.Add(volume.AllowedHosts);
             response.Entries.Add(new ListVolumesResponse.Types.Entry { Volume = ToCsiVolume(volume, null), Status = status });
         }
@@ -420,7 +438,7 @@ internal sealed class ControllerService(
     {
         var id = RequireVolumeId(request.VolumeId);
         var volume = await GetVolumeOrNotFound(id, context.CancellationToken);
-        var status = new ControllerGetVolumeResponse.Types.VolumeStatus { VolumeCondition = ConditionOf(volume) };
+        var status = new ControllerGetVolumeResponse.Types.VolumeStatus { VolumeCondition = VolumeConditions.Of(volume) };
         status.PublishedNodeIds.Add(volume.AllowedHosts);
         return new ControllerGetVolumeResponse { Volume = ToCsiVolume(volume, null), Status = status };
     }
@@ -439,18 +457,15 @@ internal sealed class ControllerService(
             return new GetCapacityResponse { AvailableCapacity = 0 };
         }
 
-        var pools = (await storage.Server.ListPoolsAsync(new Mgmt.ListPoolsRequest(), storage.Call(context.CancellationToken))).Pools;
-        var candidates = pools.Where(p => parameters.Pool.Length == 0 || p.Name == parameters.Pool).ToList();
-        if (parameters.Pool.Length > 0 && candidates.Count == 0)
-        {
-            throw Invalid($"pool '{parameters.Pool}' does not exist (pools: {string.Join(", ", pools.Select(p => p.Name))})");
-        }
+        var nodes = (await storage.Nodes.ListNodesAsync(new Mgmt.ListNodesRequest(), storage.Call(context.CancellationToken))).Nodes;
+        var available = NodeCapacity.AvailableBytes(nodes, parameters.Replicas, parameters.Pool, out var poolError)
+                        ?? throw Invalid(poolError!);
 
-        // Thin volumes reserve nothing at creation, so the free space of the pools is what is left to write, and
-        // a volume of any size up to the server's maximum can be created whatever that space.
+        // Thin volumes reserve nothing at creation, so the free space is what is left to write, and a volume of
+        // any size up to the server's maximum can be created whatever that space.
         return new GetCapacityResponse
         {
-            AvailableCapacity = candidates.Sum(p => (long)p.FreeBytes),
+            AvailableCapacity = available,
             MaximumVolumeSize = CapacityRules.MaximumVolumeBytes,
             MinimumVolumeSize = CapacityRules.Granularity,
         };
@@ -703,6 +718,13 @@ internal sealed class ControllerService(
             }
         }
 
+        // The node connects and expects a path per replica: a volume made with several without the parameter
+        // (by hand, with the CLI) says so too.
+        if (ReplicasOf(volume) > 1 && !result.VolumeContext.ContainsKey(VolumeParameters.ReplicasKey))
+        {
+            result.VolumeContext[VolumeParameters.ReplicasKey] = ReplicasOf(volume).ToString(CultureInfo.InvariantCulture);
+        }
+
         if (described?.ContentSource() is { } source)
         {
             result.ContentSource = source;
@@ -721,17 +743,8 @@ internal sealed class ControllerService(
         ReadyToUse = true,
     };
 
-    /// <summary>
-    /// Abnormal when no host can reach the volume: it is exported on no NVMe/TCP listener. A volume the server
-    /// cannot open is not listed at all (NOT_FOUND), which the CO treats as worse.
-    /// </summary>
-    private static VolumeCondition ConditionOf(Mgmt.Volume volume) => volume.ListenAddresses.Count == 0
-        ? new VolumeCondition { Abnormal = true, Message = $"volume {volume.Name} is not exported on any NVMe/TCP listener" }
-        : new VolumeCondition
-        {
-            Abnormal = false,
-            Message = $"exported on {string.Join(",", volume.ListenAddresses)}; {volume.ConnectedHosts.Count} host(s) connected",
-        };
+    /// <summary>Copies the storage server keeps of the volume (1 on a single server).</summary>
+    private static int ReplicasOf(Mgmt.Volume volume) => (int)Math.Max(1u, volume.ReplicaCount);
 
     /// <summary>
     /// RESOURCE_EXHAUSTED when the node already has <see cref="CsiDriverOptions.MaxVolumesPerNode"/> volumes

@@ -19,6 +19,7 @@ public sealed class StorageServerClient : IDisposable
         _channel = GrpcChannel.ForAddress(uri);
         Volumes = new VolumeService.VolumeServiceClient(_channel);
         Server = new ServerService.ServerServiceClient(_channel);
+        Nodes = new NodeService.NodeServiceClient(_channel);
     }
 
     public string Address { get; }
@@ -31,6 +32,9 @@ public sealed class StorageServerClient : IDisposable
     public VolumeService.VolumeServiceClient Volumes { get; }
 
     public ServerService.ServerServiceClient Server { get; }
+
+    /// <summary>The storage nodes: the cluster's, or the single server as one node.</summary>
+    public NodeService.NodeServiceClient Nodes { get; }
 
     /// <summary>Options for one management call: the configured deadline, cancelled with the CSI call.</summary>
     public CallOptions Call(CancellationToken cancellationToken, TimeSpan? timeout = null) =>

@@ -22,6 +22,17 @@ internal sealed class VolumeDocument
     [JsonPropertyName("replicas")] public List<ReplicaDocument> Replicas { get; set; } = [];
     [JsonPropertyName("primary")] public string Primary { get; set; } = "";
     [JsonPropertyName("epoch")] public long Epoch { get; set; }
+    [JsonPropertyName("hostSecrets")] public List<HostSecretDocument> HostSecrets { get; set; } = [];
+}
+
+/// <summary>Sealed (encrypted) secrets only: see <see cref="SecretSealer"/>.</summary>
+internal sealed class HostSecretDocument
+{
+    [JsonPropertyName("hostNqn")] public string HostNqn { get; set; } = "";
+    [JsonPropertyName("sealedSecret")] public string SealedSecret { get; set; } = "";
+    [JsonPropertyName("sealedCtrlSecret")] public string SealedControllerSecret { get; set; } = "";
+    [JsonPropertyName("hash")] public string Hash { get; set; } = "";
+    [JsonPropertyName("dhGroup")] public string DhGroup { get; set; } = "";
 }
 
 internal sealed class ReplicaDocument
@@ -97,6 +108,10 @@ internal static class EtcdDocuments
         Replicas = [.. volume.Replicas.Select(r => new ReplicaDocument { Node = r.Node, Pool = r.Pool, State = ReplicaStateText(r.State), InSyncEpoch = r.InSyncEpoch })],
         Primary = volume.Primary,
         Epoch = volume.Epoch,
+        HostSecrets = [.. volume.HostSecrets.Select(h => new HostSecretDocument
+        {
+            HostNqn = h.HostNqn, SealedSecret = h.SealedSecret, SealedControllerSecret = h.SealedControllerSecret, Hash = h.Hash, DhGroup = h.DhGroup,
+        })],
     }, EtcdJsonContext.Default.VolumeDocument);
 
     public static VolumeRecord DecodeVolume(Mvccpb.KeyValue kv)
@@ -117,6 +132,7 @@ internal static class EtcdDocuments
             Replicas = d.Replicas.Select(r => new ReplicaRecord(r.Node, r.Pool, ParseReplicaState(r.State, kv), r.InSyncEpoch)).ToArray().AsReadOnly(),
             Primary = d.Primary,
             Epoch = d.Epoch,
+            HostSecrets = d.HostSecrets.Select(h => new HostSecretRecord(h.HostNqn, h.SealedSecret, h.SealedControllerSecret, h.Hash, h.DhGroup)).ToArray().AsReadOnly(),
             Revision = kv.ModRevision,
         };
     }

@@ -67,6 +67,12 @@ public readonly struct NvmeStatus : IEquatable<NvmeStatus>
     public static readonly NvmeStatus ConnectRestartDiscovery = Specific(0x83);
     public static readonly NvmeStatus ConnectInvalidHost = Specific(0x84);
 
+    /// <summary>
+    /// Authentication Required (NVMe base 2.0, Figure 101, 91h): the queue must complete in-band authentication before it
+    /// is served anything but Authentication Send/Receive.
+    /// </summary>
+    public static readonly NvmeStatus AuthenticationRequired = Specific(0x91);
+
     // Media and data integrity (Figure 96).
     public static readonly NvmeStatus WriteFault = new(StatusCodeType.MediaAndDataIntegrity, 0x80, false);
     public static readonly NvmeStatus UnrecoveredReadError = new(StatusCodeType.MediaAndDataIntegrity, 0x81, false);

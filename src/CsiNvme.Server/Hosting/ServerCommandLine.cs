@@ -82,6 +82,12 @@ public static class ServerCommandLine
                           "(names, sizes, hosts, labels, sources), adopt pools last used with another metadata store, then start as usual. " +
                           "Existing records are kept. For a lost or emptied --data-dir; use once, not as a standing option.",
         };
+        var secretKeyFile = new Option<string>("--secret-key-file")
+        {
+            Description = "Key sealing the hosts' DH-HMAC-CHAP secrets in the metadata store: 32 bytes, raw or base64 (head -c 32 /dev/urandom | base64). " +
+                          "Default: DIR/secret.key, made at the first start. Every node of a cluster needs the same key.",
+            HelpName = "PATH",
+        };
         var nvmePoll = new Option<double>("--nvme-poll-us")
         {
             Description = "Microseconds an NVMe/TCP connection's thread keeps polling its socket for the next command before it sleeps " +
@@ -199,6 +205,7 @@ public static class ServerCommandLine
             pools,
             poolReserves,
             recoverMetadata,
+            secretKeyFile,
             nvmePoll,
             maxConnections,
             maxConnectionsPerHost,
@@ -230,6 +237,7 @@ public static class ServerCommandLine
             Pools = [.. parse.GetValue(pools) ?? []],
             PoolReserves = [.. parse.GetValue(poolReserves) ?? []],
             RecoverMetadata = parse.GetValue(recoverMetadata),
+            SecretKeyFile = parse.GetValue(secretKeyFile),
             NvmePollTime = TimeSpan.FromMicroseconds(parse.GetValue(nvmePoll)),
             NvmeMaxConnections = parse.GetValue(maxConnections)!.Value,
             NvmeMaxConnectionsPerHost = parse.GetValue(maxConnectionsPerHost),

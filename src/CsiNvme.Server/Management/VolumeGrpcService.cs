@@ -38,6 +38,12 @@ internal sealed class VolumeGrpcService(IVolumeCatalog volumes) : VolumeService.
     public override Task<Volume> SetAllowAnyHost(SetAllowAnyHostRequest request, ServerCallContext context) =>
         volumes.SetAllowAnyHostAsync(request.Name, request.AllowAnyHost, context.CancellationToken);
 
+    public override Task<Volume> SetHostSecret(SetHostSecretRequest request, ServerCallContext context) =>
+        volumes.SetHostSecretAsync(request, context.CancellationToken);
+
+    public override Task<Volume> ClearHostSecret(HostAccessRequest request, ServerCallContext context) =>
+        volumes.ClearHostSecretAsync(request.Name, request.HostNqn, context.CancellationToken);
+
     public override Task<Snapshot> CreateSnapshot(CreateSnapshotRequest request, ServerCallContext context) =>
         volumes.CreateSnapshotAsync(request.Volume, request.Name, request.Labels, context.CancellationToken);
 

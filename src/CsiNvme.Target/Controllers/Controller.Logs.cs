@@ -65,7 +65,7 @@ internal sealed partial class Controller
         var endpoints = _target.LocalEndpoints;
         foreach (var subsystem in _target.Subsystems.OrderBy(s => s.Nqn, StringComparer.Ordinal))
         {
-            if (!subsystem.IsHostAllowed(HostNqn))
+            if (!MayDiscover(subsystem))
             {
                 continue;
             }

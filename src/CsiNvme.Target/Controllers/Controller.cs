@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using CsiNvme.Protocol.Authentication;
 using CsiNvme.Protocol.Commands;
 using CsiNvme.Protocol.Fabrics;
 using CsiNvme.Protocol.Logs;
@@ -46,6 +47,8 @@ internal sealed partial class Controller : ISubsystemController
     private bool _writeCacheEnabled = true;
     private int _shutDown;
     private Task? _drained;
+    private readonly Dictionary<DhchapDhGroup, FfdheKeyPair> _dhKeyPairs = [];
+    private IReadOnlySet<string> _discoveryGrants = new HashSet<string>();
 
     public Controller(NvmeTarget target, Subsystem subsystem, bool isDiscovery, string hostNqn, Guid hostId, uint keepAliveTimeoutMs)
     {
@@ -461,6 +464,9 @@ internal sealed partial class Controller : ISubsystemController
             case FabricsCommandType.Disconnect:
                 connection.Complete(sqe.CommandId, NvmeStatus.Success);
                 return;
+            case FabricsCommandType.AuthenticationSend or FabricsCommandType.AuthenticationReceive:
+                AuthenticationHandler.Handle(connection, this, sqe, data);
+                return;
             default:
                 connection.Complete(sqe.CommandId, NvmeStatus.InvalidField);
                 return;
@@ -677,4 +683,47 @@ internal sealed partial class Controller : ISubsystemController
     }
 
     internal bool AnaNoticesEnabled => (_asyncEventConfiguration & AecAnaChange) != 0;
+
+    // ---- in-band authentication (NVMe base 2.0, 8.13) ----
+
+    /// <summary>
+    /// A DH-HMAC-CHAP transaction for one of this controller's queues. An I/O subsystem checks the host's credentials on
+    /// it; the discovery controller checks every set the host has on this target, each granting its subsystem.
+    /// </summary>
+    public DhchapControllerTransaction CreateAuthentication()
+    {
+        IReadOnlyList<DhchapControllerTransaction.Candidate> candidates = IsDiscovery
+            ? _target.CredentialsOf(HostNqn)
+            : Subsystem.FindHostCredentials(HostNqn) is { } credentials ? [new(credentials, Subsystem.Nqn)] : [];
+        return new DhchapControllerTransaction(HostNqn, Subsystem.Nqn, candidates, DhKeyPair);
+    }
+
+    /// <summary>A queue authenticated; on the discovery controller the subsystems its secret opens become visible.</summary>
+    public void Authenticated(DhchapControllerTransaction transaction)
+    {
+        if (IsDiscovery)
+        {
+            Volatile.Write(ref _discoveryGrants, transaction.Granted.ToHashSet(StringComparer.Ordinal));
+        }
+    }
+
+    /// <summary>Whether the discovery log may list <paramref name="subsystem"/> to this controller's host.</summary>
+    private bool MayDiscover(Subsystem subsystem) =>
+        subsystem.IsHostAllowed(HostNqn)
+        && (subsystem.FindHostCredentials(HostNqn) is null || Volatile.Read(ref _discoveryGrants).Contains(subsystem.Nqn));
+
+    /// <summary>The controller's DH key pair for a group, made once and shared by its queues (as nvmet does).</summary>
+    private FfdheKeyPair DhKeyPair(DhchapDhGroup group)
+    {
+        lock (_dhKeyPairs)
+        {
+            if (!_dhKeyPairs.TryGetValue(group, out var keyPair))
+            {
+                keyPair = FfdheGroup.Get(group).GenerateKeyPair();
+                _dhKeyPairs[group] = keyPair;
+            }
+
+            return keyPair;
+        }
+    }
 }

@@ -108,7 +108,8 @@ internal static class ConnectHandler
 
             controller.AttachAdminQueue(controllerId, connection);
             connection.BindQueue(controller, 0, connect.SubmissionQueueSize + 1, sqFlowControlDisabled: false);
-            connection.Complete(sqe.CommandId, NvmeStatus.Success, controllerId);
+            var authentication = RequireAuthentication(connection, subsystem, hostNqn, isDiscovery);
+            connection.Complete(sqe.CommandId, NvmeStatus.Success, controllerId | authentication);
             target.LogControllerCreated(controllerId, hostNqn, subsystem.Nqn, connect.KeepAliveTimeoutMs);
             return;
         }
@@ -142,7 +143,24 @@ internal static class ConnectHandler
 
         connection.BindQueue(owner, connect.QueueId, connect.SubmissionQueueSize + 1, connect.SqFlowControlDisabled);
         target.LogIoQueueConnected(owner.ControllerId, connect.QueueId, connect.SubmissionQueueSize + 1, connect.SqFlowControlDisabled);
-        connection.Complete(sqe.CommandId, NvmeStatus.Success, owner.ControllerId);
+        connection.Complete(sqe.CommandId, NvmeStatus.Success, owner.ControllerId | RequireAuthentication(connection, subsystem, hostNqn, isDiscovery: false));
+    }
+
+    /// <summary>
+    /// Each queue of a host the subsystem has DH-HMAC-CHAP credentials for authenticates on its own (NVMe base 2.0,
+    /// 8.13.1): the Connect response says so with AUTHREQ.ATR and the queue serves nothing else until then. A discovery
+    /// controller requires nothing (a host without secrets must still find its subsystems), but hides the subsystems
+    /// that require authentication until the host authenticated on it (<see cref="Controller.Authenticated"/>).
+    /// </summary>
+    private static uint RequireAuthentication(NvmeTcpConnection connection, Subsystem subsystem, string hostNqn, bool isDiscovery)
+    {
+        if (isDiscovery || hostNqn.Length == 0 || subsystem.FindHostCredentials(hostNqn) is null)
+        {
+            return 0;
+        }
+
+        connection.RequireAuthentication();
+        return AuthenticationHandler.AuthenticationRequiredBit;
     }
 
     /// <summary>Connect Invalid Parameters' DW0: IATTR (bit 0: the field is in the data) and IPO (bits 31:16).</summary>

@@ -68,12 +68,16 @@ internal static class IoCommandHandler
             case IoOpcode.ReservationRegister or IoOpcode.ReservationReport or IoOpcode.ReservationAcquire or IoOpcode.ReservationRelease:
                 ReservationCommands.Execute(connection, controller, sqe, inCapsuleData);
                 return;
+            case IoOpcode.Fabrics when sqe.FabricsCommandType is (byte)FabricsCommandType.AuthenticationSend or (byte)FabricsCommandType.AuthenticationReceive:
+                // Each I/O queue authenticates on its own, at connect and at every re-authentication.
+                AuthenticationHandler.Handle(connection, controller, sqe, inCapsuleData);
+                return;
             case IoOpcode.Fabrics when sqe.FabricsCommandType == (byte)FabricsCommandType.Connect:
                 // Refused there as out of sequence, and logged like every refused Connect.
                 ConnectHandler.Handle(connection, sqe, inCapsuleData);
                 return;
             case IoOpcode.Fabrics:
-                // Only Connect is valid on an I/O queue, and only as its first command.
+                // Only Connect (as the queue's first command) and authentication are valid on an I/O queue.
                 connection.Complete(sqe.CommandId, NvmeStatus.CommandSequenceError);
                 return;
             default:

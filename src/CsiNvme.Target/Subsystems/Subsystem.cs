@@ -17,6 +17,7 @@ public sealed class Subsystem
     private readonly object _gate = new();
     private readonly SortedDictionary<uint, TargetNamespace> _namespaces = new();
     private readonly HashSet<string> _allowedHosts = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, DhchapCredentials> _credentials = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<ushort, ISubsystemController> _controllers = new();
     // Queues closed (controllers shut down, or I/O queues closed alone) whose commands may still be running, by host.
     private readonly List<DrainingQueues> _draining = new();
@@ -181,6 +182,47 @@ public sealed class Subsystem
         lock (_gate)
         {
             return AllowAnyHost || _allowedHosts.Contains(hostNqn);
+        }
+    }
+
+    /// <summary>
+    /// Sets what <paramref name="hostNqn"/> must prove with DH-HMAC-CHAP before it is served, or (null) lets it in on its
+    /// NQN alone again. Live controllers keep their queues: credentials are checked at Connect and at the host's next
+    /// re-authentication (NVMe base 2.0, 8.13: a successful authentication stays valid until the association ends).
+    /// </summary>
+    public void SetHostCredentials(string hostNqn, DhchapCredentials? credentials)
+    {
+        lock (_gate)
+        {
+            if (credentials is null)
+            {
+                _credentials.Remove(hostNqn);
+            }
+            else
+            {
+                _credentials[hostNqn] = credentials;
+            }
+        }
+    }
+
+    /// <summary>The DH-HMAC-CHAP credentials of a host, or null when its NQN alone admits it.</summary>
+    public DhchapCredentials? FindHostCredentials(string hostNqn)
+    {
+        lock (_gate)
+        {
+            return _credentials.GetValueOrDefault(hostNqn);
+        }
+    }
+
+    /// <summary>Hosts that must authenticate, for the management API's "authentication: required".</summary>
+    public IReadOnlyCollection<string> HostsRequiringAuthentication
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _credentials.Keys.Order(StringComparer.Ordinal).ToArray();
+            }
         }
     }
 

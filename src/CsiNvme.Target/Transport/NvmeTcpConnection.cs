@@ -46,6 +46,8 @@ internal sealed partial class NvmeTcpConnection
     private int _loopThreadId = -1;
     private int _closed;
     private volatile bool _queueBound;
+    private volatile bool _authenticated = true;
+    private string? _closeAfterResponses;
 
     private Controller? _controller;
     private ushort _queueId;
@@ -78,8 +80,20 @@ internal sealed partial class NvmeTcpConnection
     /// <summary>When the connection was accepted (<see cref="Stopwatch"/> ticks): the Connect timeout counts from here.</summary>
     public long AcceptedTimestamp { get; }
 
-    /// <summary>True once a Connect bound this connection to a queue; until then the Connect timeout applies.</summary>
+    /// <summary>True once a Connect bound this connection to a queue.</summary>
     public bool IsQueueBound => _queueBound;
+
+    /// <summary>
+    /// Bound to a queue, and authenticated when its subsystem requires it of the host: until then the Connect timeout
+    /// applies, so a host that never authenticates (or failed to) does not keep the connection.
+    /// </summary>
+    public bool IsAdmitted => _queueBound && _authenticated;
+
+    /// <summary>False while the queue owes a DH-HMAC-CHAP authentication: it is served only Authentication Send/Receive.</summary>
+    public bool IsAuthenticated => _authenticated;
+
+    /// <summary>The queue's DH-HMAC-CHAP transaction under way, if any; only the receive loop touches it.</summary>
+    public DhchapControllerTransaction? Authentication { get; set; }
 
     /// <summary>The host NQN this connection counts for against the per-host cap, from its successful Connect on.</summary>
     public string? AdmittedHostNqn { get; set; }
@@ -248,6 +262,7 @@ internal sealed partial class NvmeTcpConnection
             ReleaseSendLock();
         }
 
+        CloseIfAsked();
         if (_terminated)
         {
             LingerAfterTermReqBlocking();
@@ -522,6 +537,7 @@ internal sealed partial class NvmeTcpConnection
             ReleaseSendLock();
         }
 
+        CloseIfAsked();
         if (_terminated)
         {
             await LingerAfterTermReqAsync().ConfigureAwait(false);
@@ -590,7 +606,7 @@ internal sealed partial class NvmeTcpConnection
     {
         const int CapsuleCommandLength = PduHeader.Size + SubmissionQueueEntry.Size;
         var controller = _controller;
-        if (controller is null || _queueId == 0 || _headerDigest)
+        if (controller is null || _queueId == 0 || _headerDigest || !_authenticated)
         {
             return;
         }
@@ -742,6 +758,13 @@ internal sealed partial class NvmeTcpConnection
         }
 
         var controller = _controller;
+        if (controller is not null && !_authenticated && !AuthenticationHandler.IsAuthenticationCommand(command))
+        {
+            // Until the queue authenticated, everything but the authentication itself is refused (NVMe base 2.0, 8.13).
+            Complete(command.CommandId, NvmeStatus.AuthenticationRequired);
+            return;
+        }
+
         if (controller is null)
         {
             if (command.Opcode == (byte)AdminOpcode.Fabrics && command.FabricsCommandType == (byte)FabricsCommandType.Connect)
@@ -800,6 +823,38 @@ internal sealed partial class NvmeTcpConnection
         if (!_ioTally.IsEmpty)
         {
             _ioTally.Commit(Stopwatch.GetTimestamp() - BatchStartTimestamp);
+        }
+    }
+
+    /// <summary>The Connect bound a queue whose subsystem requires the host to authenticate first.</summary>
+    public void RequireAuthentication() => _authenticated = false;
+
+    public void MarkAuthenticated() => _authenticated = true;
+
+    /// <summary>
+    /// Authentication failed: nothing more is served, and once the answers already queued (the AUTH_Failure1) are sent
+    /// the controller is torn down with all its queues.
+    /// </summary>
+    public void FailAuthentication(string reason)
+    {
+        _authenticated = false;
+        _closeAfterResponses = reason;
+    }
+
+    /// <summary>Carries out <see cref="FailAuthentication"/> after the batch's responses went out.</summary>
+    private void CloseIfAsked()
+    {
+        if (_closeAfterResponses is { } reason)
+        {
+            _closeAfterResponses = null;
+            if (_controller is { } controller)
+            {
+                controller.Shutdown(reason);
+            }
+            else
+            {
+                Close(reason);
+            }
         }
     }
 

@@ -24,6 +24,11 @@ public interface IVolumeCatalog
 
     Task<Volume> SetAllowAnyHostAsync(string name, bool allowAnyHost, CancellationToken cancellationToken = default);
 
+    /// <summary>Requires DH-HMAC-CHAP of a host (or replaces its secrets): see the SetHostSecret RPC.</summary>
+    Task<Volume> SetHostSecretAsync(SetHostSecretRequest request, CancellationToken cancellationToken = default);
+
+    Task<Volume> ClearHostSecretAsync(string name, string hostNqn, CancellationToken cancellationToken = default);
+
     Task<Snapshot> CreateSnapshotAsync(string volumeName, string snapshotName, IReadOnlyDictionary<string, string>? labels = null, CancellationToken cancellationToken = default);
 
     Task<Snapshot> GetSnapshotAsync(string name, CancellationToken cancellationToken = default);

@@ -404,6 +404,57 @@ public sealed class VolumeCatalog : IVolumeCatalog
         }
     }
 
+    public async Task<Volume> SetHostSecretAsync(SetHostSecretRequest request, CancellationToken cancellationToken = default)
+    {
+        VolumeRules.ValidateName(request.Name);
+        await _mutation.WaitAsync(cancellationToken);
+        try
+        {
+            var local = _local.Find(request.Name);
+            var record = local.Record;
+            var entry = HostSecrets.Seal(_local.Secrets, record.Id, request.HostNqn, request.Secret, request.CtrlSecret, request.Hash, request.DhGroup);
+
+            // Persist before applying: a restart never forgets a requirement the caller was told is in force.
+            var updated = record with { HostSecrets = HostSecrets.With(record.HostSecrets, entry) };
+            await UpdateRecordAsync(updated);
+            local.Record = updated;
+            HostSecrets.Apply(local.Subsystem, updated, _local.Secrets, _logger);
+            VolumeLog.HostSecretSet(_logger, record.Name, entry.HostNqn, entry.Hash, entry.DhGroup, entry.SealedControllerSecret.Length > 0);
+            return _local.Describe(local);
+        }
+        finally
+        {
+            _mutation.Release();
+        }
+    }
+
+    public async Task<Volume> ClearHostSecretAsync(string name, string hostNqn, CancellationToken cancellationToken = default)
+    {
+        VolumeRules.ValidateName(name);
+        VolumeRules.ValidateHostNqn(hostNqn);
+        await _mutation.WaitAsync(cancellationToken);
+        try
+        {
+            var local = _local.Find(name);
+            var record = local.Record;
+            if (!record.HostSecrets.Any(h => h.HostNqn == hostNqn))
+            {
+                return _local.Describe(local);
+            }
+
+            var updated = record with { HostSecrets = HostSecrets.Without(record.HostSecrets, hostNqn) };
+            await UpdateRecordAsync(updated);
+            local.Record = updated;
+            HostSecrets.Apply(local.Subsystem, updated, _local.Secrets, _logger);
+            VolumeLog.HostSecretCleared(_logger, name, hostNqn);
+            return _local.Describe(local);
+        }
+        finally
+        {
+            _mutation.Release();
+        }
+    }
+
     public async Task<Volume> SetAllowAnyHostAsync(string name, bool allowAnyHost, CancellationToken cancellationToken = default)
     {
         VolumeRules.ValidateName(name);

@@ -39,6 +39,9 @@ public sealed class LocalVolumes : IAsyncDisposable
 
     public IVolumeBackend Backend => _backend;
 
+    /// <summary>Opens the hosts' DH-HMAC-CHAP secrets of the records; null when the server has no secret key.</summary>
+    public SecretSealer? Secrets { get; init; }
+
     public NvmeTarget Target => _target;
 
     public string BackendName => _backend.Name;
@@ -242,6 +245,7 @@ public sealed class LocalVolumes : IAsyncDisposable
             AnaGroupId = anaGroupId,
         };
         subsystem.SetAnaState(anaState);
+        HostSecrets.Apply(subsystem, record, Secrets, _logger);
         subsystem.AddNamespace(ns);
         try
         {
@@ -316,6 +320,7 @@ public sealed class LocalVolumes : IAsyncDisposable
 
         volume.ListenAddresses.AddRange(ListenAddresses);
         volume.ConnectedHosts.AddRange(local.Subsystem.ConnectedHosts);
+        HostSecrets.Describe(volume, record, local.Subsystem);
         return volume;
     }
 

@@ -25,6 +25,13 @@ public sealed record ImageRecoveryInfo
 
     public IReadOnlyList<string> AllowedHosts { get; init; } = [];
 
+    /// <summary>
+    /// Hosts that must authenticate with DH-HMAC-CHAP. Their secrets are not kept here (a pool holds no key to seal them
+    /// with), so a rebuilt record locks these hosts out until their secrets are set again, rather than letting them in
+    /// on their NQN alone.
+    /// </summary>
+    public IReadOnlyList<string> AuthenticatedHosts { get; init; } = [];
+
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
 
     /// <summary>A snapshot's source volume, which may be gone since.</summary>
@@ -40,6 +47,7 @@ public sealed record ImageRecoveryInfo
         CreatedUnixMs = volume.CreatedAt.ToUnixTimeMilliseconds(),
         AllowAnyHost = volume.AllowAnyHost,
         AllowedHosts = volume.AllowedHosts,
+        AuthenticatedHosts = [.. volume.HostSecrets.Select(h => h.HostNqn)],
         Labels = volume.Labels,
         ClonedFrom = clonedFrom,
     });
@@ -86,6 +94,7 @@ public sealed record ImageRecoveryInfo
     {
         Pool = pool,
         Labels = info?.Labels ?? new Dictionary<string, string>(),
+        HostSecrets = [.. (info?.AuthenticatedHosts ?? []).Select(host => new HostSecretRecord(host, "", "", "sha256", "ffdhe2048"))],
     };
 
     public static SnapshotRecord RebuildSnapshot(PoolImage image, string pool, ImageRecoveryInfo? info) => new(

@@ -15,7 +15,8 @@ namespace CsiNvme.Csi.Tests.ErrorTables;
 /// the spec's "MUST reply 0 OK" cases, and what csi-sanity v5.3.1 checks. Rows this driver never meets, and
 /// why: PERMISSION_DENIED and UNAUTHENTICATED (it takes no secrets), ABORTED for a pending operation (calls
 /// for one volume, snapshot or node wait for each other instead), CreateVolume's RESOURCE_EXHAUSTED for a
-/// topology (every node reaches every volume), DeleteSnapshot's "part of a group" (no group snapshots) and
+/// topology (every node reaches every volume; a cluster answers it for too few usable storage nodes, see
+/// <see cref="ClusterControllerErrorTable"/>), DeleteSnapshot's "part of a group" (no group snapshots) and
 /// "in use" (clones do not depend on the snapshot), ControllerExpandVolume's "Volume in use" (ONLINE
 /// expansion), and CreateSnapshot's "Not enough space" (a snapshot takes no space when it is taken).
 /// </summary>
@@ -108,6 +109,14 @@ public sealed class ControllerErrorTable
             t => t.Controller.CreateVolumeAsync(CreateRequest(required: -4096)).ResponseAsync);
         yield return new(Rpc, Row.InvalidField, "an unknown parameter", StatusCode.InvalidArgument,
             t => t.Controller.CreateVolumeAsync(With(CreateRequest(), r => r.Parameters["compression"] = "lz4")).ResponseAsync);
+        foreach (var replicas in new[] { "0", "4", "x" })
+        {
+            yield return new(Rpc, Row.InvalidField, $"replicas {replicas}", StatusCode.InvalidArgument,
+                t => t.Controller.CreateVolumeAsync(With(CreateRequest(), r => r.Parameters["replicas"] = replicas)).ResponseAsync);
+        }
+
+        yield return new(Rpc, Row.InvalidField, "replicas 2 on a single storage server: no retry helps", StatusCode.InvalidArgument,
+            t => t.Controller.CreateVolumeAsync(With(CreateRequest(), r => r.Parameters["replicas"] = "2")).ResponseAsync);
         yield return new(Rpc, Row.InvalidField, "mutable_parameters without MODIFY_VOLUME", StatusCode.InvalidArgument,
             t => t.Controller.CreateVolumeAsync(With(CreateRequest(), r => r.MutableParameters["iops"] = "1000")).ResponseAsync);
         yield return new(Rpc, "Source incompatible or not supported", "a content source naming neither snapshot nor volume", StatusCode.InvalidArgument,
@@ -331,6 +340,10 @@ public sealed class ControllerErrorTable
             t => t.Controller.GetCapacityAsync(new GetCapacityRequest { Parameters = { ["pool"] = "pool9" } }).ResponseAsync);
         yield return new(Rpc, "No optional values, csi-sanity", "the free space of every pool", StatusCode.OK,
             t => t.Controller.GetCapacityAsync(new GetCapacityRequest()).ResponseAsync);
+        yield return new(Rpc, "More replicas than storage nodes", "replicas 2 on a single storage server: 0", StatusCode.OK, async t =>
+            Assert.That((await t.Controller.GetCapacityAsync(new GetCapacityRequest { Parameters = { ["replicas"] = "2" } })).AvailableCapacity, Is.Zero));
+        yield return new(Rpc, Row.InvalidField, "replicas 4", StatusCode.InvalidArgument,
+            t => t.Controller.GetCapacityAsync(new GetCapacityRequest { Parameters = { ["replicas"] = "4" } }).ResponseAsync);
     }
 
     private static IEnumerable<Row> ControllerGetCapabilities()
