@@ -143,17 +143,31 @@ internal sealed class FioWorkload(IReadOnlyList<string> disks, string devicesDir
         {
             var before = DateTimeOffset.UtcNow;
             var watch = Stopwatch.StartNew();
-            var output = await guest.ShellAsync("date +%s%N");
+            // Busybox's date has no %N; a file's modification time, which busybox's stat prints to the nanosecond, does.
+            var output = await guest.ShellAsync("touch /tmp/migration-clock && stat -c %y /tmp/migration-clock");
             var window = watch.Elapsed.TotalMilliseconds;
-            var guestNs = long.Parse(output.Trim().Split('\n')[^1], CultureInfo.InvariantCulture);
+            var guestMs = ParseStatTime(output.Trim().Split('\n')[^1]);
             var hostMidMs = before.ToUnixTimeMilliseconds() + window / 2;
             if (window < best.Window)
             {
-                best = (guestNs / 1e6 - hostMidMs, window);
+                best = (guestMs - hostMidMs, window);
             }
         }
 
         return (best.Offset, best.Window / 2);
+    }
+
+    /// <summary>"2026-12-07 05:49:48.917418725 +0000" (the guest runs on UTC) as milliseconds since the Unix epoch.</summary>
+    public static double ParseStatTime(string text)
+    {
+        var parts = text.Trim().Split(' ');
+        var dot = parts[1].IndexOf('.');
+        var local = DateTime.ParseExact($"{parts[0]} {parts[1][..dot]}", "yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture);
+        // The zone as stat prints it: +HHMM.
+        var zone = int.Parse(parts[2], CultureInfo.InvariantCulture);
+        var offset = new TimeSpan(zone / 100, zone % 100, 0);
+        var fraction = double.Parse("0" + parts[1][dot..], CultureInfo.InvariantCulture);
+        return new DateTimeOffset(local, offset).ToUnixTimeMilliseconds() + fraction * 1000;
     }
 
     private static string Name(MigrationSide side) => side == MigrationSide.Source ? "source" : "destination";

@@ -98,4 +98,16 @@ public sealed class MigrationReportTests
             File.Copy(temp.Combine("run.png"), keep, overwrite: true);
         }
     }
+
+    [Test]
+    public void A_guest_clock_reading_from_busybox_stat_is_milliseconds_since_the_epoch()
+    {
+        Assert.Multiple(() =>
+        {
+            Assert.That(FioWorkload.ParseStatTime("1970-01-01 00:00:01.250000000 +0000"), Is.EqualTo(1250).Within(1e-6));
+            Assert.That(FioWorkload.ParseStatTime("2026-12-07 05:49:48.917418725 +0000"),
+                Is.EqualTo(new DateTimeOffset(2026, 12, 7, 5, 49, 48, TimeSpan.Zero).ToUnixTimeMilliseconds() + 917.418725).Within(1e-3));
+            Assert.That(FioWorkload.ParseStatTime("1970-01-01 01:00:00.000000000 +0100"), Is.Zero);
+        });
+    }
 }
