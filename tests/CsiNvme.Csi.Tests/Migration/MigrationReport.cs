@@ -62,6 +62,14 @@ internal sealed class MigrationReport
     /// <summary>From the source's last completion on any disk to the destination's first on any disk.</summary>
     public double SwitchoverGapMs { get; }
 
+    /// <summary>
+    /// From the command starting fio on the destination to its first I/O being issued (its first completion less that
+    /// I/O's latency): the time fio takes to start in the guest, part of the gap but not spent waiting on storage.
+    /// </summary>
+    public double DestinationStartupMs =>
+        Completions.Where(c => c.Side == MigrationSide.Destination).Select(c => c.At - c.LatencyMs / 1000).DefaultIfEmpty(double.NaN).Min() * 1000
+        - _record.DestinationStart * 1000;
+
     public long IoErrors => Disks.Sum(d => d.IoErrors);
 
     public long VerifyFailures => Disks.Sum(d => d.VerifyFailures) + Disks.Count(d => !d.HandoverMatches);
@@ -131,6 +139,8 @@ internal sealed class MigrationReport
             gapMs = Round(SwitchoverGapMs),
             verificationMs = Round(_record.VerificationSeconds * 1000),
             gapWithoutVerificationMs = Round(SwitchoverGapMs - _record.VerificationSeconds * 1000),
+            destinationStartupMs = Round(DestinationStartupMs),
+            gapWithoutVerificationAndStartupMs = Round(SwitchoverGapMs - _record.VerificationSeconds * 1000 - DestinationStartupMs),
             clockUncertaintyMs = Round(_record.Clocks.Values.Select(c => c.UncertaintyMs).DefaultIfEmpty(0).Sum()),
         },
         ioErrors = IoErrors,
@@ -170,7 +180,8 @@ internal sealed class MigrationReport
     {
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"{_record.Setup}{(_record.StorageEvent is null ? "" : ", " + _record.StorageEvent)}: switchover gap {SwitchoverGapMs:F0} ms " +
-            $"(of which {_record.VerificationSeconds * 1000:F0} ms handover verification reads), {IoErrors} I/O errors, {VerifyFailures} verify mismatches");
+            $"(of which {_record.VerificationSeconds * 1000:F0} ms handover verification reads and {DestinationStartupMs:F0} ms for fio to start on the destination), " +
+            $"{IoErrors} I/O errors, {VerifyFailures} verify mismatches");
         text.AppendLine();
         text.AppendLine("| disk | before IOPS | before p99 ms | pre-copy IOPS | ratio | pre-copy p99 ms | ratio | after IOPS | after p99 ms | gap ms | longest stall ms |");
         text.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
