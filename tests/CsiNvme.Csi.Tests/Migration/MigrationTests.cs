@@ -78,6 +78,10 @@ public sealed class MigrationTests
         var request = Create($"fence-{setup}", 16 * MiB, _capability);
         request.Parameters.Clear();
         request.Parameters.Add(storage.VolumeParameters);
+        // A cluster volume's default (fast_io_fail_tmo off) has the fenced source's writes wait for a path until
+        // ctrl_loss_tmo instead of failing, and its blocked writers keep the device busy at NodeUnpublish: here its
+        // writes are to fail, as on a single server.
+        request.Parameters["fastIoFailTmo"] = "5";
         var volume = (await storage.Controller.CreateVolumeAsync(request)).Volume;
         const string target = Devices + "/fence";
         try
