@@ -301,7 +301,9 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
 
     /// <summary>
     /// Records a host access change, then has every replica node apply it and confirm: a denied host has no controller
-    /// left on any node when the call returns.
+    /// left on any node, and no command it had in flight on any of them is still running, when the call returns
+    /// (<see cref="HostFencing"/>). Runs on every call, also when the record had the change already, so a retry after a
+    /// failure waits again.
     /// </summary>
     private async Task<Volume> UpdateAccessAsync(string name, Func<VolumeRecord, VolumeRecord?> change, CancellationToken cancellationToken)
     {
@@ -333,10 +335,16 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
             {
                 await Agents.For(node, r.Node).ApplyHostAccessAsync(new ApplyHostAccessRequest { VolumeId = record.Id.ToString("D") }, Agents.Call(cancellationToken)).ConfigureAwait(false);
             }
+            catch (RpcException e) when (!node.IsLive(r.Node))
+            {
+                // A node that is down serves no host (its process or its lease is gone) and applies the record when it
+                // comes back, before it exports the volume.
+                VolumeLog.OperationRefusedOn(logger, "host access", r.Node, e.Status.Detail);
+            }
             catch (RpcException e)
             {
-                // A node that is down applies the record when it comes back, before it exports the volume.
-                VolumeLog.OperationRefusedOn(logger, "host access", r.Node, e.Status.Detail);
+                // A live node that could not confirm may still have a removed host's commands running: no promise yet.
+                throw new VolumeException(VolumeError.Unavailable, $"volume {name}: node {r.Node} did not confirm the host access change: {e.Status.Detail}", e);
             }
         })).ConfigureAwait(false);
         return await GetAsync(name, cancellationToken).ConfigureAwait(false);

@@ -368,7 +368,7 @@ public sealed partial class ClusterNode
 
     /// <summary>
     /// Applies the volume's recorded host access on this node and returns once no controller of a host that lost access
-    /// is left here.
+    /// is left here and every command such a host had in flight on this node has finished (<see cref="HostFencing"/>).
     /// </summary>
     public async Task ApplyHostAccessAsync(ApplyHostAccessRequest request, CancellationToken cancellationToken)
     {
@@ -380,16 +380,12 @@ public sealed partial class ClusterNode
             await ReconcileAsync(fresh.Name, cancellationToken).ConfigureAwait(false);
         }
 
-        if (_volumes.Values.FirstOrDefault(v => v.Id == id) is not { Host: { } host })
+        if (_volumes.Values.FirstOrDefault(v => v.Id == id) is not { Host: { } host } volume)
         {
             return;
         }
 
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (host.Subsystem.ConnectedHosts.Any(h => !host.Subsystem.IsHostAllowed(h)) && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(10, cancellationToken).ConfigureAwait(false);
-        }
+        await HostFencing.WaitAsync(host.Subsystem.WhenDeniedHostsDrained(), host.Subsystem, volume.Record.Name, cancellationToken, $" on node {Name}").ConfigureAwait(false);
     }
 
     public Task<VolumeStatus> GetVolumeStatusAsync(GetVolumeStatusRequest request)

@@ -9,6 +9,8 @@ public enum VolumeError
     FailedPrecondition,
     /// <summary>The pool lacks the space the operation needs (or would need later, as a snapshot does).</summary>
     ResourceExhausted,
+    /// <summary>Not done yet, and safe to retry (a removed host's commands still running past the bound).</summary>
+    Unavailable,
     Internal,
 }
 

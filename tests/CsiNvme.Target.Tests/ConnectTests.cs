@@ -158,7 +158,7 @@ public sealed class ConnectTests
         using var io = harness.ConnectIo(admin, 1);
         using var otherAdmin = harness.ConnectAdmin(host: other);
 
-        harness.Subsystem.DenyHost(harness.Host.Nqn);
+        await harness.Subsystem.DenyHost(harness.Host.Nqn).WaitAsync(CloseWait);
 
         Assert.That(admin.WaitClosed(CloseWait), Is.True, "admin queue closed");
         Assert.That(io.WaitClosed(CloseWait), Is.True, "I/O queue closed");

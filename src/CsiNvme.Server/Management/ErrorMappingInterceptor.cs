@@ -55,6 +55,7 @@ internal sealed class ErrorMappingInterceptor(ILogger<ErrorMappingInterceptor> l
         VolumeError.AlreadyExists => StatusCode.AlreadyExists,
         VolumeError.FailedPrecondition => StatusCode.FailedPrecondition,
         VolumeError.ResourceExhausted => StatusCode.ResourceExhausted,
+        VolumeError.Unavailable => StatusCode.Unavailable,
         _ => StatusCode.Internal,
     };
 }

@@ -46,6 +46,7 @@ internal sealed partial class Controller : ISubsystemController
     private long _replicationEpoch;
     private bool _writeCacheEnabled = true;
     private int _shutDown;
+    private Task? _drained;
     private readonly Dictionary<DhchapDhGroup, FfdheKeyPair> _dhKeyPairs = [];
     private IReadOnlySet<string> _discoveryGrants = new HashSet<string>();
 
@@ -113,6 +114,8 @@ internal sealed partial class Controller : ISubsystemController
             return;
         }
 
+        // An I/O queue the host closed on its own: the controller lives on, the queue's commands may not have finished.
+        Subsystem.TrackDraining(HostNqn, connection.WhenDrained);
         lock (_gate)
         {
             if (connection.QueueId < _ioQueues.Length && ReferenceEquals(_ioQueues[connection.QueueId], connection))
@@ -138,28 +141,38 @@ internal sealed partial class Controller : ISubsystemController
         }
     }
 
-    /// <summary>Tears the controller down: every queue's connection is closed and the controller id is released.</summary>
-    public void Shutdown(string reason)
+    /// <summary>
+    /// Tears the controller down: every queue's connection is closed and the controller id is released. The task
+    /// completes once every queue's receive loop has ended and every command the queues accepted has finished (a
+    /// replicated write waits for its replicas), so nothing the controller accepted can change a volume afterwards; the
+    /// same task for every caller.
+    /// </summary>
+    public Task Shutdown(string reason)
     {
-        if (Interlocked.Exchange(ref _shutDown, 1) != 0)
-        {
-            return;
-        }
-
-        _keepAliveTimer.Dispose();
-        Subsystem.UnregisterController(ControllerId);
-        _target.LogControllerRemoved(ControllerId, HostNqn, Subsystem.Nqn, reason);
         NvmeTcpConnection?[] queues;
         lock (_gate)
         {
+            if (_drained is { } drained)
+            {
+                return drained;
+            }
+
+            Volatile.Write(ref _shutDown, 1);
             queues = [.. _ioQueues, _adminQueue];
             Array.Clear(_ioQueues);
+            _drained = Task.WhenAll(queues.OfType<NvmeTcpConnection>().Select(q => q.WhenDrained));
         }
 
+        _keepAliveTimer.Dispose();
+        // Known to the subsystem as draining before it is no longer registered, so a waiter sees one or the other.
+        Subsystem.UnregisterController(ControllerId, this, HostNqn, _drained);
+        _target.LogControllerRemoved(ControllerId, HostNqn, Subsystem.Nqn, reason);
         foreach (var queue in queues)
         {
             queue?.Close(reason);
         }
+
+        return _drained;
     }
 
     private void ArmKeepAlive()
@@ -176,7 +189,7 @@ internal sealed partial class Controller : ISubsystemController
 
     private void CheckKeepAlive()
     {
-        if (_shutDown != 0)
+        if (Volatile.Read(ref _shutDown) != 0)
         {
             return;
         }
@@ -377,6 +390,7 @@ internal sealed partial class Controller : ISubsystemController
         {
             if (queue is not null)
             {
+                Subsystem.TrackDraining(HostNqn, queue.WhenDrained);
                 queue.Close("controller disabled");
                 closedAny = true;
             }

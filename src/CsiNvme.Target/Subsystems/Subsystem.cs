@@ -19,6 +19,8 @@ public sealed class Subsystem
     private readonly HashSet<string> _allowedHosts = new(StringComparer.Ordinal);
     private readonly Dictionary<string, DhchapCredentials> _credentials = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<ushort, ISubsystemController> _controllers = new();
+    // Queues closed (controllers shut down, or I/O queues closed alone) whose commands may still be running, by host.
+    private readonly List<DrainingQueues> _draining = new();
     private TargetNamespace[] _namespaceSnapshot = [];
     private PeerPort[] _peerPorts = [];
     private int _nextControllerId;
@@ -232,8 +234,12 @@ public sealed class Subsystem
         }
     }
 
-    /// <summary>Removes a host from the allowed list and tears down its controllers.</summary>
-    public void DenyHost(string hostNqn)
+    /// <summary>
+    /// Removes a host from the allowed list and tears down its controllers. The task completes once the host has no
+    /// controller here and every command its controllers accepted has completed or been dropped
+    /// (<see cref="WhenHostDrained"/>); its Connects are refused from the moment this returns.
+    /// </summary>
+    public Task DenyHost(string hostNqn)
     {
         lock (_gate)
         {
@@ -241,6 +247,67 @@ public sealed class Subsystem
         }
 
         DisconnectUnauthorizedHosts();
+        return WhenHostDrained(hostNqn);
+    }
+
+    /// <summary>
+    /// Completes once <paramref name="hostNqn"/> has no live controller here and no command that any of its queues on
+    /// this subsystem accepted is still running: a write the host sent before its controllers were torn down has landed
+    /// or failed by then, and none can land later. A host that is still allowed keeps its controllers, so wait on this
+    /// only for a host that lost access (or after its controllers ended).
+    /// </summary>
+    public Task WhenHostDrained(string hostNqn)
+    {
+        var waits = new List<Task>();
+        foreach (var controller in _controllers.Values)
+        {
+            if (controller.HostNqn == hostNqn && !IsHostAllowed(hostNqn))
+            {
+                // Already shutting down (a concurrent deny, a keep-alive timeout): the same drain task.
+                waits.Add(controller.Shutdown("host no longer allowed"));
+            }
+            else if (controller.HostNqn == hostNqn)
+            {
+                return Task.FromException(new InvalidOperationException($"host {hostNqn} is allowed on {Nqn} and keeps its controllers"));
+            }
+        }
+
+        lock (_gate)
+        {
+            foreach (var entry in _draining)
+            {
+                if (entry.HostNqn == hostNqn)
+                {
+                    waits.Add(entry.Drained);
+                }
+            }
+        }
+
+        return Task.WhenAll(waits);
+    }
+
+    /// <summary><see cref="WhenHostDrained"/> for every host with a controller or draining queues here that is no longer allowed.</summary>
+    public Task WhenDeniedHostsDrained()
+    {
+        var hosts = new HashSet<string>(_controllers.Values.Select(c => c.HostNqn), StringComparer.Ordinal);
+        lock (_gate)
+        {
+            hosts.UnionWith(_draining.Select(d => d.HostNqn));
+        }
+
+        return Task.WhenAll(hosts.Where(h => !IsHostAllowed(h)).Select(WhenHostDrained));
+    }
+
+    /// <summary>Hosts with closed queues here whose commands are still running, for error messages.</summary>
+    public IReadOnlyCollection<string> DrainingHosts
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _draining.Where(d => !d.Drained.IsCompleted).Select(d => d.HostNqn).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
+            }
+        }
     }
 
     public void SetAllowAnyHost(bool allowAnyHost)
@@ -337,7 +404,44 @@ public sealed class Subsystem
         return 0;
     }
 
-    internal void UnregisterController(ushort controllerId) => _controllers.TryRemove(controllerId, out _);
+    /// <summary>
+    /// Forgets a controller that shut down; until <paramref name="drained"/> completes its host counts as draining here.
+    /// Only the controller registered under the id is removed (a shutdown before registration leaves others alone).
+    /// </summary>
+    internal void UnregisterController(ushort controllerId, ISubsystemController controller, string hostNqn, Task drained)
+    {
+        TrackDraining(hostNqn, drained);
+        _controllers.TryRemove(new KeyValuePair<ushort, ISubsystemController>(controllerId, controller));
+    }
+
+    /// <summary>Records closed queues of <paramref name="hostNqn"/> whose commands may still be running, until they are not.</summary>
+    internal void TrackDraining(string hostNqn, Task drained)
+    {
+        if (drained.IsCompleted)
+        {
+            return;
+        }
+
+        var entry = new DrainingQueues(hostNqn, drained);
+        lock (_gate)
+        {
+            _draining.Add(entry);
+        }
+
+        drained.ContinueWith(
+            static (_, state) =>
+            {
+                var (subsystem, done) = ((Subsystem, DrainingQueues))state!;
+                lock (subsystem._gate)
+                {
+                    subsystem._draining.Remove(done);
+                }
+            },
+            (this, entry),
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+    }
 
     /// <summary>The live controllers (reservation notifications and preemption reach a host through every one of its controllers).</summary>
     internal ICollection<ISubsystemController> Controllers => _controllers.Values;
@@ -368,5 +472,9 @@ internal interface ISubsystemController
 
     long ReplicationEpoch { get; }
 
-    void Shutdown(string reason);
+    /// <summary>Tears the controller down; the task completes once every command its queues accepted has finished.</summary>
+    Task Shutdown(string reason);
 }
+
+/// <summary>Closed queues of a host whose commands may still be running.</summary>
+internal sealed record DrainingQueues(string HostNqn, Task Drained);

@@ -355,6 +355,11 @@ public sealed class VolumeCatalog : IVolumeCatalog
         }
     }
 
+    /// <summary>
+    /// Removes a host's access and returns once the host has no controller on the volume and every command it had in
+    /// flight there has finished (<see cref="HostFencing"/>); the record changes only then, so a call that failed waiting
+    /// is retried in full.
+    /// </summary>
     public async Task<Volume> DenyHostAsync(string name, string hostNqn, CancellationToken cancellationToken = default)
     {
         VolumeRules.ValidateName(name);
@@ -366,11 +371,18 @@ public sealed class VolumeCatalog : IVolumeCatalog
             var record = local.Record;
             if (!record.AllowedHosts.Contains(hostNqn, StringComparer.Ordinal))
             {
+                if (!local.Subsystem.IsHostAllowed(hostNqn))
+                {
+                    // Removed already: still, return only once nothing of the host is running (a retry after a timeout).
+                    await HostFencing.WaitAsync(local.Subsystem.WhenHostDrained(hostNqn), local.Subsystem, name, cancellationToken);
+                }
+
                 return _local.Describe(local);
             }
 
-            // Revoke live access first: a denied host must lose its controllers even if persisting fails.
-            local.Subsystem.DenyHost(hostNqn);
+            // Revoke live access first: a denied host must lose its controllers even if persisting fails. Its commands
+            // normally end within milliseconds (a replicated write waits for its replicas), so the lock is held for that.
+            await HostFencing.WaitAsync(local.Subsystem.DenyHost(hostNqn), local.Subsystem, name, cancellationToken);
             var updated = record with { AllowedHosts = record.AllowedHosts.Where(h => h != hostNqn).ToArray() };
             try
             {
@@ -467,6 +479,7 @@ public sealed class VolumeCatalog : IVolumeCatalog
                 local.Subsystem.SetAllowAnyHost(false);
                 try
                 {
+                    await HostFencing.WaitAsync(local.Subsystem.WhenDeniedHostsDrained(), local.Subsystem, name, cancellationToken);
                     await UpdateRecordAsync(updated);
                 }
                 catch

@@ -1,0 +1,325 @@
+using System.Diagnostics;
+using Csi.V1;
+using CsiNvme.Api.V1;
+using CsiNvme.Csi.Tests.EndToEnd;
+using CsiNvme.TestSupport;
+using NUnit.Framework;
+using static CsiNvme.Csi.Tests.EndToEnd.CsiWalk;
+using CsiVolume = Csi.V1.Volume;
+
+namespace CsiNvme.Csi.Tests.Migration;
+
+/// <summary>
+/// Live migration with two Linux guests as the source and destination node (one boot for the fixture): the fencing
+/// of the source by ControllerUnpublishVolume, and the migration harness (<see cref="MigrationExperiment"/>) on a
+/// single server, short, in CI. The same on a three-node cluster of server processes, and the migration under storage
+/// events (a node killed, the primary drained), run when CSINVME_MIGRATION_CLUSTER=1 (each adds a few minutes of QEMU
+/// time), as tools/migration/run.sh does; CSINVME_MIGRATION_PLAN=full|short, CSINVME_MIGRATION_OUT=DIR.
+/// </summary>
+[TestFixture]
+[Category("Guest")]
+[NonParallelizable]
+public sealed class MigrationTests
+{
+    private const string Devices = "/csi-e2e/pods/vm/volumeDevices";
+    private static readonly VolumeCapability _capability = Block(VolumeCapability.Types.AccessMode.Types.Mode.MultiNodeMultiWriter);
+    private GuestNode? _source;
+    private GuestNode? _destination;
+
+    private GuestNode Source => _source!;
+
+    private GuestNode Destination => _destination!;
+
+    /// <summary>Where reports go: CSINVME_MIGRATION_OUT, or the test run's work directory.</summary>
+    private static string OutputDirectory =>
+        Environment.GetEnvironmentVariable("CSINVME_MIGRATION_OUT") is { Length: > 0 } dir
+            ? Path.GetFullPath(dir)
+            : Path.Combine(TestContext.CurrentContext.WorkDirectory, "migration-results");
+
+    [OneTimeSetUp]
+    public async Task BootGuests()
+    {
+        await LinuxGuest.RequireAsync();
+        var nodeArguments = "--path-keeper-period=5 --multipath-reconnect-delay=2 --multipath-ctrl-loss-tmo=60";
+        var source = GuestNode.StartAsync("mig-source", TimeSpan.FromMinutes(120), nodeArguments);
+        var destination = GuestNode.StartAsync("mig-destination", TimeSpan.FromMinutes(120), nodeArguments);
+        try
+        {
+            _source = await source;
+        }
+        finally
+        {
+            _destination = await destination;
+        }
+    }
+
+    [OneTimeTearDown]
+    public async Task StopGuests()
+    {
+        foreach (var guest in new[] { _source, _destination })
+        {
+            if (guest is not null)
+            {
+                await guest.DisposeAsync();
+            }
+        }
+
+        GuestCsiBinary.Cleanup();
+    }
+
+    [TestCase("single")]
+    [TestCase("cluster")]
+    public async Task ControllerUnpublish_fences_the_source_nothing_it_writes_lands_after_the_call_returned(string setup)
+    {
+        RequireClusterRunsFor(setup);
+        await using var storage = setup == "single" ? await MigrationStorage.SingleServerAsync() : await MigrationStorage.ClusterAsync();
+        var sourceId = (await Source.Node.NodeGetInfoAsync(new NodeGetInfoRequest())).NodeId;
+        var destinationId = (await Destination.Node.NodeGetInfoAsync(new NodeGetInfoRequest())).NodeId;
+        var request = Create($"fence-{setup}", 16 * MiB, _capability);
+        request.Parameters.Clear();
+        request.Parameters.Add(storage.VolumeParameters);
+        // A cluster volume's default (fast_io_fail_tmo off) has the fenced source's writes wait for a path until
+        // ctrl_loss_tmo instead of failing, and its blocked writers keep the device busy at NodeUnpublish: here its
+        // writes are to fail, as on a single server.
+        request.Parameters["fastIoFailTmo"] = "5";
+        var volume = (await storage.Controller.CreateVolumeAsync(request)).Volume;
+        const string target = Devices + "/fence";
+        try
+        {
+            foreach (var (guest, nodeId) in new[] { (Source, sourceId), (Destination, destinationId) })
+            {
+                await AttachAsync(storage, guest, nodeId, volume, target);
+            }
+
+            // Four writers on the source, each rewriting its own 256 blocks with sequence-numbered 4 KiB blocks
+            // (O_DIRECT), and one on the destination in a range of its own.
+            await Source.ShellAsync(string.Join("\n", Enumerable.Range(0, 4).Select(w => WriterCommand(w, w * 256, 256, target))));
+            await Destination.ShellAsync(WriterCommand(9, 2048, 256, target));
+            await WaitForOksAsync(Source, 4, 40);
+            await WaitForOksAsync(Destination, 1, 10);
+
+            var watch = Stopwatch.StartNew();
+            await storage.Controller.ControllerUnpublishVolumeAsync(new ControllerUnpublishVolumeRequest { VolumeId = volume.VolumeId, NodeId = sourceId });
+            var unpublishSeconds = watch.Elapsed.TotalSeconds;
+            var atReturn = await Destination.ShellAsync(SourceBlocksCommand(target));
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            var sourceAtReturn = await Source.ShellAsync(WriterCountsCommand);
+            var destinationAtReturn = await Destination.ShellAsync(WriterCountsCommand);
+            // Past the source's fast_io_fail_tmo (5 s): the writes it had queued have failed by now.
+            await Task.Delay(TimeSpan.FromSeconds(9));
+            var later = await Destination.ShellAsync(SourceBlocksCommand(target));
+            var sourceLater = await Source.ShellAsync(WriterCountsCommand);
+            var destinationLater = await Destination.ShellAsync(WriterCountsCommand + "\n" + $"""
+                dd if=/dev/urandom of=/tmp/fence-pattern bs=1M count=1 2>/dev/null
+                dd if=/tmp/fence-pattern of={target} bs=1M seek=12 oflag=direct conv=fsync 2>/dev/null
+                echo "WROTE=$(md5sum < /tmp/fence-pattern | cut -d' ' -f1)"
+                echo "READ=$(dd if={target} bs=1M skip=12 count=1 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)"
+                """);
+            var connected = (await storage.Management.GetVolumeAsync(new GetVolumeRequest { Name = volume.VolumeId })).ConnectedHosts;
+            TestContext.Out.WriteLine($"ControllerUnpublish took {unpublishSeconds:F2} s\nsource blocks at return:\n{Summary(atReturn)}\nsource writers at +1 s: {sourceAtReturn}" +
+                $"source writers at +10 s: {sourceLater}destination writer at +1 s: {destinationAtReturn}destination at +10 s: {destinationLater}");
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(Lines(atReturn), Has.Count.GreaterThan(40), "the source's blocks are on the volume");
+                Assert.That(Lines(later), Is.EqualTo(Lines(atReturn)), "no block of the source changed after ControllerUnpublish returned");
+                foreach (var w in Enumerable.Range(0, 4))
+                {
+                    Assert.That(Count(sourceLater, $"W{w}_OK"), Is.EqualTo(Count(sourceAtReturn, $"W{w}_OK")), $"source writer {w} completed no write after the call");
+                    Assert.That(Count(sourceLater, $"W{w}_FAIL"), Is.GreaterThan(0), $"source writer {w}'s later writes fail");
+                }
+
+                Assert.That(Count(destinationLater, "W9_FAIL"), Is.Zero, "the destination's writes never failed");
+                Assert.That(Count(destinationLater, "W9_OK"), Is.GreaterThan(Count(destinationAtReturn, "W9_OK")), "the destination kept writing");
+                Assert.That(Value(destinationLater, "READ"), Is.EqualTo(Value(destinationLater, "WROTE")), "the destination reads what it wrote");
+                Assert.That(connected, Is.EqualTo(new[] { destinationId }), "only the destination is connected");
+            });
+        }
+        catch (Exception e) when (e is not SuccessException)
+        {
+            TestContext.Out.WriteLine(Source.Describe() + "\n" + Destination.Describe() + "\n" + storage.OutputTail());
+            throw;
+        }
+        finally
+        {
+            foreach (var guest in new[] { Source, Destination })
+            {
+                await guest.TryShellAsync("touch /tmp/fence/stop; sleep 1");
+            }
+
+            foreach (var (guest, nodeId) in new[] { (Source, sourceId), (Destination, destinationId) })
+            {
+                await guest.Node.NodeUnpublishVolumeAsync(new NodeUnpublishVolumeRequest { VolumeId = volume.VolumeId, TargetPath = target });
+                await guest.Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = volume.VolumeId, StagingTargetPath = Staging(volume) });
+                await storage.Controller.ControllerUnpublishVolumeAsync(new ControllerUnpublishVolumeRequest { VolumeId = volume.VolumeId, NodeId = nodeId });
+                await guest.TryShellAsync("rm -rf /tmp/fence");
+            }
+
+            await storage.Controller.DeleteVolumeAsync(new global::Csi.V1.DeleteVolumeRequest { VolumeId = volume.VolumeId });
+        }
+    }
+
+    [Test]
+    public Task A_migration_on_a_single_server_keeps_every_disk_serving_without_errors() =>
+        MigrateAsync("single", Plan("mig-single"), () => MigrationStorage.SingleServerAsync());
+
+    [Test]
+    public Task A_migration_on_a_three_node_cluster_keeps_every_disk_serving_without_errors()
+    {
+        RequireClusterRunsFor("cluster");
+        return MigrateAsync("cluster", Plan("mig-cluster"), () => MigrationStorage.ClusterAsync());
+    }
+
+    [Test]
+    public Task A_migration_with_a_storage_node_killed_during_pre_copy_loses_nothing()
+    {
+        RequireClusterRunsFor("cluster");
+        return MigrateAsync("cluster-kill", Plan("mig-kill", StorageEvent.KillNodeDuringPrecopy), () => MigrationStorage.ClusterAsync());
+    }
+
+    [Test]
+    public Task A_migration_with_the_primary_drained_during_pre_copy_loses_nothing()
+    {
+        RequireClusterRunsFor("cluster");
+        return MigrateAsync("cluster-drain", Plan("mig-drain", StorageEvent.DrainPrimaryDuringPrecopy), () => MigrationStorage.ClusterAsync());
+    }
+
+    /// <summary>The cluster variants run only when asked (CSINVME_MIGRATION_CLUSTER=1): the CI runs the single server's.</summary>
+    private static void RequireClusterRunsFor(string setup)
+    {
+        if (setup != "single" && Environment.GetEnvironmentVariable("CSINVME_MIGRATION_CLUSTER") != "1")
+        {
+            Assert.Ignore("the cluster variants of the migration run with CSINVME_MIGRATION_CLUSTER=1 (tools/migration/run.sh)");
+        }
+    }
+
+    private static MigrationPlan Plan(string name, StorageEvent storageEvent = StorageEvent.None) =>
+        Environment.GetEnvironmentVariable("CSINVME_MIGRATION_PLAN") == "full" ? MigrationPlan.Full(name, storageEvent) : MigrationPlan.Short(name, storageEvent);
+
+    private async Task MigrateAsync(string reportName, MigrationPlan plan, Func<Task<MigrationStorage>> start)
+    {
+        await using var storage = await start();
+        MigrationReport report;
+        var watch = Stopwatch.StartNew();
+        try
+        {
+            report = await new MigrationExperiment(storage, Source, Destination, plan).RunAsync();
+        }
+        catch (Exception e) when (e is not SuccessException)
+        {
+            TestContext.Out.WriteLine(Source.Describe() + "\n" + Destination.Describe() + "\n" + storage.OutputTail());
+            throw;
+        }
+
+        report.Write(OutputDirectory, reportName);
+        TestContext.Out.WriteLine($"{reportName}: {watch.Elapsed.TotalSeconds:F0} s; results in {OutputDirectory}\n{report.MarkdownTable()}");
+        Assert.Multiple(() =>
+        {
+            Assert.That(report.IoErrors, Is.Zero, "I/O errors");
+            Assert.That(report.VerifyFailures, Is.Zero, "verify mismatches (fio verify reads and handover checksums)");
+            foreach (var disk in report.Disks)
+            {
+                Assert.That(disk.HandoverMatches, Is.True, $"{disk.Disk}: the destination read what the source left");
+                Assert.That(disk.Before.Ios, Is.GreaterThan(0), $"{disk.Disk}: I/O before");
+                Assert.That(disk.Precopy.Ios, Is.GreaterThan(0), $"{disk.Disk}: I/O during pre-copy");
+                Assert.That(disk.After.Ios, Is.GreaterThan(0), $"{disk.Disk}: I/O after");
+            }
+
+            Assert.That(report.SwitchoverGapMs, Is.GreaterThan(0), "the switchover gap is measured");
+        });
+    }
+
+    private static async Task AttachAsync(MigrationStorage storage, GuestNode guest, string nodeId, CsiVolume volume, string target)
+    {
+        var published = await storage.Controller.ControllerPublishVolumeAsync(new ControllerPublishVolumeRequest
+        {
+            VolumeId = volume.VolumeId, NodeId = nodeId, VolumeCapability = _capability, VolumeContext = { volume.VolumeContext },
+        });
+        var context = ForGuest(published.PublishContext);
+        await guest.ShellAsync($"mkdir -p {Devices} /csi-e2e/staging /tmp/fence && rm -f /tmp/fence/*");
+        await guest.Node.NodeStageVolumeAsync(new NodeStageVolumeRequest
+        {
+            VolumeId = volume.VolumeId, PublishContext = { context }, StagingTargetPath = Staging(volume), VolumeCapability = _capability, VolumeContext = { volume.VolumeContext },
+        });
+        await guest.Node.NodePublishVolumeAsync(new NodePublishVolumeRequest
+        {
+            VolumeId = volume.VolumeId, PublishContext = { context }, StagingTargetPath = Staging(volume), TargetPath = target,
+            VolumeCapability = _capability, VolumeContext = { volume.VolumeContext },
+        });
+    }
+
+    private static string Staging(CsiVolume volume) => $"/csi-e2e/staging/{volume.VolumeId}";
+
+    /// <summary>A background loop writing "W{w} SEQ{n}" blocks round-robin over <paramref name="count"/> blocks from <paramref name="first"/>.</summary>
+    private static string WriterCommand(int writer, int first, int count, string target) => $$"""
+        mkdir -p /tmp/fence
+        (
+            i=0
+            while [ ! -e /tmp/fence/stop ]; do
+                i=$((i + 1))
+                { printf 'W{{writer}} SEQ%010d\n' $i; dd if=/dev/zero bs=4096 count=1 2>/dev/null; } | head -c 4096 > /tmp/fence/block{{writer}}
+                if dd if=/tmp/fence/block{{writer}} of={{target}} bs=4096 seek=$(({{first}} + i % {{count}})) count=1 oflag=direct conv=notrunc 2>/dev/null; then
+                    echo "OK $i" >> /tmp/fence/w{{writer}}.log
+                else
+                    echo "FAIL $i" >> /tmp/fence/w{{writer}}.log
+                    sleep 0.5
+                fi
+            done
+        ) > /dev/null 2>&1 &
+        """;
+
+    /// <summary>Each writer's count of completed and failed writes, as W{w}_OK=N W{w}_FAIL=N.</summary>
+    private const string WriterCountsCommand = """
+        for f in /tmp/fence/w*.log; do
+            [ -e "$f" ] || continue
+            w=$(basename $f .log | tr -d w)
+            echo "W${w}_OK=$(grep -c OK $f) W${w}_FAIL=$(grep -c FAIL $f)"
+        done
+        """;
+
+    /// <summary>The source writers' blocks as the destination reads them (O_DIRECT), one "W{w} SEQ{n}" line per block, sorted.</summary>
+    private static string SourceBlocksCommand(string target) =>
+        $"dd if={target} bs=4096 count=1024 iflag=direct 2>/dev/null | tr '\\000' '\\n' | grep -a '^W[0-3] SEQ' | sort";
+
+    private static List<string> Lines(string output) =>
+        output.Split('\n').Where(l => l.StartsWith('W')).Select(l => l.Trim()).ToList();
+
+    private static string Summary(string blocks)
+    {
+        var lines = Lines(blocks);
+        return $"{lines.Count} blocks; highest per writer: " + string.Join(", ", lines.GroupBy(l => l[..2]).Select(g => $"{g.Key} {g.Max(l => l[3..])}"));
+    }
+
+    private static int Count(string output, string key)
+    {
+        foreach (var field in output.Split([' ', '\n'], StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (field.StartsWith(key + "=", StringComparison.Ordinal))
+            {
+                return int.Parse(field[(key.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+
+        return 0;
+    }
+
+    private static async Task WaitForOksAsync(GuestNode guest, int writers, int each)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(3);
+        var output = "";
+        while (DateTime.UtcNow < deadline)
+        {
+            output = await guest.ShellAsync(WriterCountsCommand);
+            var oks = output.Split([' ', '\n'], StringSplitOptions.RemoveEmptyEntries).Where(f => f.Contains("_OK=", StringComparison.Ordinal))
+                .Select(f => int.Parse(f[(f.IndexOf('=') + 1)..], System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+            if (oks.Length == writers && oks.All(n => n >= each))
+            {
+                return;
+            }
+
+            await Task.Delay(1000);
+        }
+
+        throw new TimeoutException($"{guest.Name}: writers did not get going: {output}");
+    }
+}
