@@ -45,6 +45,9 @@ internal static unsafe partial class OpenSsl
     [LibraryImport(Ssl, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int SSL_CTX_set_ciphersuites(nint ctx, string suites);
 
+    [LibraryImport(Ssl, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int SSL_set_ciphersuites(nint ssl, string suites);
+
     [LibraryImport(Ssl)]
     public static partial int SSL_CTX_set_num_tickets(nint ctx, nuint tickets);
 

@@ -65,6 +65,10 @@ public sealed class TlsChannel : IDisposable
             _clientIdentity = Encoding.UTF8.GetBytes(clientIdentity.ToString());
             _clientKey = clientKey!;
             _clientHash = clientIdentity.Hash;
+
+            // A TLS 1.3 PSK is used only with a cipher suite of its hash: offering the other one first would let the
+            // target pick it and ignore the PSK.
+            OpenSsl.SSL_set_ciphersuites(_ssl, _clientHash == TlsPskHash.Sha384 ? "TLS_AES_256_GCM_SHA384" : "TLS_AES_128_GCM_SHA256");
             OpenSsl.SSL_set_connect_state(_ssl);
         }
     }
