@@ -207,9 +207,10 @@ wanted_modules=(configfs virtio_pci virtio_net virtio_blk loop
                 nvme-core nvme-fabrics nvme-tcp nvmet nvmet-tcp nvme-auth nvme-keyring
                 dh_generic hmac sha256_generic sha512_generic
                 ext4 crc32c_generic crc32c-intel libcrc32c af_packet)
-# NVMe/TCP TLS (trixie): the host hands the socket to kernel TLS (tls.ko) once tlshd finished the handshake.
+# NVMe/TCP TLS (trixie): the host hands the socket to kernel TLS (tls.ko) once tlshd finished the handshake, which
+# asks the crypto API for gcm(aes) (loaded by alias on first use; TCG's CPU may have no AES-NI).
 if [[ "$variant" == trixie ]]; then
-    wanted_modules+=(tls)
+    wanted_modules+=(tls gcm ghash-generic ctr aes_generic aesni_intel ghash-clmulni-intel)
 fi
 module_files=()
 for m in "${wanted_modules[@]}"; do
@@ -230,6 +231,10 @@ for f in $(printf '%s\n' "${module_files[@]}" | sort -u); do
     cp "$f" "$dst_mods/$rel"
 done
 cp "$kmods"/modules.builtin* "$kmods"/modules.order "$dst_mods/" 2>/dev/null || true
+# Debian 13 compresses modules with xz; Debian 12's kmod in the image hands them to the kernel as they are, which
+# fails with "Invalid ELF header magic" for some (tls among them, which NVMe/TCP TLS needs), so they go in unpacked.
+find "$dst_mods" -name '*.ko.xz' -exec xz -d {} +
+find "$dst_mods" -name '*.ko.zst' -exec zstd -q -d --rm {} +
 depmod -b "$root" "$kver"
 log "modules: $(find "$dst_mods" -name '*.ko*' | wc -l) files"
 

@@ -16,8 +16,12 @@ public enum TlsPskHash : byte
 /// A configured NVMe/TCP TLS pre-shared key (NVMe/TCP transport 1.0, 3.6.1.5) in its interchange form, the one
 /// <c>nvme gen-tls-key</c> prints and <c>nvme connect --tls-key</c> takes: <c>NVMeTLSkey-1:hh:base64(key ‖ CRC-32(key)
 /// little-endian):</c>, where <c>hh</c> is 00 (the key is used as the retained PSK), 01 (SHA-256) or 02 (SHA-384) and the
-/// key is 32 or 48 bytes. The derivations follow the transport spec (3.6.1.3, 3.6.1.4) with HKDF-Expand-Label as RFC 8446
-/// defines it, as current libnvme and the Linux target compute them. The key never appears in <see cref="ToString"/>.
+/// key is 32 or 48 bytes. The derivations follow the transport spec (3.6.1.3, 3.6.1.4) in two encodings of
+/// HKDF-Expand-Label's info: RFC 8446's (big-endian length, length-prefixed label and context), which current libnvme
+/// uses, and the one libnvme used before (little-endian length, label and context without length prefixes), which
+/// Debian 13's libnvme still uses and which later libnvme keeps as "compat". A version 1 identity's digest says which
+/// one the host used; a version 0 identity carries no digest and is taken in the older encoding, the one of the hosts
+/// that still send version 0 identities. The key never appears in <see cref="ToString"/>.
 /// </summary>
 public sealed class TlsPsk : IEquatable<TlsPsk>
 {
@@ -114,23 +118,23 @@ public sealed class TlsPsk : IEquatable<TlsPsk>
     /// The retained PSK for a host (3.6.1.3): HKDF-Expand-Label(HKDF-Extract(0, key), "HostNQN", NQNh, length) with the
     /// transform hash, or the key itself when there is no transform.
     /// </summary>
-    public byte[] RetainedFor(string hostNqn)
+    public byte[] RetainedFor(string hostNqn, bool legacyEncoding = false)
     {
         if (TransformHash is not { } hash)
         {
             return _key.ToArray();
         }
 
-        return ExpandLabel(hash, _key, "HostNQN", Encoding.UTF8.GetBytes(hostNqn), _key.Length);
+        return ExpandLabel(hash, _key, "HostNQN", Encoding.UTF8.GetBytes(hostNqn), _key.Length, legacyEncoding);
     }
 
     /// <summary>
     /// The PSK identity a host presents for this key (3.6.1.4): version 0 <c>NVMe0R0h hostnqn subnqn</c>, or version 1
     /// <c>NVMe1R0h hostnqn subnqn digest</c> (TP 8018) where the digest binds the identity to the retained PSK.
     /// </summary>
-    public TlsPskIdentity IdentityFor(string hostNqn, string subsystemNqn, int version = 0)
+    public TlsPskIdentity IdentityFor(string hostNqn, string subsystemNqn, int version = 0, bool legacyEncoding = false)
     {
-        var digest = version == 1 ? Digest(CipherHash, RetainedFor(hostNqn), hostNqn, subsystemNqn) : null;
+        var digest = version == 1 ? Digest(CipherHash, RetainedFor(hostNqn, legacyEncoding), hostNqn, subsystemNqn) : null;
         return new TlsPskIdentity(version, CipherHash, hostNqn, subsystemNqn, digest);
     }
 
@@ -145,31 +149,38 @@ public sealed class TlsPsk : IEquatable<TlsPsk>
             return null;
         }
 
-        var retained = RetainedFor(identity.HostNqn);
-        try
+        if (identity.Version == 0)
         {
-            byte[] context;
-            if (identity.Version == 0)
+            var retained = RetainedFor(identity.HostNqn, legacyEncoding: true);
+            try
             {
-                context = Encoding.UTF8.GetBytes(identity.ToString());
+                return ExpandLabel(identity.Hash, retained, "nvme-tls-psk", Encoding.UTF8.GetBytes(identity.ToString()), Length(identity.Hash), legacyEncoding: true);
             }
-            else
+            finally
+            {
+                CryptographicOperations.ZeroMemory(retained);
+            }
+        }
+
+        foreach (var legacy in (ReadOnlySpan<bool>)[false, true])
+        {
+            var retained = RetainedFor(identity.HostNqn, legacy);
+            try
             {
                 var digest = Digest(identity.Hash, retained, identity.HostNqn, identity.SubsystemNqn);
-                if (!CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(digest), Encoding.ASCII.GetBytes(identity.Digest ?? "")))
+                if (CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(digest), Encoding.ASCII.GetBytes(identity.Digest ?? "")))
                 {
-                    return null;
+                    var context = Encoding.ASCII.GetBytes($"{(byte)identity.Hash:d2} {digest}");
+                    return ExpandLabel(identity.Hash, retained, "nvme-tls-psk", context, Length(identity.Hash), legacy);
                 }
-
-                context = Encoding.ASCII.GetBytes($"{(byte)identity.Hash:d2} {digest}");
             }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(retained);
+            }
+        }
 
-            return ExpandLabel(identity.Hash, retained, "nvme-tls-psk", context, Length(identity.Hash));
-        }
-        finally
-        {
-            CryptographicOperations.ZeroMemory(retained);
-        }
+        return null;
     }
 
     public static int Length(TlsPskHash hash) => hash == TlsPskHash.Sha384 ? 48 : 32;
@@ -185,19 +196,34 @@ public sealed class TlsPsk : IEquatable<TlsPsk>
 
     private static HashAlgorithmName Algorithm(TlsPskHash hash) => hash == TlsPskHash.Sha384 ? HashAlgorithmName.SHA384 : HashAlgorithmName.SHA256;
 
-    /// <summary>HKDF-Expand-Label(HKDF-Extract(0, secret), label, context, length) of RFC 8446, 7.1.</summary>
-    private static byte[] ExpandLabel(TlsPskHash hash, ReadOnlySpan<byte> secret, string label, ReadOnlySpan<byte> context, int length)
+    /// <summary>
+    /// HKDF-Expand-Label(HKDF-Extract(0, secret), label, context, length) of RFC 8446, 7.1, or in the older libnvme
+    /// encoding of its info (little-endian length, no length prefixes).
+    /// </summary>
+    private static byte[] ExpandLabel(TlsPskHash hash, ReadOnlySpan<byte> secret, string label, ReadOnlySpan<byte> context, int length, bool legacyEncoding)
     {
         var algorithm = Algorithm(hash);
         var prk = new byte[Length(hash)];
         HKDF.Extract(algorithm, secret, ReadOnlySpan<byte>.Empty, prk);
         var fullLabel = Encoding.ASCII.GetBytes("tls13 " + label);
-        var info = new byte[2 + 1 + fullLabel.Length + 1 + context.Length];
-        BinaryPrimitives.WriteUInt16BigEndian(info, (ushort)length);
-        info[2] = (byte)fullLabel.Length;
-        fullLabel.CopyTo(info, 3);
-        info[3 + fullLabel.Length] = (byte)context.Length;
-        context.CopyTo(info.AsSpan(4 + fullLabel.Length));
+        byte[] info;
+        if (legacyEncoding)
+        {
+            info = new byte[2 + fullLabel.Length + context.Length];
+            BinaryPrimitives.WriteUInt16LittleEndian(info, (ushort)length);
+            fullLabel.CopyTo(info, 2);
+            context.CopyTo(info.AsSpan(2 + fullLabel.Length));
+        }
+        else
+        {
+            info = new byte[2 + 1 + fullLabel.Length + 1 + context.Length];
+            BinaryPrimitives.WriteUInt16BigEndian(info, (ushort)length);
+            info[2] = (byte)fullLabel.Length;
+            fullLabel.CopyTo(info, 3);
+            info[3 + fullLabel.Length] = (byte)context.Length;
+            context.CopyTo(info.AsSpan(4 + fullLabel.Length));
+        }
+
         var output = new byte[length];
         HKDF.Expand(algorithm, prk, output, info);
         CryptographicOperations.ZeroMemory(prk);

@@ -79,12 +79,29 @@ public sealed class TlsPskTests
             "a version 1 identity is bound to its key by the digest");
     }
 
+    /// <summary>
+    /// An identity Debian 13's nvme-cli (libnvme 1.13) put into the kernel keyring for this key, host and subsystem:
+    /// version 1, with the digest in libnvme's older HKDF-Expand-Label encoding. The target must accept it.
+    /// </summary>
+    [Test]
+    public void A_version_1_identity_of_debian_13_libnvme_is_recognised_by_its_digest()
+    {
+        var psk = TlsPsk.Parse("NVMeTLSkey-1:01:oYXUqFrRuo3kfn+eQUcFLJraMo2w7ouO9hCADwCo9GTc5H3q:");
+        const string host = "nqn.2014-08.org.nvmexpress:uuid:9d144636-8482-4943-a433-575d1d466fea";
+        const string subsystem = "nqn.2026-11.io.csinvme:tls-volume";
+        const string seen = $"NVMe1R01 {host} {subsystem} 19n+IWUXongkJzta7zS4yE9BM6AfBy/VADht9vtiwwc=";
+        Assert.That(psk.IdentityFor(host, subsystem, 1, legacyEncoding: true).ToString(), Is.EqualTo(seen));
+        Assert.That(psk.IdentityFor(host, subsystem, 1).ToString(), Is.Not.EqualTo(seen), "RFC 8446 encoding gives another digest");
+        Assert.That(TlsPskIdentity.TryParse(seen, out var identity), Is.True);
+        Assert.That(psk.TlsKeyFor(identity), Is.Not.Null);
+    }
+
     [TestCase(TlsPskHash.Sha256, 0, "TLS_AES_128_GCM_SHA256")]
     [TestCase(TlsPskHash.Sha384, 1, "TLS_AES_256_GCM_SHA384")]
     public async Task OpenSsl_client_and_server_agree_on_the_psk_and_carry_data(TlsPskHash hash, int version, string suite)
     {
         var psk = TlsPsk.Generate(hash);
-        var identity = psk.IdentityFor(HostNqn, SubsystemNqn, version);
+        var identity = psk.IdentityFor(HostNqn, SubsystemNqn, version, legacyEncoding: hash == TlsPskHash.Sha384);
         using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         listener.Listen(1);
