@@ -32,6 +32,7 @@ internal static class PerfCommand
         var core = new Option<string>("--core") { Description = "Pin this process to CPU N (or a list N,M) with sched_setaffinity.", HelpName = "N" };
         var headerDigest = new Option<bool>("--header-digest") { Description = "Ask for NVMe/TCP header digests." };
         var dataDigest = new Option<bool>("--data-digest") { Description = "Ask for NVMe/TCP data digests." };
+        var tlsPsk = new Option<string>("--tls-psk") { Description = "Connect with NVMe/TCP TLS 1.3 and this configured PSK (NVMeTLSkey-1:hh:base64:, as nvme gen-tls-key prints it); the environment variable CSINVME_TLS_PSK works too, and keeps the key out of the process list.", HelpName = "PSK" };
         var disableSqFlow = new Option<bool>("--disable-sqflow") { Description = "Disable SQ flow control on the I/O queues (reads may complete in their last data PDU)." };
         var poll = new Option<double>("--poll-us") { Description = "Microseconds a queue's receive thread polls for responses before it sleeps (0: sleep at once).", DefaultValueFactory = _ => 50 };
         var verify = new Option<bool>("--verify") { Description = "Write self-checking blocks and check every block read." };
@@ -45,7 +46,7 @@ internal static class PerfCommand
         var command = new Command("perf", "Measure IOPS, bandwidth and latency of an NVMe/TCP target with the built-in host (like spdk_nvme_perf).")
         {
             target, nqn, hostNqn, hostId, nsid, qd, ioSize, pattern, mix, time, ramp, queues, connections, core,
-            headerDigest, dataDigest, disableSqFlow, poll, verify, region, baseline, baselineServer, compare, windows, listen,
+            headerDigest, dataDigest, tlsPsk, disableSqFlow, poll, verify, region, baseline, baselineServer, compare, windows, listen,
         };
 
         command.SetAction(async (parseResult, cancellationToken) =>
@@ -91,6 +92,9 @@ internal static class PerfCommand
                     Connections = parseResult.GetValue(connections),
                     HeaderDigest = parseResult.GetValue(headerDigest),
                     DataDigest = parseResult.GetValue(dataDigest),
+                    TlsPsk = (parseResult.GetValue(tlsPsk) ?? Environment.GetEnvironmentVariable("CSINVME_TLS_PSK")) is { Length: > 0 } pskText
+                        ? CsiNvme.Protocol.Tls.TlsPsk.Parse(pskText)
+                        : null,
                     DisableSqFlowControl = parseResult.GetValue(disableSqFlow),
                     ReceivePollTime = TimeSpan.FromMicroseconds(parseResult.GetValue(poll)),
                     Verify = parseResult.GetValue(verify),

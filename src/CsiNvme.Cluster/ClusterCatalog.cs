@@ -296,6 +296,27 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
             : null, cancellationToken);
     }
 
+    public Task<Volume> SetHostTlsPskAsync(SetHostTlsPskRequest request, CancellationToken cancellationToken = default)
+    {
+        TlsPskRecord? entry = null;
+        return UpdateAccessAsync(request.Name, r =>
+        {
+            entry ??= HostTlsPsks.Seal(node.Local.Secrets, r.Id, request.HostNqn, request.Psk);
+            return r with { TlsPsks = HostTlsPsks.With(r.TlsPsks, entry) };
+        }, cancellationToken);
+    }
+
+    public Task<Volume> ClearHostTlsPskAsync(string name, string hostNqn, CancellationToken cancellationToken = default)
+    {
+        VolumeRules.ValidateHostNqn(hostNqn);
+        return UpdateAccessAsync(name, r => r.TlsPsks.Any(t => t.HostNqn == hostNqn)
+            ? r with { TlsPsks = HostTlsPsks.Without(r.TlsPsks, hostNqn) }
+            : null, cancellationToken);
+    }
+
+    public Task<Volume> SetTlsRequiredAsync(string name, bool tlsRequired, CancellationToken cancellationToken = default) =>
+        UpdateAccessAsync(name, r => r.TlsRequired == tlsRequired ? null : r with { TlsRequired = tlsRequired }, cancellationToken);
+
     public Task<Volume> SetAllowAnyHostAsync(string name, bool allowAnyHost, CancellationToken cancellationToken = default) =>
         UpdateAccessAsync(name, r => r.AllowAnyHost == allowAnyHost ? null : r with { AllowAnyHost = allowAnyHost }, cancellationToken);
 
@@ -501,6 +522,7 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
         };
         volume.AllowedHosts.AddRange(record.AllowedHosts);
         HostSecrets.Describe(volume, record, node.Local.TryGet(record.Name)?.Subsystem);
+        HostTlsPsks.Describe(volume, record);
         foreach (var (key, value) in record.Labels)
         {
             volume.Labels[key] = value;

@@ -161,6 +161,7 @@ public sealed partial class ClusterNode
 
         ApplyHostAccess(volume, record);
         HostSecrets.Apply(volume.Host!.Subsystem, record, _local.Secrets, _logger);
+        HostTlsPsks.Apply(volume.Host!.Subsystem, record, _local.Secrets, _logger);
 
         // Peers: every other replica node's listeners, in the discovery log of this node's path.
         var peers = record.Replicas

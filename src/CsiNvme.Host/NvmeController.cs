@@ -48,11 +48,23 @@ public sealed partial class NvmeController : IAsyncDisposable
         IsDiscovery = isDiscovery;
         _options = options;
         _logger = logger;
-        _admin = new QueuePair(0, AdminQueueSize, AdminMaxData, 8192, logger);
+        _admin = new QueuePair(0, AdminQueueSize, AdminMaxData, 8192, logger) { SecureChannel = SecureChannel() };
         _admin.ConnectionLost += OnConnectionLost;
     }
 
     public string SubsystemNqn { get; }
+
+    /// <summary>The TLS channel factory of every queue when the options carry a PSK (identity: this host, this subsystem).</summary>
+    private Func<System.Net.Sockets.Socket, CsiNvme.Protocol.Tls.TlsChannel>? SecureChannel()
+    {
+        if (_options.TlsPsk is not { } psk)
+        {
+            return null;
+        }
+
+        var identity = psk.IdentityFor(_options.HostNqn, SubsystemNqn, _options.TlsIdentityVersion);
+        return socket => CsiNvme.Protocol.Tls.TlsChannel.ForClient(socket, psk, identity);
+    }
 
     public bool IsDiscovery { get; }
 
@@ -218,7 +230,11 @@ public sealed partial class NvmeController : IAsyncDisposable
         {
             for (var i = 1; i <= queues; i++)
             {
-                var pair = new QueuePair((ushort)i, entries, maxTransfer, _options.MaxH2CDataChunk, _logger, _options.DedicatedQueueThreads, _options.ReceivePollTime) { InCapsuleLimit = inCapsule };
+                var pair = new QueuePair((ushort)i, entries, maxTransfer, _options.MaxH2CDataChunk, _logger, _options.DedicatedQueueThreads, _options.ReceivePollTime)
+                {
+                    InCapsuleLimit = inCapsule,
+                    SecureChannel = SecureChannel(),
+                };
                 pair.ConnectionLost += OnConnectionLost;
                 _ioQueues.Add(new IoQueue(pair));
             }

@@ -54,6 +54,15 @@ public sealed class NvmeTcpHostOptions
     /// </summary>
     public TimeSpan ReceivePollTime { get; set; } = TimeSpan.FromMicroseconds(50);
 
+    /// <summary>
+    /// Connect through the NVMe/TCP TLS secure channel (TLS 1.3, NVMe/TCP transport 3.6) with this configured PSK, the
+    /// one the target holds for this host and subsystem; null connects in plaintext.
+    /// </summary>
+    public CsiNvme.Protocol.Tls.TlsPsk? TlsPsk { get; set; }
+
+    /// <summary>The PSK identity version presented with <see cref="TlsPsk"/>: 1 (with a digest, as current nvme-cli) or 0.</summary>
+    public int TlsIdentityVersion { get; set; } = 1;
+
     /// <summary>Time limit of TCP connect, IC exchange and each setup command.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
 

@@ -47,6 +47,12 @@ public sealed record VolumeRecord(
     /// </summary>
     public IReadOnlyList<HostSecretRecord> HostSecrets { get; init; } = [];
 
+    /// <summary>Hosts connect only through the NVMe/TCP TLS secure channel.</summary>
+    public bool TlsRequired { get; init; }
+
+    /// <summary>Hosts' TLS pre-shared keys, each sealed (<see cref="SecretSealer"/>): TLS needs the keys themselves.</summary>
+    public IReadOnlyList<TlsPskRecord> TlsPsks { get; init; } = [];
+
     // Records compare members with their default equality, which for lists and dictionaries is reference equality;
     // two reads of the same volume must compare equal, so collections compare by content.
     public bool Equals(VolumeRecord? other) =>
@@ -64,7 +70,9 @@ public sealed record VolumeRecord(
         && Replicas.SequenceEqual(other.Replicas)
         && Primary == other.Primary
         && Epoch == other.Epoch
-        && HostSecrets.SequenceEqual(other.HostSecrets);
+        && HostSecrets.SequenceEqual(other.HostSecrets)
+        && TlsRequired == other.TlsRequired
+        && TlsPsks.SequenceEqual(other.TlsPsks);
 
     public override int GetHashCode() => HashCode.Combine(Id, Name, SizeBytes, CreatedAt, Primary, Epoch);
 }
@@ -77,6 +85,13 @@ public sealed record VolumeRecord(
 /// by --recover-metadata): it is locked out until the secret is set again.
 /// </summary>
 public sealed record HostSecretRecord(string HostNqn, string SealedSecret, string SealedControllerSecret, string Hash, string DhGroup);
+
+/// <summary>
+/// One host's NVMe/TCP TLS PSK on a volume: <paramref name="SealedPsk"/> is <see cref="SecretSealer"/> output of the
+/// interchange form, never the key; "" marks a key lost in a rebuilt record (the host's TLS handshakes fail until it
+/// is set again).
+/// </summary>
+public sealed record TlsPskRecord(string HostNqn, string SealedPsk);
 
 internal static class EmptyLabels
 {

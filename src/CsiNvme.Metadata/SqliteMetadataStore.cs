@@ -85,10 +85,20 @@ public sealed class SqliteMetadataStore : IMetadataStore
             PRIMARY KEY (volume_id, host_nqn)
         );
         """,
+        // 7: NVMe/TCP TLS: whether a volume takes only TLS connections, and hosts' PSKs sealed (encrypted).
+        """
+        ALTER TABLE volumes ADD COLUMN tls_required INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE host_tls_psks (
+            volume_id TEXT NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
+            host_nqn TEXT NOT NULL,
+            sealed_psk TEXT NOT NULL,
+            PRIMARY KEY (volume_id, host_nqn)
+        );
+        """,
     ];
 
     private const int SqliteUniqueConstraint = 2067; // SQLITE_CONSTRAINT_UNIQUE
-    private const string SelectVolumeColumns = "SELECT id, name, size_bytes, block_size, allow_any_host, created_unix_ms, pool FROM volumes";
+    private const string SelectVolumeColumns = "SELECT id, name, size_bytes, block_size, allow_any_host, created_unix_ms, pool, tls_required FROM volumes";
     private const string SelectSnapshotColumns =
         "SELECT id, name, source_volume_id, source_volume_name, size_bytes, block_size, created_unix_ms, pool FROM snapshots";
 
@@ -148,7 +158,7 @@ public sealed class SqliteMetadataStore : IMetadataStore
             }
 
             var (id, volume) = ReadVolume(reader);
-            return volume with { AllowedHosts = ReadHosts(id), Labels = ReadLabels(s_volumeLabels, id), HostSecrets = ReadHostSecrets(id) };
+            return volume with { AllowedHosts = ReadHosts(id), Labels = ReadLabels(s_volumeLabels, id), HostSecrets = ReadHostSecrets(id), TlsPsks = ReadTlsPsks(id) };
         }, cancellationToken);
 
     public Task<IReadOnlyList<VolumeRecord>> ListVolumesAsync(CancellationToken cancellationToken = default) =>
@@ -179,7 +189,7 @@ public sealed class SqliteMetadataStore : IMetadataStore
                 {
                     var (id, volume) = ReadVolume(reader);
                     IReadOnlyList<string> allowed = hostsByVolume.TryGetValue(id, out List<string>? list) ? list.AsReadOnly() : Array.Empty<string>();
-                    volumes.Add(volume with { AllowedHosts = allowed, Labels = labelsByVolume.GetValueOrDefault(id) ?? volume.Labels, HostSecrets = ReadHostSecrets(id) });
+                    volumes.Add(volume with { AllowedHosts = allowed, Labels = labelsByVolume.GetValueOrDefault(id) ?? volume.Labels, HostSecrets = ReadHostSecrets(id), TlsPsks = ReadTlsPsks(id) });
                 }
             }
 
@@ -203,14 +213,15 @@ public sealed class SqliteMetadataStore : IMetadataStore
             try
             {
                 using SqliteCommand insert = Command(
-                    "INSERT INTO volumes (id, name, size_bytes, block_size, allow_any_host, created_unix_ms, pool) VALUES ($id, $name, $size, $block, $any, $created, $pool)",
+                    "INSERT INTO volumes (id, name, size_bytes, block_size, allow_any_host, created_unix_ms, pool, tls_required) VALUES ($id, $name, $size, $block, $any, $created, $pool, $tls)",
                     ("$id", IdText(stored.Id)),
                     ("$name", stored.Name),
                     ("$size", stored.SizeBytes),
                     ("$block", stored.BlockSize),
                     ("$any", stored.AllowAnyHost),
                     ("$created", stored.CreatedAt.ToUnixTimeMilliseconds()),
-                    ("$pool", stored.Pool));
+                    ("$pool", stored.Pool),
+                    ("$tls", stored.TlsRequired));
                 insert.ExecuteNonQuery();
             }
             catch (SqliteException e) when (e.SqliteExtendedErrorCode == SqliteUniqueConstraint && e.Message.Contains("volumes.name", StringComparison.Ordinal))
@@ -222,6 +233,7 @@ public sealed class SqliteMetadataStore : IMetadataStore
             InsertHosts(stored.Id, stored.AllowedHosts);
             InsertLabels(s_volumeLabels, stored.Id, stored.Labels);
             InsertHostSecrets(stored.Id, stored.HostSecrets);
+            InsertTlsPsks(stored.Id, stored.TlsPsks);
             transaction.Commit();
             return true;
         }, cancellationToken);
@@ -246,11 +258,12 @@ public sealed class SqliteMetadataStore : IMetadataStore
 
             // Identity, creation time and pool are fixed at creation; only the mutable fields are replaced.
             using (SqliteCommand command = Command(
-                "UPDATE volumes SET size_bytes = $size, block_size = $block, allow_any_host = $any WHERE id = $id",
+                "UPDATE volumes SET size_bytes = $size, block_size = $block, allow_any_host = $any, tls_required = $tls WHERE id = $id",
                 ("$id", id),
                 ("$size", update.SizeBytes),
                 ("$block", update.BlockSize),
-                ("$any", update.AllowAnyHost)))
+                ("$any", update.AllowAnyHost),
+                ("$tls", update.TlsRequired)))
             {
                 command.ExecuteNonQuery();
             }
@@ -267,6 +280,12 @@ public sealed class SqliteMetadataStore : IMetadataStore
             }
 
             InsertHostSecrets(Guid.Parse(id), update.HostSecrets);
+            using (SqliteCommand clear = Command("DELETE FROM host_tls_psks WHERE volume_id = $id", ("$id", id)))
+            {
+                clear.ExecuteNonQuery();
+            }
+
+            InsertTlsPsks(Guid.Parse(id), update.TlsPsks);
             transaction.Commit();
             return true;
         }, cancellationToken);
@@ -516,6 +535,32 @@ public sealed class SqliteMetadataStore : IMetadataStore
         }
     }
 
+    private void InsertTlsPsks(Guid volumeId, IReadOnlyList<TlsPskRecord> psks)
+    {
+        using SqliteCommand insert = Command(
+            "INSERT INTO host_tls_psks (volume_id, host_nqn, sealed_psk) VALUES ($id, $nqn, $psk)",
+            ("$id", IdText(volumeId)), ("$nqn", ""), ("$psk", ""));
+        foreach (var psk in psks)
+        {
+            insert.Parameters["$nqn"].Value = psk.HostNqn;
+            insert.Parameters["$psk"].Value = psk.SealedPsk;
+            insert.ExecuteNonQuery();
+        }
+    }
+
+    private IReadOnlyList<TlsPskRecord> ReadTlsPsks(string volumeId)
+    {
+        using SqliteCommand command = Command("SELECT host_nqn, sealed_psk FROM host_tls_psks WHERE volume_id = $id ORDER BY host_nqn", ("$id", volumeId));
+        using SqliteDataReader reader = command.ExecuteReader();
+        var psks = new List<TlsPskRecord>();
+        while (reader.Read())
+        {
+            psks.Add(new TlsPskRecord(reader.GetString(0), reader.GetString(1)));
+        }
+
+        return psks.AsReadOnly();
+    }
+
     private IReadOnlyList<HostSecretRecord> ReadHostSecrets(string volumeId)
     {
         using SqliteCommand command = Command(
@@ -556,6 +601,7 @@ public sealed class SqliteMetadataStore : IMetadataStore
             DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(5)))
         {
             Pool = reader.GetString(6),
+            TlsRequired = reader.GetBoolean(7),
         };
         return (id, volume);
     }

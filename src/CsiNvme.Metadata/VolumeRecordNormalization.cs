@@ -19,6 +19,7 @@ internal static class VolumeRecordNormalization
             Labels = Copy(volume.Labels),
             Replicas = CopyList(volume.Replicas, nameof(volume.Replicas)),
             HostSecrets = CopyList(volume.HostSecrets, nameof(volume.HostSecrets)),
+            TlsPsks = CopyList(volume.TlsPsks, nameof(volume.TlsPsks)),
         };
     }
 

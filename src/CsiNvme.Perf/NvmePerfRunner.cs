@@ -27,6 +27,7 @@ public static class NvmePerfRunner
             IoQueueSize = Math.Max(32, options.QueueDepth + 1),
             HeaderDigest = options.HeaderDigest,
             DataDigest = options.DataDigest,
+            TlsPsk = options.TlsPsk,
             DisableSqFlowControl = options.DisableSqFlowControl,
             ReceivePollTime = options.ReceivePollTime,
             MaxTransferSize = Math.Max(options.IoSize, 128 * 1024),

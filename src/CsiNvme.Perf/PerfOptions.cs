@@ -52,6 +52,9 @@ public sealed record PerfOptions
 
     public bool DataDigest { get; init; }
 
+    /// <summary>Connect through the NVMe/TCP TLS secure channel with this configured PSK (NVMe mode only).</summary>
+    public CsiNvme.Protocol.Tls.TlsPsk? TlsPsk { get; init; }
+
     /// <summary>Disable SQ flow control on the I/O queues, letting the target complete reads in their data PDU.</summary>
     public bool DisableSqFlowControl { get; init; }
 

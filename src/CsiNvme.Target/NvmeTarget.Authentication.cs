@@ -1,5 +1,6 @@
 using System.Net;
 using CsiNvme.Protocol.Authentication;
+using CsiNvme.Protocol.Tls;
 using CsiNvme.Target.Controllers;
 using CsiNvme.Target.Fabrics;
 using Microsoft.Extensions.Logging;
@@ -21,6 +22,30 @@ public sealed partial class NvmeTarget
         }
 
         return candidates;
+    }
+
+    /// <summary>
+    /// The TLS PSK for the identity a host presents in its TLS handshake, or null when no subsystem gives that host a
+    /// PSK (the handshake then fails). For the discovery subsystem, whose NQN has no keys of its own, the host's PSK
+    /// of the first subsystem (by NQN) it has one for.
+    /// </summary>
+    internal byte[]? TlsKeyFor(TlsPskIdentity identity)
+    {
+        TlsPsk? psk;
+        if (identity.SubsystemNqn == DiscoveryNqn)
+        {
+            psk = _subsystems.Values.OrderBy(s => s.Nqn, StringComparer.Ordinal)
+                .Select(s => s.IsHostAllowed(identity.HostNqn) ? s.FindHostTlsPsk(identity.HostNqn) : null)
+                .FirstOrDefault(p => p is not null);
+        }
+        else
+        {
+            psk = FindSubsystem(identity.SubsystemNqn) is { } subsystem && subsystem.IsHostAllowed(identity.HostNqn)
+                ? subsystem.FindHostTlsPsk(identity.HostNqn)
+                : null;
+        }
+
+        return psk?.TlsKeyFor(identity);
     }
 
     internal void LogAuthenticated(IPEndPoint? remote, Controller controller, ushort queueId, DhchapControllerTransaction transaction)

@@ -91,4 +91,16 @@ public static partial class VolumeLog
 
     [LoggerMessage(EventId = 46, Level = LogLevel.Warning, Message = "Volume {Name}: the DH-HMAC-CHAP secret of host {HostNqn} cannot be used here ({Problem}); the host is refused until it can")]
     public static partial void HostSecretUnavailable(ILogger logger, string name, string hostNqn, string problem);
+
+    [LoggerMessage(EventId = 47, Level = LogLevel.Information, Message = "Volume {Name}: host {HostNqn} has a TLS PSK")]
+    public static partial void TlsPskSet(ILogger logger, string name, string hostNqn);
+
+    [LoggerMessage(EventId = 48, Level = LogLevel.Information, Message = "Volume {Name}: TLS PSK of host {HostNqn} removed")]
+    public static partial void TlsPskCleared(ILogger logger, string name, string hostNqn);
+
+    [LoggerMessage(EventId = 49, Level = LogLevel.Warning, Message = "Volume {Name}: the TLS PSK of host {HostNqn} cannot be used here ({Problem}); its TLS handshakes fail until it can")]
+    public static partial void TlsPskUnavailable(ILogger logger, string name, string hostNqn, string problem);
+
+    [LoggerMessage(EventId = 50, Level = LogLevel.Information, Message = "Volume {Name}: TLS required {TlsRequired}")]
+    public static partial void TlsRequiredSet(ILogger logger, string name, bool tlsRequired);
 }

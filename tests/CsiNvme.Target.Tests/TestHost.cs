@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using CsiNvme.Protocol.Fabrics;
+using CsiNvme.Protocol.Tls;
 
 namespace CsiNvme.Target.Tests;
 
@@ -37,6 +38,7 @@ internal sealed class TestHost : IDisposable
 
     private readonly Socket _socket;
     private ushort _nextCommandId = 1;
+    private TlsChannel? _tls;
 
     private TestHost(Socket socket)
     {
@@ -76,6 +78,26 @@ internal sealed class TestHost : IDisposable
         return new TestHost(socket);
     }
 
+    /// <summary>
+    /// Opens a TCP connection and the NVMe/TCP TLS secure channel over it (TLS 1.3 with the TLS PSK that
+    /// <paramref name="psk"/> gives <paramref name="identity"/>); every later byte goes through the channel.
+    /// </summary>
+    public static TestHost OpenTls(IPEndPoint endpoint, TlsPsk psk, TlsPskIdentity identity)
+    {
+        var host = Open(endpoint);
+        try
+        {
+            host._tls = TlsChannel.ForClient(host._socket, psk, identity);
+            host._tls.Handshake();
+            return host;
+        }
+        catch
+        {
+            host.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Opens a connection and completes IC negotiation.</summary>
     public static TestHost Initialize(IPEndPoint endpoint, bool headerDigest = false, bool dataDigest = false)
     {
@@ -107,7 +129,11 @@ internal sealed class TestHost : IDisposable
         return Negotiated;
     }
 
-    public void Dispose() => _socket.Dispose();
+    public void Dispose()
+    {
+        _socket.Dispose();
+        _tls?.Dispose();
+    }
 
     public ushort NextCommandId() => _nextCommandId++;
 
@@ -115,6 +141,12 @@ internal sealed class TestHost : IDisposable
 
     public void Send(ReadOnlySpan<byte> bytes)
     {
+        if (_tls is not null)
+        {
+            _tls.Send(bytes);
+            return;
+        }
+
         while (!bytes.IsEmpty)
         {
             bytes = bytes[_socket.Send(bytes)..];
@@ -126,7 +158,7 @@ internal sealed class TestHost : IDisposable
     {
         while (!buffer.IsEmpty)
         {
-            var received = _socket.Receive(buffer);
+            var received = _tls is null ? _socket.Receive(buffer) : _tls.Receive(buffer, _socket.SafeHandle, 0);
             if (received == 0)
             {
                 throw new EndOfStreamException("the target closed the connection");

@@ -9,7 +9,9 @@
 #   trixie   Debian 13's cloud kernel (6.12: NVMe in-band authentication (DH-HMAC-CHAP) and NVMe/TCP TLS, which
 #            6.1's cloud build lacks), downloaded with apt-get through a trixie source list and package lists of
 #            the build's own (this machine's apt configuration and packages are not touched); OUTDIR defaults to
-#            <repo>/.guest-trixie.
+#            <repo>/.guest-trixie. For NVMe/TCP TLS it adds Debian 13's nvme-cli (12's cannot `connect --tls`),
+#            tlshd (ktls-utils, the handshake daemon the kernel calls) and keyctl, with their own Debian 13 libraries
+#            and loader under /opt/trixie, run through wrappers: nvme-tls, tlshd, keyctl.
 #
 # Outputs OUTDIR/vmlinuz, OUTDIR/initramfs.cpio.gz and OUTDIR/kernel-version. The work is
 # skipped when those exist and are newer than this script, so calling it from every test run
@@ -205,6 +207,11 @@ wanted_modules=(configfs virtio_pci virtio_net virtio_blk loop
                 nvme-core nvme-fabrics nvme-tcp nvmet nvmet-tcp nvme-auth nvme-keyring
                 dh_generic hmac sha256_generic sha512_generic
                 ext4 crc32c_generic crc32c-intel libcrc32c af_packet)
+# NVMe/TCP TLS (trixie): the host hands the socket to kernel TLS (tls.ko) once tlshd finished the handshake, which
+# asks the crypto API for gcm(aes) (loaded by alias on first use; TCG's CPU may have no AES-NI).
+if [[ "$variant" == trixie ]]; then
+    wanted_modules+=(tls gcm ghash-generic ctr aes_generic aesni_intel ghash-clmulni-intel)
+fi
 module_files=()
 for m in "${wanted_modules[@]}"; do
     deps="$(modprobe -d "$kroot" -S "$kver" --show-depends "$m" 2>/dev/null || true)"
@@ -224,8 +231,43 @@ for f in $(printf '%s\n' "${module_files[@]}" | sort -u); do
     cp "$f" "$dst_mods/$rel"
 done
 cp "$kmods"/modules.builtin* "$kmods"/modules.order "$dst_mods/" 2>/dev/null || true
+# Debian 13 compresses modules with xz; Debian 12's kmod in the image hands them to the kernel as they are, which
+# fails with "Invalid ELF header magic" for some (tls among them, which NVMe/TCP TLS needs), so they go in unpacked.
+find "$dst_mods" -name '*.ko.xz' -exec xz -d {} +
+find "$dst_mods" -name '*.ko.zst' -exec zstd -q -d --rm {} +
 depmod -b "$root" "$kver"
 log "modules: $(find "$dst_mods" -name '*.ko*' | wc -l) files"
+
+# Debian 13 userland for NVMe/TCP TLS (trixie): nvme-cli 2.x with --tls, tlshd and keyctl need Debian 13's libc, so
+# they run with their own loader and libraries from /opt/trixie and never mix with the Debian 12 tools above.
+if [[ "$variant" == trixie ]]; then
+    tls_pkgs=(nvme-cli ktls-utils keyutils)
+    mapfile -t tls_deps < <(apt-cache "${apt_source[@]}" depends --recurse --no-recommends --no-suggests --no-conflicts \
+        --no-breaks --no-replaces --no-enhances "${tls_pkgs[@]}" 2>/dev/null | grep -E '^[a-z0-9]' | sort -u)
+    mkdir -p "$work/tlsdeb" && chmod 0777 "$work/tlsdeb"
+    log "trixie TLS userland: ${#tls_deps[@]} packages"
+    (cd "$work/tlsdeb" && apt-get "${apt_source[@]}" download -q "${tls_deps[@]}" >&2)
+    troot="$work/trixie-root"
+    mkdir -p "$troot"
+    for d in "$work"/tlsdeb/*.deb; do dpkg-deb -x "$d" "$troot"; done
+    opt="$root/opt/trixie"
+    mkdir -p "$opt/lib" "$opt/bin"
+    # Shared libraries only (no data, docs or maintainer scripts), flattened into one directory for --library-path.
+    for f in "$troot"/usr/lib/x86_64-linux-gnu/*.so*; do
+        [[ -e "$f" ]] && cp -L "$f" "$opt/lib/"
+    done
+    cp -L "$troot/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" "$opt/lib/ld-linux-x86-64.so.2"
+    cp "$troot/usr/sbin/nvme" "$opt/bin/nvme"
+    cp "$troot/usr/sbin/tlshd" "$opt/bin/tlshd"
+    cp "$troot/usr/bin/keyctl" "$opt/bin/keyctl" 2>/dev/null || cp "$troot/bin/keyctl" "$opt/bin/keyctl"
+    for tool in nvme tlshd keyctl; do
+        name="$tool"; [[ "$tool" == nvme ]] && name=nvme-tls
+        printf '#!/bin/sh\nexec /opt/trixie/lib/ld-linux-x86-64.so.2 --library-path /opt/trixie/lib /opt/trixie/bin/%s "$@"\n' \
+            "$tool" >"$root/usr/sbin/$name"
+        chmod 0755 "$root/usr/sbin/$name"
+    done
+    log "trixie TLS userland: $(du -sh "$opt" | cut -f1) in /opt/trixie"
+fi
 
 cat >"$root/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh
@@ -253,7 +295,7 @@ mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs tmpfs /run
 echo "CSINVME-GUEST-BOOTED uptime=$(cut -d' ' -f1 /proc/uptime)"
 for m in configfs af_packet virtio_pci virtio_net virtio_blk loop crc32c-intel crc32c_generic \
-         nvme-fabrics nvme-tcp nvmet nvmet-tcp dh_generic hmac sha256_generic sha512_generic; do
+         nvme-fabrics nvme-tcp nvmet nvmet-tcp dh_generic hmac sha256_generic sha512_generic tls; do
     modprobe -q "$m" 2>/dev/null || true
 done
 grep -q configfs /proc/filesystems && mount -t configfs configfs /sys/kernel/config

@@ -5,6 +5,7 @@ using System.Runtime.InteropServices;
 using CsiNvme.Protocol.Commands;
 using CsiNvme.Protocol.Fabrics;
 using CsiNvme.Protocol.Tcp;
+using CsiNvme.Protocol.Tls;
 using Microsoft.Extensions.Logging;
 
 namespace CsiNvme.Host.Transport;
@@ -132,6 +133,12 @@ internal sealed partial class QueuePair
 
     public int MaxDataTransfer => _maxData;
 
+    /// <summary>
+    /// Opens the NVMe/TCP TLS secure channel over each new connection before ICReq, when set (TLS 1.3 with a PSK, NVMe/TCP
+    /// transport 3.6). Sends then always go through the send worker, which encrypts and sends with blocking calls.
+    /// </summary>
+    public Func<Socket, TlsChannel>? SecureChannel { get; init; }
+
     /// <summary>Raised once per connection when it is lost (not when closed by <see cref="Close"/> on purpose).</summary>
     public event Action<QueuePair, string>? ConnectionLost;
 
@@ -165,22 +172,39 @@ internal sealed partial class QueuePair
         using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         limit.CancelAfter(timeout);
         var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        TlsChannel? tls = null;
         try
         {
             await socket.ConnectAsync(endpoint, limit.Token).ConfigureAwait(false);
             var icreq = NewICReq(headerDigest, dataDigest);
-            await SendAllAsync(socket, icreq, limit.Token).ConfigureAwait(false);
             var icresp = new byte[ICResp.Length];
-            await ReceiveExactlyAsync(socket, icresp, limit.Token).ConfigureAwait(false);
+            if (SecureChannel is not null)
+            {
+                tls = SecureChannel(socket);
+                await tls.HandshakeAsync(limit.Token).ConfigureAwait(false);
+                await tls.SendAsync(icreq, limit.Token).ConfigureAwait(false);
+                for (var received = 0; received < icresp.Length;)
+                {
+                    var n = await tls.ReceiveAsync(icresp.AsMemory(received), limit.Token).ConfigureAwait(false);
+                    received += n > 0 ? n : throw new EndOfStreamException("the controller closed the connection during initialization");
+                }
+            }
+            else
+            {
+                await SendAllAsync(socket, icreq, limit.Token).ConfigureAwait(false);
+                await ReceiveExactlyAsync(socket, icresp, limit.Token).ConfigureAwait(false);
+            }
+
             var response = CheckICResp(icresp, headerDigest, dataDigest);
             socket.Blocking = false;
-            Install(socket, headerDigest, dataDigest, response, connection => Task.WhenAll(
+            Install(socket, tls, headerDigest, dataDigest, response, connection => Task.WhenAll(
                 Task.Run(() => ReceiveLoopAsync(connection, blocking: false), CancellationToken.None),
                 Task.Run(() => SendWorkerAsync(connection, blocking: false), CancellationToken.None)));
         }
         catch (Exception ex)
         {
             socket.Dispose();
+            tls?.Dispose();
             var failure = OpenFailure(ex, endpoint, cancellationToken);
             if (ReferenceEquals(failure, ex))
             {
@@ -202,29 +226,45 @@ internal sealed partial class QueuePair
         var receiveEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var sendEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Connection connection;
+        TlsChannel? tls = null;
         try
         {
             using (cancellationToken.Register(socket.Dispose))
             {
                 ConnectBlocking(socket, endpoint, timeout);
                 socket.ReceiveTimeout = socket.SendTimeout;
-                socket.Send(NewICReq(headerDigest, dataDigest));
                 var icresp = new byte[ICResp.Length];
-                for (var received = 0; received < icresp.Length;)
+                if (SecureChannel is not null)
                 {
-                    var n = socket.Receive(icresp.AsSpan(received), SocketFlags.None);
-                    received += n > 0 ? n : throw new EndOfStreamException("the controller closed the connection during initialization");
+                    tls = SecureChannel(socket);
+                    tls.Handshake();
+                    tls.Send(NewICReq(headerDigest, dataDigest));
+                    for (var received = 0; received < icresp.Length;)
+                    {
+                        var n = tls.Receive(icresp.AsSpan(received), socket.SafeHandle, 0);
+                        received += n > 0 ? n : throw new EndOfStreamException("the controller closed the connection during initialization");
+                    }
+                }
+                else
+                {
+                    socket.Send(NewICReq(headerDigest, dataDigest));
+                    for (var received = 0; received < icresp.Length;)
+                    {
+                        var n = socket.Receive(icresp.AsSpan(received), SocketFlags.None);
+                        received += n > 0 ? n : throw new EndOfStreamException("the controller closed the connection during initialization");
+                    }
                 }
 
                 var response = CheckICResp(icresp, headerDigest, dataDigest);
                 socket.SendTimeout = socket.ReceiveTimeout = 0;
                 cancellationToken.ThrowIfCancellationRequested();
-                connection = Install(socket, headerDigest, dataDigest, response, _ => Task.WhenAll(receiveEnded.Task, sendEnded.Task));
+                connection = Install(socket, tls, headerDigest, dataDigest, response, _ => Task.WhenAll(receiveEnded.Task, sendEnded.Task));
             }
         }
         catch (Exception ex)
         {
             socket.Dispose();
+            tls?.Dispose();
             opened.SetException(OpenFailure(ex, endpoint, cancellationToken));
             return;
         }
@@ -307,7 +347,7 @@ internal sealed partial class QueuePair
         return response;
     }
 
-    private Connection Install(Socket socket, bool headerDigest, bool dataDigest, in ICResp response, Func<Connection, Task> startLoops)
+    private Connection Install(Socket socket, TlsChannel? tls, bool headerDigest, bool dataDigest, in ICResp response, Func<Connection, Task> startLoops)
     {
         lock (_gate)
         {
@@ -320,7 +360,7 @@ internal sealed partial class QueuePair
             _r2tCount = 0;
             _flushing = false;
             _flushDeferred = false;
-            var connection = new Connection(socket, DedicatedThreads);
+            var connection = new Connection(socket, DedicatedThreads) { Tls = tls };
             _connection = connection;
             connection.Finished = startLoops(connection);
             return connection;
@@ -432,6 +472,10 @@ internal sealed partial class QueuePair
 
         connection.Socket.Dispose();
         connection.SendSignal.Set();
+
+        // The loops may still be inside an OpenSSL call: TlsChannel serialises them with its disposal, after which
+        // they fail like the closed socket does.
+        connection.Tls?.Dispose();
     }
 
     // ---- submission ----
@@ -615,6 +659,13 @@ internal sealed partial class QueuePair
                 _pendingLength = 0;
             }
 
+            if (connection.Tls is not null)
+            {
+                // Encryption and the blocking send belong to the send worker, off the submitting thread.
+                connection.HandOff(buffer, 0, length);
+                return;
+            }
+
             var offset = 0;
             while (offset < length)
             {
@@ -686,6 +737,20 @@ internal sealed partial class QueuePair
 
                 while (true)
                 {
+                    if (connection.Tls is { } tls)
+                    {
+                        if (blocking)
+                        {
+                            tls.Send(buffer.AsSpan(offset, length - offset));
+                        }
+                        else
+                        {
+                            await tls.SendAsync(buffer.AsMemory(offset, length - offset), CancellationToken.None).ConfigureAwait(false);
+                        }
+
+                        offset = length;
+                    }
+
                     while (offset < length)
                     {
                         offset += blocking
@@ -745,9 +810,13 @@ internal sealed partial class QueuePair
             while (!connection.Closed)
             {
                 CompactReceiveBuffer();
-                var received = blocking
-                    ? SocketCalls.ReceivePolling(socket, connection.Handle, _receive.AsSpan(_receiveEnd), Volatile.Read(ref connection.SendWorkerActive) ? 0 : _pollTicks)
-                    : await socket.ReceiveAsync(_receive.AsMemory(_receiveEnd), SocketFlags.None).ConfigureAwait(false);
+                var received = connection.Tls is { } tls
+                    ? blocking
+                        ? tls.Receive(_receive.AsSpan(_receiveEnd), connection.Handle, Volatile.Read(ref connection.SendWorkerActive) ? 0 : _pollTicks)
+                        : await tls.ReceiveAsync(_receive.AsMemory(_receiveEnd), CancellationToken.None).ConfigureAwait(false)
+                    : blocking
+                        ? SocketCalls.ReceivePolling(socket, connection.Handle, _receive.AsSpan(_receiveEnd), Volatile.Read(ref connection.SendWorkerActive) ? 0 : _pollTicks)
+                        : await socket.ReceiveAsync(_receive.AsMemory(_receiveEnd), SocketFlags.None).ConfigureAwait(false);
                 if (received == 0)
                 {
                     Shutdown(connection, "the controller closed the connection");
@@ -1062,6 +1131,9 @@ internal sealed partial class QueuePair
         }
 
         public Socket Socket { get; }
+
+        /// <summary>The TLS secure channel every byte goes through, or null for a plaintext connection.</summary>
+        public TlsChannel? Tls { get; init; }
 
         public bool Dedicated { get; }
 

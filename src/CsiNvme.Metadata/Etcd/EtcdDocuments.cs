@@ -23,6 +23,15 @@ internal sealed class VolumeDocument
     [JsonPropertyName("primary")] public string Primary { get; set; } = "";
     [JsonPropertyName("epoch")] public long Epoch { get; set; }
     [JsonPropertyName("hostSecrets")] public List<HostSecretDocument> HostSecrets { get; set; } = [];
+    [JsonPropertyName("tlsRequired")] public bool TlsRequired { get; set; }
+    [JsonPropertyName("tlsPsks")] public List<TlsPskDocument> TlsPsks { get; set; } = [];
+}
+
+/// <summary>A sealed (encrypted) TLS PSK only: see <see cref="SecretSealer"/>.</summary>
+internal sealed class TlsPskDocument
+{
+    [JsonPropertyName("hostNqn")] public string HostNqn { get; set; } = "";
+    [JsonPropertyName("sealedPsk")] public string SealedPsk { get; set; } = "";
 }
 
 /// <summary>Sealed (encrypted) secrets only: see <see cref="SecretSealer"/>.</summary>
@@ -112,6 +121,8 @@ internal static class EtcdDocuments
         {
             HostNqn = h.HostNqn, SealedSecret = h.SealedSecret, SealedControllerSecret = h.SealedControllerSecret, Hash = h.Hash, DhGroup = h.DhGroup,
         })],
+        TlsRequired = volume.TlsRequired,
+        TlsPsks = [.. volume.TlsPsks.Select(t => new TlsPskDocument { HostNqn = t.HostNqn, SealedPsk = t.SealedPsk })],
     }, EtcdJsonContext.Default.VolumeDocument);
 
     public static VolumeRecord DecodeVolume(Mvccpb.KeyValue kv)
@@ -133,6 +144,8 @@ internal static class EtcdDocuments
             Primary = d.Primary,
             Epoch = d.Epoch,
             HostSecrets = d.HostSecrets.Select(h => new HostSecretRecord(h.HostNqn, h.SealedSecret, h.SealedControllerSecret, h.Hash, h.DhGroup)).ToArray().AsReadOnly(),
+            TlsRequired = d.TlsRequired,
+            TlsPsks = d.TlsPsks.Select(t => new TlsPskRecord(t.HostNqn, t.SealedPsk)).ToArray().AsReadOnly(),
             Revision = kv.ModRevision,
         };
     }

@@ -38,12 +38,19 @@ public sealed record DiscoveryLogEntry(
     ushort Flags,
     string ServiceId,
     string SubsystemNqn,
-    string TransportAddress)
+    string TransportAddress,
+    byte SecurityType = 0)
 {
     public const int Size = 1024;
 
     /// <summary>TREQ bits 1:0 = 10b: a secure channel is not required (TCP without TLS).</summary>
     public const byte SecureChannelNotRequired = 0x02;
+
+    /// <summary>TREQ bits 1:0 = 01b: a secure channel is required (NVMe/TCP with TLS, NVMe/TCP transport 1.0, 3.6.1).</summary>
+    public const byte SecureChannelRequired = 0x01;
+
+    /// <summary>TSAS SECTYPE of TCP (NVMe/TCP transport 1.0, Figure 31): 0 none, 2 TLS 1.3.</summary>
+    public const byte SecurityTypeTls13 = 0x02;
 
     public void Write(Span<byte> destination)
     {
@@ -60,6 +67,7 @@ public sealed record DiscoveryLogEntry(
         AsciiField.WriteSpacePadded(d.Slice(32, 32), ServiceId);
         AsciiField.WriteNullPadded(d.Slice(256, 256), SubsystemNqn);
         AsciiField.WriteSpacePadded(d.Slice(512, 256), TransportAddress);
+        d[768] = SecurityType;
     }
 
     public static DiscoveryLogEntry Read(ReadOnlySpan<byte> s) => new(
@@ -73,7 +81,8 @@ public sealed record DiscoveryLogEntry(
         BinaryPrimitives.ReadUInt16LittleEndian(s[10..]),
         AsciiField.ReadSpacePadded(s.Slice(32, 32)),
         AsciiField.ReadNullTerminated(s.Slice(256, 256)),
-        AsciiField.ReadSpacePadded(s.Slice(512, 256)));
+        AsciiField.ReadSpacePadded(s.Slice(512, 256)),
+        s[768]);
 }
 
 /// <summary>

@@ -44,6 +44,15 @@ internal sealed class VolumeGrpcService(IVolumeCatalog volumes) : VolumeService.
     public override Task<Volume> ClearHostSecret(HostAccessRequest request, ServerCallContext context) =>
         volumes.ClearHostSecretAsync(request.Name, request.HostNqn, context.CancellationToken);
 
+    public override Task<Volume> SetHostTlsPsk(SetHostTlsPskRequest request, ServerCallContext context) =>
+        volumes.SetHostTlsPskAsync(request, context.CancellationToken);
+
+    public override Task<Volume> ClearHostTlsPsk(HostAccessRequest request, ServerCallContext context) =>
+        volumes.ClearHostTlsPskAsync(request.Name, request.HostNqn, context.CancellationToken);
+
+    public override Task<Volume> SetTlsRequired(SetTlsRequiredRequest request, ServerCallContext context) =>
+        volumes.SetTlsRequiredAsync(request.Name, request.TlsRequired, context.CancellationToken);
+
     public override Task<Snapshot> CreateSnapshot(CreateSnapshotRequest request, ServerCallContext context) =>
         volumes.CreateSnapshotAsync(request.Volume, request.Name, request.Labels, context.CancellationToken);
 

@@ -84,30 +84,35 @@ internal sealed partial class Controller
                     address = address.MapToIPv4();
                 }
 
-                entries.Add(Entry(subsystem.Nqn, address, endpoint.Port, (ushort)(_target.Options.PortIdBase + i)));
+                entries.Add(Entry(subsystem.Nqn, subsystem.TlsRequired, address, endpoint.Port, (ushort)(_target.Options.PortIdBase + i)));
             }
 
             foreach (var peer in subsystem.PeerPorts)
             {
-                entries.Add(Entry(subsystem.Nqn, peer.Endpoint.Address, peer.Endpoint.Port, peer.PortId));
+                entries.Add(Entry(subsystem.Nqn, subsystem.TlsRequired, peer.Endpoint.Address, peer.Endpoint.Port, peer.PortId));
             }
         }
 
         return DiscoveryLog.Build(_target.DiscoveryGeneration, entries);
     }
 
-    private DiscoveryLogEntry Entry(string subsystemNqn, IPAddress address, int port, ushort portId) => new(
+    /// <summary>
+    /// A subsystem that takes only TLS connections says so (TREQ secure channel required, SECTYPE TLS 1.3), which is
+    /// what makes <c>nvme connect-all</c> use TLS; the others say no secure channel is required.
+    /// </summary>
+    private DiscoveryLogEntry Entry(string subsystemNqn, bool tlsRequired, IPAddress address, int port, ushort portId) => new(
         TransportType.Tcp,
         address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? Protocol.Logs.AddressFamily.IPv6 : Protocol.Logs.AddressFamily.IPv4,
         DiscoverySubsystemType.NvmSubsystem,
-        DiscoveryLogEntry.SecureChannelNotRequired,
+        tlsRequired ? DiscoveryLogEntry.SecureChannelRequired : DiscoveryLogEntry.SecureChannelNotRequired,
         portId,
         0xFFFF,
         (ushort)_target.Options.MaxQueueEntries,
         0,
         port.ToString(System.Globalization.CultureInfo.InvariantCulture),
         subsystemNqn,
-        address.ToString());
+        address.ToString(),
+        tlsRequired ? DiscoveryLogEntry.SecurityTypeTls13 : (byte)0);
 
     private byte[] BuildSmartLog()
     {

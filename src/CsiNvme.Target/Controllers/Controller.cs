@@ -221,6 +221,8 @@ internal sealed partial class Controller : ISubsystemController
 
     // ---- ISubsystemController ----
 
+    public bool IsOverTls => _adminQueue?.TlsIdentity is not null;
+
     public void NotifyNamespaceChanged(uint namespaceId)
     {
         lock (_gate)

@@ -73,6 +73,23 @@ internal static class ConnectHandler
             return;
         }
 
+        // The secure channel (NVMe/TCP transport 1.0, 3.6.1.4) was opened with a PSK of one host for one subsystem: the
+        // queue serves exactly that pair (the discovery controller too, for the host it names). A subsystem that
+        // requires TLS takes no plaintext queue.
+        if (connection.TlsIdentity is { } identity)
+        {
+            if (identity.HostNqn != hostNqn || (identity.SubsystemNqn != subsystemNqn && subsystemNqn != NvmeTarget.DiscoveryNqn))
+            {
+                Refuse(NvmeStatus.ConnectInvalidHost, 0, $"the TLS PSK identity names host {identity.HostNqn} and subsystem {identity.SubsystemNqn}");
+                return;
+            }
+        }
+        else if (subsystem.TlsRequired)
+        {
+            Refuse(NvmeStatus.ConnectInvalidHost, 0, "the subsystem requires TLS and the connection is plaintext");
+            return;
+        }
+
         var maxEntries = target.Options.MaxQueueEntries;
         if (connect.SubmissionQueueSize < 1 || connect.SubmissionQueueSize > maxEntries - 1)
         {

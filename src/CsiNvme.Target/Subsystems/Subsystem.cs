@@ -1,3 +1,4 @@
+using CsiNvme.Protocol.Tls;
 using System.Collections.Concurrent;
 using System.Net;
 using CsiNvme.Protocol.Commands;
@@ -18,6 +19,8 @@ public sealed class Subsystem
     private readonly SortedDictionary<uint, TargetNamespace> _namespaces = new();
     private readonly HashSet<string> _allowedHosts = new(StringComparer.Ordinal);
     private readonly Dictionary<string, DhchapCredentials> _credentials = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, TlsPsk> _tlsPsks = new(StringComparer.Ordinal);
+    private volatile bool _tlsRequired;
     private readonly ConcurrentDictionary<ushort, ISubsystemController> _controllers = new();
     // Queues closed (controllers shut down, or I/O queues closed alone) whose commands may still be running, by host.
     private readonly List<DrainingQueues> _draining = new();
@@ -211,6 +214,66 @@ public sealed class Subsystem
         lock (_gate)
         {
             return _credentials.GetValueOrDefault(hostNqn);
+        }
+    }
+
+    /// <summary>
+    /// Whether hosts must connect through the NVMe/TCP TLS secure channel: a plaintext Connect is refused, and the
+    /// discovery log says TLS 1.3 is required. Turning it on tears down the plaintext controllers already there.
+    /// </summary>
+    public bool TlsRequired => _tlsRequired;
+
+    public void SetTlsRequired(bool required)
+    {
+        _tlsRequired = required;
+        if (required)
+        {
+            foreach (var controller in _controllers.Values)
+            {
+                if (!controller.IsOverTls)
+                {
+                    controller.Shutdown("the subsystem now requires TLS");
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sets (or with null removes) the configured TLS PSK <paramref name="hostNqn"/> opens its secure channel to this
+    /// subsystem with. Established channels keep their keys until they close.
+    /// </summary>
+    public void SetHostTlsPsk(string hostNqn, TlsPsk? psk)
+    {
+        lock (_gate)
+        {
+            if (psk is null)
+            {
+                _tlsPsks.Remove(hostNqn);
+            }
+            else
+            {
+                _tlsPsks[hostNqn] = psk;
+            }
+        }
+    }
+
+    public TlsPsk? FindHostTlsPsk(string hostNqn)
+    {
+        lock (_gate)
+        {
+            return _tlsPsks.GetValueOrDefault(hostNqn);
+        }
+    }
+
+    /// <summary>Hosts with a TLS PSK, for the management API.</summary>
+    public IReadOnlyCollection<string> HostsWithTlsPsk
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _tlsPsks.Keys.Order(StringComparer.Ordinal).ToArray();
+            }
         }
     }
 
@@ -465,6 +528,9 @@ public sealed class Subsystem
 internal interface ISubsystemController
 {
     string HostNqn { get; }
+
+    /// <summary>Whether the controller's queues run over the TLS secure channel.</summary>
+    bool IsOverTls { get; }
 
     void NotifyNamespaceChanged(uint namespaceId);
 

@@ -225,6 +225,13 @@ internal sealed partial class NvmeTcpConnection : IStorageCompletion
     /// </summary>
     private void SendBatchFromAnyThread()
     {
+        if (_tls is not null)
+        {
+            _tls.Send(_sendBuffer.AsSpan(0, _sendLength));
+            _sendLength = 0;
+            return;
+        }
+
         var offset = 0;
         while (offset < _sendLength)
         {

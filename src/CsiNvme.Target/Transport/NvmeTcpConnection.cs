@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using CsiNvme.Protocol.Commands;
 using CsiNvme.Protocol.Tcp;
+using CsiNvme.Protocol.Tls;
 using CsiNvme.Storage;
 using CsiNvme.Target.Controllers;
 using CsiNvme.Target.Io;
@@ -48,6 +49,7 @@ internal sealed partial class NvmeTcpConnection
     private volatile bool _queueBound;
     private volatile bool _authenticated = true;
     private string? _closeAfterResponses;
+    private TlsChannel? _tls;
 
     private Controller? _controller;
     private ushort _queueId;
@@ -100,6 +102,9 @@ internal sealed partial class NvmeTcpConnection
 
     public IPEndPoint? RemoteEndPoint { get; }
 
+    /// <summary>The PSK identity of the connection's TLS secure channel, or null for a plaintext connection.</summary>
+    public TlsPskIdentity? TlsIdentity => _tls?.PeerIdentity;
+
     /// <summary>
     /// When the batch of PDUs being processed was received: the start of every command in it. A command's latency then
     /// includes its wait behind the earlier commands of its batch, as its host sees it, and the clock is read once per
@@ -133,7 +138,9 @@ internal sealed partial class NvmeTcpConnection
             while (!_terminated)
             {
                 CompactReceiveBufferIfNeeded();
-                var received = await _socket.ReceiveAsync(_receiveBuffer.AsMemory(_receiveEnd), SocketFlags.None, token).ConfigureAwait(false);
+                var received = _tls is null
+                    ? await _socket.ReceiveAsync(_receiveBuffer.AsMemory(_receiveEnd), SocketFlags.None, token).ConfigureAwait(false)
+                    : await _tls.ReceiveAsync(_receiveBuffer.AsMemory(_receiveEnd), token).ConfigureAwait(false);
                 if (received == 0)
                 {
                     break;
@@ -178,7 +185,9 @@ internal sealed partial class NvmeTcpConnection
             while (!_terminated)
             {
                 CompactReceiveBufferIfNeeded();
-                var received = SocketCalls.ReceivePolling(_socket, handle, _receiveBuffer.AsSpan(_receiveEnd), pollTicks);
+                var received = _tls is null
+                    ? SocketCalls.ReceivePolling(_socket, handle, _receiveBuffer.AsSpan(_receiveEnd), pollTicks)
+                    : _tls.Receive(_receiveBuffer.AsSpan(_receiveEnd), handle, pollTicks);
                 if (received == 0)
                 {
                     break;
@@ -289,6 +298,13 @@ internal sealed partial class NvmeTcpConnection
     private void FlushBlocking()
     {
         CommitIoTally();
+        if (_tls is not null)
+        {
+            _tls.Send(_sendBuffer.AsSpan(0, _sendLength));
+            _sendLength = 0;
+            return;
+        }
+
         var offset = 0;
         while (offset < _sendLength)
         {
@@ -313,6 +329,7 @@ internal sealed partial class NvmeTcpConnection
         // the thread that asked for the close.
         ReleaseTransfers();
         LoopFinished();
+        _tls?.Dispose();
         _controller?.QueueClosed(this);
         _target.ConnectionClosed(this);
     }
@@ -383,13 +400,25 @@ internal sealed partial class NvmeTcpConnection
         timeout.CancelAfter(_target.Options.InitializeTimeout);
         while (_receiveEnd < ICReq.Length)
         {
-            var received = await _socket.ReceiveAsync(_receiveBuffer.AsMemory(_receiveEnd, ICReq.Length - _receiveEnd), SocketFlags.None, timeout.Token).ConfigureAwait(false);
+            var received = _tls is null
+                ? await _socket.ReceiveAsync(_receiveBuffer.AsMemory(_receiveEnd, ICReq.Length - _receiveEnd), SocketFlags.None, timeout.Token).ConfigureAwait(false)
+                : await _tls.ReceiveAsync(_receiveBuffer.AsMemory(_receiveEnd, ICReq.Length - _receiveEnd), timeout.Token).ConfigureAwait(false);
             if (received == 0)
             {
                 return false;
             }
 
             _receiveEnd += received;
+            if (_tls is null && TlsChannel.StartsTlsRecord(_receiveBuffer[0]))
+            {
+                if (!await StartTlsAsync(timeout.Token).ConfigureAwait(false))
+                {
+                    return false;
+                }
+
+                continue;
+            }
+
             if (!MayBeICReq())
             {
                 break;
@@ -415,13 +444,25 @@ internal sealed partial class NvmeTcpConnection
         _socket.ReceiveTimeout = (int)_target.Options.InitializeTimeout.TotalMilliseconds;
         while (_receiveEnd < ICReq.Length)
         {
-            var received = _socket.Receive(_receiveBuffer.AsSpan(_receiveEnd, ICReq.Length - _receiveEnd), SocketFlags.None);
+            var received = _tls is null
+                ? _socket.Receive(_receiveBuffer.AsSpan(_receiveEnd, ICReq.Length - _receiveEnd), SocketFlags.None)
+                : _tls.Receive(_receiveBuffer.AsSpan(_receiveEnd, ICReq.Length - _receiveEnd), _socket.SafeHandle, 0);
             if (received == 0)
             {
                 return false;
             }
 
             _receiveEnd += received;
+            if (_tls is null && TlsChannel.StartsTlsRecord(_receiveBuffer[0]))
+            {
+                if (!StartTlsBlocking())
+                {
+                    return false;
+                }
+
+                continue;
+            }
+
             if (!MayBeICReq())
             {
                 break;
@@ -570,6 +611,13 @@ internal sealed partial class NvmeTcpConnection
     private async ValueTask FlushAsync()
     {
         CommitIoTally();
+        if (_tls is not null)
+        {
+            await _tls.SendAsync(_sendBuffer.AsMemory(0, _sendLength), _closing.Token).ConfigureAwait(false);
+            _sendLength = 0;
+            return;
+        }
+
         var offset = 0;
         while (offset < _sendLength)
         {

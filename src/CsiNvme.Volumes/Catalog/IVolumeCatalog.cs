@@ -29,6 +29,14 @@ public interface IVolumeCatalog
 
     Task<Volume> ClearHostSecretAsync(string name, string hostNqn, CancellationToken cancellationToken = default);
 
+    /// <summary>Gives a host a TLS PSK for the volume (or replaces it): see the SetHostTlsPsk RPC.</summary>
+    Task<Volume> SetHostTlsPskAsync(SetHostTlsPskRequest request, CancellationToken cancellationToken = default);
+
+    Task<Volume> ClearHostTlsPskAsync(string name, string hostNqn, CancellationToken cancellationToken = default);
+
+    /// <summary>Requires TLS of the volume's hosts, or lets plaintext hosts in again: see the SetTlsRequired RPC.</summary>
+    Task<Volume> SetTlsRequiredAsync(string name, bool tlsRequired, CancellationToken cancellationToken = default);
+
     Task<Snapshot> CreateSnapshotAsync(string volumeName, string snapshotName, IReadOnlyDictionary<string, string>? labels = null, CancellationToken cancellationToken = default);
 
     Task<Snapshot> GetSnapshotAsync(string name, CancellationToken cancellationToken = default);

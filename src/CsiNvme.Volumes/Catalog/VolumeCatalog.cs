@@ -455,6 +455,74 @@ public sealed class VolumeCatalog : IVolumeCatalog
         }
     }
 
+    public Task<Volume> SetHostTlsPskAsync(SetHostTlsPskRequest request, CancellationToken cancellationToken = default)
+    {
+        VolumeRules.ValidateName(request.Name);
+        return UpdateTlsAsync(request.Name, (local, record) =>
+        {
+            var entry = HostTlsPsks.Seal(_local.Secrets, record.Id, request.HostNqn, request.Psk);
+            VolumeLog.TlsPskSet(_logger, record.Name, entry.HostNqn);
+            return record with { TlsPsks = HostTlsPsks.With(record.TlsPsks, entry) };
+        }, cancellationToken);
+    }
+
+    public Task<Volume> ClearHostTlsPskAsync(string name, string hostNqn, CancellationToken cancellationToken = default)
+    {
+        VolumeRules.ValidateName(name);
+        VolumeRules.ValidateHostNqn(hostNqn);
+        return UpdateTlsAsync(name, (local, record) =>
+        {
+            if (!record.TlsPsks.Any(t => t.HostNqn == hostNqn))
+            {
+                return null;
+            }
+
+            VolumeLog.TlsPskCleared(_logger, name, hostNqn);
+            return record with { TlsPsks = HostTlsPsks.Without(record.TlsPsks, hostNqn) };
+        }, cancellationToken);
+    }
+
+    public Task<Volume> SetTlsRequiredAsync(string name, bool tlsRequired, CancellationToken cancellationToken = default)
+    {
+        VolumeRules.ValidateName(name);
+        return UpdateTlsAsync(name, (local, record) =>
+        {
+            if (record.TlsRequired == tlsRequired)
+            {
+                return null;
+            }
+
+            VolumeLog.TlsRequiredSet(_logger, name, tlsRequired);
+            return record with { TlsRequired = tlsRequired };
+        }, cancellationToken);
+    }
+
+    /// <summary>
+    /// Persists a TLS change of the record, then applies it to the subsystem (a restart never forgets a requirement the
+    /// caller was told is in force); <paramref name="change"/> returns null when there is nothing to change.
+    /// </summary>
+    private async Task<Volume> UpdateTlsAsync(string name, Func<LocalVolume, VolumeRecord, VolumeRecord?> change, CancellationToken cancellationToken)
+    {
+        await _mutation.WaitAsync(cancellationToken);
+        try
+        {
+            var local = _local.Find(name);
+            var updated = change(local, local.Record);
+            if (updated is not null)
+            {
+                await UpdateRecordAsync(updated);
+                local.Record = updated;
+                HostTlsPsks.Apply(local.Subsystem, updated, _local.Secrets, _logger);
+            }
+
+            return _local.Describe(local);
+        }
+        finally
+        {
+            _mutation.Release();
+        }
+    }
+
     public async Task<Volume> SetAllowAnyHostAsync(string name, bool allowAnyHost, CancellationToken cancellationToken = default)
     {
         VolumeRules.ValidateName(name);

@@ -246,6 +246,7 @@ public sealed class LocalVolumes : IAsyncDisposable
         };
         subsystem.SetAnaState(anaState);
         HostSecrets.Apply(subsystem, record, Secrets, _logger);
+        HostTlsPsks.Apply(subsystem, record, Secrets, _logger);
         subsystem.AddNamespace(ns);
         try
         {
@@ -321,6 +322,7 @@ public sealed class LocalVolumes : IAsyncDisposable
         volume.ListenAddresses.AddRange(ListenAddresses);
         volume.ConnectedHosts.AddRange(local.Subsystem.ConnectedHosts);
         HostSecrets.Describe(volume, record, local.Subsystem);
+        HostTlsPsks.Describe(volume, record);
         return volume;
     }
 
