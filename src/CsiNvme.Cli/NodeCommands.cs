@@ -133,7 +133,16 @@ internal static class NodeCommands
             }
 
             TimeSpan remaining = deadline - DateTime.UtcNow;
-            if (remaining <= TimeSpan.Zero)
+            if (remaining > TimeSpan.Zero)
+            {
+                // Task.Delay counts whole milliseconds: rounded down, a sub-millisecond wait would not wait at all.
+                TimeSpan wait = remaining < s_pollInterval ? TimeSpan.FromMilliseconds(Math.Ceiling(remaining.TotalMilliseconds)) : s_pollInterval;
+                await Task.Delay(wait, session.CancellationToken);
+            }
+
+            // The deadline is checked before the next poll, not after it: a poll that starts late and sees the node
+            // drained would otherwise stretch --timeout by a whole round trip.
+            if (DateTime.UtcNow >= deadline)
             {
                 await session.Error.WriteLineAsync(
                     $"csinvme: node {node.Name} not drained within {Seconds(timeout)}: {status}. The drain goes on on the server: "
@@ -141,7 +150,6 @@ internal static class NodeCommands
                 return ExitCodes.TimedOut;
             }
 
-            await Task.Delay(remaining < s_pollInterval ? remaining : s_pollInterval, session.CancellationToken);
             try
             {
                 ListNodesResponse response = await session.Nodes.ListNodesAsync(new ListNodesRequest(), session.CallBy(deadline));
