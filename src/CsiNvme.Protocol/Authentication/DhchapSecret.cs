@@ -1,7 +1,6 @@
-using System.Buffers.Binary;
-using System.IO.Hashing;
 using System.Security.Cryptography;
 using System.Text;
+using CsiNvme.Protocol.Keys;
 
 namespace CsiNvme.Protocol.Authentication;
 
@@ -13,7 +12,7 @@ namespace CsiNvme.Protocol.Authentication;
 /// </summary>
 public sealed class DhchapSecret : IEquatable<DhchapSecret>
 {
-    private const string Prefix = "DHHC-1:";
+    private static readonly KeyInterchangeFormat.Kind s_form = new("DHHC-1:", "DH-HMAC-CHAP secret", "nvme gen-dhchap-key", "transformation field", 3, "a DH-HMAC-CHAP secret");
     private readonly byte[] _key;
 
     private DhchapSecret(byte[] key, DhchapHash? transform)
@@ -53,41 +52,8 @@ public sealed class DhchapSecret : IEquatable<DhchapSecret>
     public static bool TryParse(string? text, out DhchapSecret secret, out string error)
     {
         secret = null!;
-        text = text?.Trim();
-        if (string.IsNullOrEmpty(text) || !text.StartsWith(Prefix, StringComparison.Ordinal))
+        if (!KeyInterchangeFormat.TryDecode(text, s_form, out var hashId, out var key, out error))
         {
-            error = "a DH-HMAC-CHAP secret starts with DHHC-1: (as nvme gen-dhchap-key prints it)";
-            return false;
-        }
-
-        var rest = text.AsSpan(Prefix.Length);
-        var colon = rest.IndexOf(':');
-        if (colon != 2 || !byte.TryParse(rest[..2], System.Globalization.NumberStyles.HexNumber, null, out var hashId) || hashId > 3)
-        {
-            error = "the DH-HMAC-CHAP secret's transformation field is not 00, 01, 02 or 03";
-            return false;
-        }
-
-        var encoded = rest[3..];
-        if (encoded.EndsWith(":"))
-        {
-            encoded = encoded[..^1];
-        }
-
-        var decoded = new byte[encoded.Length];
-        if (!Convert.TryFromBase64Chars(encoded, decoded, out var length) || length < 4)
-        {
-            error = "the DH-HMAC-CHAP secret's key is not valid base64";
-            return false;
-        }
-
-        var key = decoded[..(length - 4)];
-        var stored = BinaryPrimitives.ReadUInt32LittleEndian(decoded.AsSpan(length - 4));
-        CryptographicOperations.ZeroMemory(decoded);
-        if (stored != Crc32.HashToUInt32(key))
-        {
-            CryptographicOperations.ZeroMemory(key);
-            error = "the DH-HMAC-CHAP secret's checksum does not match its key (mistyped or truncated)";
             return false;
         }
 
@@ -95,15 +61,7 @@ public sealed class DhchapSecret : IEquatable<DhchapSecret>
     }
 
     /// <summary>The DHHC-1 form. Handle with care: this is the secret itself.</summary>
-    public string Format()
-    {
-        var buffer = new byte[_key.Length + 4];
-        _key.CopyTo(buffer, 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(buffer.AsSpan(_key.Length), Crc32.HashToUInt32(_key));
-        var text = $"{Prefix}{(byte)(TransformHash ?? 0):x2}:{Convert.ToBase64String(buffer)}:";
-        CryptographicOperations.ZeroMemory(buffer);
-        return text;
-    }
+    public string Format() => KeyInterchangeFormat.Encode(s_form, (byte)(TransformHash ?? 0), _key);
 
     /// <summary>
     /// The key the responses are computed with for one NQN (the host's for a host secret, the subsystem's for a controller

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
-using System.IO.Hashing;
 using System.Security.Cryptography;
 using System.Text;
+using CsiNvme.Protocol.Keys;
 
 namespace CsiNvme.Protocol.Tls;
 
@@ -25,7 +25,7 @@ public enum TlsPskHash : byte
 /// </summary>
 public sealed class TlsPsk : IEquatable<TlsPsk>
 {
-    private const string Prefix = "NVMeTLSkey-1:";
+    private static readonly KeyInterchangeFormat.Kind s_form = new("NVMeTLSkey-1:", "TLS PSK", "nvme gen-tls-key", "hash field", 2, "an NVMe/TCP TLS PSK");
     private readonly byte[] _key;
 
     private TlsPsk(byte[] key, TlsPskHash? transform)
@@ -53,40 +53,8 @@ public sealed class TlsPsk : IEquatable<TlsPsk>
     public static bool TryParse(string? text, out TlsPsk psk, out string error)
     {
         psk = null!;
-        text = text?.Trim();
-        if (string.IsNullOrEmpty(text) || !text.StartsWith(Prefix, StringComparison.Ordinal))
+        if (!KeyInterchangeFormat.TryDecode(text, s_form, out var hashId, out var key, out error))
         {
-            error = "an NVMe/TCP TLS PSK starts with NVMeTLSkey-1: (as nvme gen-tls-key prints it)";
-            return false;
-        }
-
-        var rest = text.AsSpan(Prefix.Length);
-        if (rest.Length < 3 || rest[2] != ':' || !byte.TryParse(rest[..2], System.Globalization.NumberStyles.HexNumber, null, out var hashId) || hashId > 2)
-        {
-            error = "the TLS PSK's hash field is not 00, 01 or 02";
-            return false;
-        }
-
-        var encoded = rest[3..];
-        if (encoded.EndsWith(":"))
-        {
-            encoded = encoded[..^1];
-        }
-
-        var decoded = new byte[encoded.Length];
-        if (!Convert.TryFromBase64Chars(encoded, decoded, out var length) || length < 4)
-        {
-            error = "the TLS PSK's key is not valid base64";
-            return false;
-        }
-
-        var key = decoded[..(length - 4)];
-        var stored = BinaryPrimitives.ReadUInt32LittleEndian(decoded.AsSpan(length - 4));
-        CryptographicOperations.ZeroMemory(decoded);
-        if (stored != Crc32.HashToUInt32(key))
-        {
-            CryptographicOperations.ZeroMemory(key);
-            error = "the TLS PSK's checksum does not match its key (mistyped or truncated)";
             return false;
         }
 
@@ -104,15 +72,7 @@ public sealed class TlsPsk : IEquatable<TlsPsk>
     }
 
     /// <summary>The interchange form. Handle with care: this is the key itself.</summary>
-    public string Format()
-    {
-        var buffer = new byte[_key.Length + 4];
-        _key.CopyTo(buffer, 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(buffer.AsSpan(_key.Length), Crc32.HashToUInt32(_key));
-        var text = $"{Prefix}{(byte)(TransformHash ?? 0):x2}:{Convert.ToBase64String(buffer)}:";
-        CryptographicOperations.ZeroMemory(buffer);
-        return text;
-    }
+    public string Format() => KeyInterchangeFormat.Encode(s_form, (byte)(TransformHash ?? 0), _key);
 
     /// <summary>
     /// The retained PSK for a host (3.6.1.3): HKDF-Expand-Label(HKDF-Extract(0, key), "HostNQN", NQNh, length) with the
