@@ -37,7 +37,8 @@ internal static class ManagementAccess
         ["/csinvme.v1.NodeService/UndrainNode"] = NodeLifecycle,
         ["/csinvme.v1.ServerService/GetServerInfo"] = Reader | ManagementRole.Node,
         ["/csinvme.v1.ServerService/ListPools"] = Reader,
-        // Admin only: SetAllowAnyHost, VerifyVolume.
+        // Admin only: SetAllowAnyHost, VerifyVolume, SetHostTlsPsk, ClearHostTlsPsk, SetTlsRequired (the CSI driver
+        // does not configure NVMe/TCP TLS; an operator does).
     };
 
     /// <summary>Every method of this service belongs to the nodes (node_agent.proto): they call each other, nobody else does.</summary>
