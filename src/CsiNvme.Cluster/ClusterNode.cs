@@ -341,6 +341,7 @@ public sealed partial class ClusterNode : IAsyncDisposable
         Reconnect = false,
         IoQueueCount = 1,
         IoQueueSize = _options.LinkQueueDepth,
+        ReceivePollTime = _options.LinkPollTime,
         KeepAliveTimeout = TimeSpan.FromSeconds(5),
         ConnectTimeout = TimeSpan.FromSeconds(5),
     };

@@ -32,6 +32,12 @@ public sealed class ClusterNodeOptions
     /// <summary>Queue depth of a replication link (commands in flight to one replica of one volume).</summary>
     public int LinkQueueDepth { get; init; } = 256;
 
+    /// <summary>
+    /// How long a replication link's receive loop polls before it sleeps: the node's NVMe poll time (--nvme-poll-us),
+    /// so one knob says whether this node's NVMe/TCP threads may spin waiting for the next PDU.
+    /// </summary>
+    public TimeSpan LinkPollTime { get; init; } = TimeSpan.FromMicroseconds(50);
+
     public static ushort ControllerIdBaseOf(int ordinal) => (ushort)(ordinal * ControllerIdsPerNode + 1);
 
     public static ushort PortIdBaseOf(int ordinal) => (ushort)(ordinal * PortIdsPerNode + 1);

@@ -253,6 +253,7 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
                 {
                     NodeName = options.NodeName!,
                     LeaseTtl = options.LeaseTtl,
+                    LinkPollTime = options.NvmePollTime,
                     Replication = new ReplicationOptions { RecordTimeout = options.ReplicaRecordTimeout },
                     Rebuild = new RebuildOptions { BytesPerSecond = options.RebuildBytesPerSecond },
                 };
