@@ -4,6 +4,7 @@
 #   tools/perf/cluster.sh                      # replicas 1/2/3 throughput and latency, then 20 failovers
 #   CLUSTER_ROUNDS=30 tools/perf/cluster.sh
 #   CLUSTER_SKIP_FAILOVER=1 tools/perf/cluster.sh
+#   SERVER_ARGS="--nvme-poll-us 0" tools/perf/cluster.sh   # more arguments for every server
 #
 # Throughput: a volume with 1, 2 and 3 replicas, 4 KiB random writes at QD32 and QD1 against each volume's primary;
 # the runs of the three volumes alternate (1, 2, 3, 1, 2, 3, ...) so the ratios between them come from runs seconds
@@ -74,7 +75,7 @@ for node in "${NODES[@]}"; do
 cd "$WORK/$node"
 taskset -c $SERVER_CORE dotnet "$SERVER_DLL" --data-dir "$WORK/$node/data" --node-name $node \\
     --etcd-endpoints http://127.0.0.1:$ETCD_CLIENT --nvme-listen 127.0.0.1:$(free_port) \\
-    --mgmt-listen 127.0.0.1:$(free_port) --metrics-listen 127.0.0.1:0 --log-level warning >>stdout 2>>stderr &
+    --mgmt-listen 127.0.0.1:$(free_port) --metrics-listen 127.0.0.1:0 --log-level warning ${SERVER_ARGS:-} >>stdout 2>>stderr &
 echo \$! >pid
 EOF
     chmod +x "$WORK/$node/start"
@@ -177,6 +178,7 @@ fi
     echo "dotnet=$(dotnet --version)"
     echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "seconds_per_point=$TIME ramp=$RAMP runs_per_point=$REPEAT server_core=$SERVER_CORE client_core=$CLIENT_CORE rounds=$ROUNDS"
+    echo "server_args=${SERVER_ARGS:-(none)}"
     echo "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >"$OUT/machine.txt"
 echo "results in $OUT" >&2

@@ -51,7 +51,8 @@ public sealed class FailoverBenchOptions
 }
 
 /// <summary>One kill of a primary and how long writes stalled.</summary>
-public sealed record FailoverRound(int Round, string Killed, string NewPrimary, double StallSeconds, double HealSeconds, long WritesFailed);
+/// <param name="PathErrorsRetried">Writes the old primary's path refused or lost during the round, sent again on the new one (as a multipath host requeues them); not errors.</param>
+public sealed record FailoverRound(int Round, string Killed, string NewPrimary, double StallSeconds, double HealSeconds, long PathErrorsRetried);
 
 /// <summary>The stall distribution over every round.</summary>
 public sealed record FailoverReport(IReadOnlyList<FailoverRound> Rounds, double MedianSeconds, double P90Seconds, double MaxSeconds, long Writes, long WriteErrors);
