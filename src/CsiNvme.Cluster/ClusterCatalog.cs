@@ -18,6 +18,9 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
 {
     private const int MaxReplicas = 3;
     private static readonly TimeSpan _serveWait = TimeSpan.FromSeconds(30);
+    // How long a primary-only call waits for the node the record names to finish taking over, and how often it asks.
+    private static readonly TimeSpan _primaryTakeoverWait = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan _primaryTakeoverPoll = TimeSpan.FromMilliseconds(100);
 
     private IClusterStore Store => node.Store;
 
@@ -458,24 +461,36 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
     /// <summary>Calls the volume's primary; UNAVAILABLE while it has none that is up (a failover under way).</summary>
     private async Task<T> CallPrimaryAsync<T>(VolumeRecord record, Func<NodeAgentService.NodeAgentServiceClient, Task<T>> call)
     {
-        if (record.Primary.Length == 0)
+        var takeoverDeadline = DateTime.UtcNow + _primaryTakeoverWait;
+        while (true)
         {
-            throw new RpcException(new Status(StatusCode.Unavailable, $"volume {record.Name} has no primary right now (a failover may be under way); try again"));
-        }
+            if (record.Primary.Length == 0)
+            {
+                throw new RpcException(new Status(StatusCode.Unavailable, $"volume {record.Name} has no primary right now (a failover may be under way); try again"));
+            }
 
-        if (!node.IsLive(record.Primary))
-        {
-            throw new RpcException(new Status(StatusCode.Unavailable, $"volume {record.Name}: its primary {record.Primary} is down (a failover starts once its lease expires); try again"));
-        }
+            if (!node.IsLive(record.Primary))
+            {
+                throw new RpcException(new Status(StatusCode.Unavailable, $"volume {record.Name}: its primary {record.Primary} is down (a failover starts once its lease expires); try again"));
+            }
 
-        try
-        {
-            return await call(Agents.For(node, record.Primary)).ConfigureAwait(false);
-        }
-        catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
-        {
-            // The node was still registered but did not answer: it may have just stopped. Name it.
-            throw new RpcException(new Status(e.StatusCode, $"volume {record.Name}: its primary {record.Primary} did not answer ({e.Status.Detail}); a failover starts once its lease expires; try again", e));
+            try
+            {
+                return await call(Agents.For(node, record.Primary)).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition && e.Status.Detail.Contains(ClusterNode.NotPrimaryPhrase, StringComparison.Ordinal)
+                                         && DateTime.UtcNow < takeoverDeadline)
+            {
+                // The record names a node that has not taken over yet (a handover or promotion a moment ago), or the
+                // primary moved on since the record was read: ask again, with the record as it is now.
+                await Task.Delay(_primaryTakeoverPoll).ConfigureAwait(false);
+                record = await FindAsync(record.Name, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (RpcException e) when (e.StatusCode is StatusCode.Unavailable or StatusCode.DeadlineExceeded)
+            {
+                // The node was still registered but did not answer: it may have just stopped. Name it.
+                throw new RpcException(new Status(e.StatusCode, $"volume {record.Name}: its primary {record.Primary} did not answer ({e.Status.Detail}); a failover starts once its lease expires; try again", e));
+            }
         }
     }
 

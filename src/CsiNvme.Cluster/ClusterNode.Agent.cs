@@ -12,6 +12,12 @@ namespace CsiNvme.Cluster;
 /// <summary>What other nodes ask of this one (node_agent.proto): the work on this node's copies.</summary>
 public sealed partial class ClusterNode
 {
+    /// <summary>
+    /// What a node answers to a primary-only call for a volume it does not serve as primary; the catalog retries on it
+    /// for a while, since right after a handover or promotion the record already names a node that is still taking over.
+    /// </summary>
+    internal const string NotPrimaryPhrase = "is not the primary of volume";
+
     private const int VerifyBatchRegions = 16;
     private const int MaxMismatchesReported = 100;
 
@@ -26,7 +32,7 @@ public sealed partial class ClusterNode
     {
         if (!_volumes.TryGetValue(volumeName, out var volume) || volume.Role != VolumeRole.Primary || volume.Replicated is null)
         {
-            throw new VolumeException(VolumeError.FailedPrecondition, $"node {Name} is not the primary of volume {volumeName}");
+            throw new VolumeException(VolumeError.FailedPrecondition, $"node {Name} {NotPrimaryPhrase} {volumeName}");
         }
 
         return volume;
@@ -111,7 +117,7 @@ public sealed partial class ClusterNode
         await volume.Gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var replicated = volume.Replicated ?? throw new VolumeException(VolumeError.FailedPrecondition, $"node {Name} is not the primary of volume {request.VolumeName}");
+            var replicated = volume.Replicated ?? throw new VolumeException(VolumeError.FailedPrecondition, $"node {Name} {NotPrimaryPhrase} {request.VolumeName}");
             var record = volume.Record;
             var linked = replicated.Replicas.Where(r => r.Mode == ReplicaMode.InSync).Select(r => r.Node).ToArray();
             var snapshot = new SnapshotRecord(snapshotId, request.SnapshotName, record.Id, record.Name, record.SizeBytes, record.BlockSize, VolumeRules.Now(), record.Pool)
