@@ -164,6 +164,12 @@ public sealed class ClusterControllerTests
         finally
         {
             await nodeApi.UndrainNodeAsync(new Mgmt.NodeRequest { Name = "node-c" });
+            // Placement sees the node's admin state through the cluster's watch, a moment after the call: the tests
+            // after this one place three replicas at once.
+            Assert.That(
+                await ClusterCsiHarness.WaitAsync(async () => (await Controller.GetCapacityAsync(Capacity(3))).AvailableCapacity > 0, Bound),
+                Is.True,
+                "GetCapacity for 3 replicas once node-c is active again");
         }
     }
 
