@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using CsiNvme.Host;
+using CsiNvme.Protocol.Tcp;
 using CsiNvme.Storage;
 using Microsoft.Extensions.Logging;
 
@@ -327,7 +328,18 @@ public sealed partial class ReplicatedVolume : IAsyncBlockVolume
     {
         private readonly TaskCompletionSource<StorageStatus> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-        public StorageStatus Wait(StorageStatus started) => started == StorageStatus.Pending ? _done.Task.GetAwaiter().GetResult() : started;
+        public StorageStatus Wait(StorageStatus started)
+        {
+            if (started != StorageStatus.Pending)
+            {
+                return started;
+            }
+
+            // Called inside a receive loop's batch, the commands just queued would otherwise wait for the batch's end,
+            // which waits for this.
+            SendBatch.SendNow();
+            return _done.Task.GetAwaiter().GetResult();
+        }
 
         public void OnCompleted(ulong cookie, StorageStatus status) => _done.TrySetResult(status);
     }

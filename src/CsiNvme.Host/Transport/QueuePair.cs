@@ -17,7 +17,7 @@ namespace CsiNvme.Host.Transport;
 /// from a pinned buffer and completes commands inline: the caller's continuation usually submits the next command,
 /// which then rides the send of the whole batch. Nothing is allocated per command.
 /// </summary>
-internal sealed partial class QueuePair
+internal sealed partial class QueuePair : IDeferredSend
 {
     private const int CapsuleHeaderLength = 72;
     private const int DataHeaderLength = 24;
@@ -540,11 +540,28 @@ internal sealed partial class QueuePair
                 return slot;
             }
 
+            if (SendBatch.TryDefer(this))
+            {
+                // Inside another queue's batch on this thread (a target connection running a batch of replicated
+                // writes, a link's receive loop): sent once at the batch's end with the batch's other commands.
+                _flushDeferred = true;
+                return slot;
+            }
+
             _flushing = true;
         }
 
         Flush(connection);
         return slot;
+    }
+
+    /// <summary>Sends what a <see cref="SendBatch"/> put off, unless the receive loop or a flush under way has.</summary>
+    void IDeferredSend.SendDeferred()
+    {
+        if (Volatile.Read(ref _connection) is { } connection)
+        {
+            FlushDeferred(connection);
+        }
     }
 
     private void WriteCapsuleLocked(CommandSlot slot, in SubmissionQueueEntry sqe, ReadOnlyMemory<byte> dataOut, bool forceInCapsule)
@@ -848,6 +865,9 @@ internal sealed partial class QueuePair
         _earlySend.BeginBatch(_slots.Length - Volatile.Read(ref _freeCount));
         _batchCompletions = 0;
         t_receiving = this;
+        // Completions that finish commands of other connections (a replica's answers finishing the primary's host
+        // commands) send once per batch, not once each.
+        SendBatch.Begin();
         try
         {
             while (TryProcessOnePdu())
@@ -863,6 +883,7 @@ internal sealed partial class QueuePair
         finally
         {
             t_receiving = null;
+            SendBatch.End();
         }
 
         _earlySend.EndBatch(_batchCompletions);

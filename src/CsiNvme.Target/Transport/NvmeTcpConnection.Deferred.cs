@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net.Sockets;
 using CsiNvme.Protocol.Commands;
+using CsiNvme.Protocol.Tcp;
 using CsiNvme.Storage;
 using CsiNvme.Target.Io;
 using CsiNvme.Target.Subsystems;
@@ -18,10 +19,11 @@ namespace CsiNvme.Target.Transport;
 /// answered Pending holds one until it reports. Whoever releases the last part finishes the command: the handler on
 /// the receive loop completes it inline, in the batch being built; a report from elsewhere queues the slot and sends
 /// the completion itself when the send lock is free, or leaves it to the loop that holds the lock, which drains the
-/// queue before each send and once more after releasing the lock. Connections that never meet an asynchronous volume
+/// queue before each send and once more after releasing the lock. A report from inside another queue's batch
+/// (<see cref="SendBatch"/>: a replication link's receive loop finishing many commands) sends at that batch's end. Connections that never meet an asynchronous volume
 /// pay one null check per batch.
 /// </remarks>
-internal sealed partial class NvmeTcpConnection : IStorageCompletion
+internal sealed partial class NvmeTcpConnection : IStorageCompletion, IDeferredSend
 {
     private DeferredCommand[] _deferred = [];
     private int[] _freeDeferred = [];
@@ -110,8 +112,14 @@ internal sealed partial class NvmeTcpConnection : IStorageCompletion
         }
 
         _finishedDeferred!.Enqueue(slot);
-        DrainFinishedDeferred();
+        if (!SendBatch.TryDefer(this))
+        {
+            DrainFinishedDeferred();
+        }
     }
+
+    /// <summary>Sends the completions a <see cref="SendBatch"/> put off (the reporting thread's batch ended).</summary>
+    void IDeferredSend.SendDeferred() => DrainFinishedDeferred();
 
     /// <summary>Sizes the deferred table to the queue; called once the queue size is known (Connect).</summary>
     private void InitializeDeferred(int queueEntries)

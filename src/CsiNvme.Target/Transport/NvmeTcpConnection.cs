@@ -247,17 +247,27 @@ internal sealed partial class NvmeTcpConnection
         try
         {
             PrefetchBatchData();
-            while (!_terminated)
+            // What the batch's commands send on other connections (a replicated volume's writes to its replicas) goes
+            // out once, when the batch has run, before this connection's own completions.
+            SendBatch.Begin();
+            try
             {
-                if (_sendBuffer.Length - _sendLength < _maxResponseBytes)
+                while (!_terminated)
                 {
-                    FlushBlocking();
-                }
+                    if (_sendBuffer.Length - _sendLength < _maxResponseBytes)
+                    {
+                        FlushBlocking();
+                    }
 
-                if (!ProcessOnePdu())
-                {
-                    break;
+                    if (!ProcessOnePdu())
+                    {
+                        break;
+                    }
                 }
+            }
+            finally
+            {
+                SendBatch.End();
             }
 
             DrainFinishedDeferredLocked();
