@@ -9,7 +9,8 @@ namespace CsiNvme.Cluster.Tests.EndToEnd;
 /// and a guest whose kernel (nvme-tcp, native multipath) connects a path to every replica node and sees one device.
 /// A guest boots slowly under TCG, so one guest runs the scenarios in sequence, fio with crc32c verification in the
 /// guest throughout: the primary killed (SIGKILL), the killed node started again and rebuilt while fio runs, the new
-/// primary's node drained, the primary frozen (SIGSTOP) past its lease while the guest sends a write down its path.
+/// primary's node drained, the primary frozen (SIGSTOP) past its lease while the guest sends a write down its path, a
+/// replica that is not the primary killed and rebuilt; and a 2-replica volume through the loss of its primary.
 /// Checks: no I/O error, no verify mismatch, the longest time without a completed I/O
 /// (reported, at most 10 s), the paths' ANA states in the guest's sysfs, the rebuild and volume verify.
 /// </summary>
@@ -22,6 +23,7 @@ public sealed class ClusterGuestEndToEndTests
     private const int KillFioSeconds = 25;
     private const int RebuildDrainFioSeconds = 35;
     private const int FreezeFioSeconds = 20;
+    private const int ReplicaKillFioSeconds = 20;
     private static readonly TimeSpan FioBound = TimeSpan.FromMinutes(5);
     private static readonly TimeSpan KillStallLimit = TimeSpan.FromSeconds(10);
 
@@ -43,20 +45,7 @@ public sealed class ClusterGuestEndToEndTests
             await s.ExpectPathsAsync(primary, nodes, "at the start");
 
             // 1. kill -9 of the primary while fio writes and verifies.
-            await s.Guest.StartFioAsync("kill", s.Device, KillFioSeconds);
-            await Task.Delay(TimeSpan.FromSeconds(8));
-            var killed = Stopwatch.StartNew();
-            await s.Cluster[primary].KillAsync();
-            s.Note($"killed the primary {primary} (SIGKILL)");
-            var promoted = await s.WaitForNewPrimaryAsync(primary, s.Volume.Epoch);
-            s.Note($"record: {promoted.Primary} primary at epoch {promoted.Epoch}, {killed.Elapsed.TotalSeconds:F1} s after the kill; {string.Join(", ", promoted.Replicas.Select(r => $"{r.Node}={r.State}"))}");
-            s.Note("promotion logged: " + s.Cluster[promoted.Primary].LogLines("promoted this node to primary").LastOrDefault());
-            var moved = await s.Guest.WaitForPathsAsync(s.Nqn, $"{promoted.Primary}'s path optimized, {primary}'s not live",
-                p => p.Is(s.PortOf(promoted.Primary), "live", "optimized") && p.OnPort(s.PortOf(primary))?.State != "live", TimeSpan.FromSeconds(60));
-            s.Note($"guest paths {killed.Elapsed.TotalSeconds:F1} s after the kill:\n{moved.Text}");
-
-            var fio = s.ExpectCleanFio(await s.Guest.WaitForFioAsync("kill", FioBound), "kill -9 of the primary");
-            Assert.That(fio.StallSeconds, Is.LessThanOrEqualTo(KillStallLimit.TotalSeconds), fio.Summary);
+            await KillThePrimaryUnderFioAsync(s, primary);
 
             // 2. The killed node returns while fio runs again: rebuilt back in sync under I/O.
             await s.Guest.StartFioAsync("rebuild-drain", s.Device, RebuildDrainFioSeconds);
@@ -88,7 +77,69 @@ public sealed class ClusterGuestEndToEndTests
             // 4. The primary frozen (SIGSTOP) past its lease while fio runs: replaced, and a write the guest sends down its
             // path after the promotion is never completed nor on the volume once it runs again.
             await FreezeThePrimaryAsync(s, nodes);
+
+            // 5. kill -9 of a replica that is not the primary: the primary records it out of sync and I/O goes on.
+            await KillAReplicaAsync(s);
         });
+    }
+
+    [Test]
+    public async Task A_two_replica_volume_loses_its_primary_under_fio_without_an_io_error_and_is_rebuilt()
+    {
+        await using var s = await ClusterScenario.StartAsync("two-replicas", replicas: 2);
+        await RunAsync(s, async () =>
+        {
+            var primary = s.Volume.Primary;
+            var nodes = s.Volume.Replicas.Select(r => r.Node).ToArray();
+            Assert.That(nodes, Has.Length.EqualTo(2));
+            await s.ExpectPathsAsync(primary, nodes, "at the start");
+
+            var promoted = await KillThePrimaryUnderFioAsync(s, primary);
+            Assert.That(promoted.Primary, Is.EqualTo(nodes.Single(n => n != primary)), "the one other replica is promoted");
+            await s.RestartAndRebuildAsync(primary);
+        });
+    }
+
+    /// <summary>
+    /// kill -9 of the primary while fio writes and verifies: a new primary at a higher epoch, its path optimized in the
+    /// guest, fio clean with its longest stall bounded. Returns the record after the promotion.
+    /// </summary>
+    private static async Task<Volume> KillThePrimaryUnderFioAsync(ClusterScenario s, string primary)
+    {
+        await s.Guest.StartFioAsync("kill", s.Device, KillFioSeconds);
+        await Task.Delay(TimeSpan.FromSeconds(8));
+        var killed = Stopwatch.StartNew();
+        await s.Cluster[primary].KillAsync();
+        s.Note($"killed the primary {primary} (SIGKILL) of {s.Volume.Replicas.Count} replicas");
+        var promoted = await s.WaitForNewPrimaryAsync(primary, s.Volume.Epoch);
+        s.Note($"record: {promoted.Primary} primary at epoch {promoted.Epoch}, {killed.Elapsed.TotalSeconds:F1} s after the kill; {string.Join(", ", promoted.Replicas.Select(r => $"{r.Node}={r.State}"))}");
+        s.Note("promotion logged: " + s.Cluster[promoted.Primary].LogLines("promoted this node to primary").LastOrDefault());
+        var moved = await s.Guest.WaitForPathsAsync(s.Nqn, $"{promoted.Primary}'s path optimized, {primary}'s not live",
+            p => p.Is(s.PortOf(promoted.Primary), "live", "optimized") && p.OnPort(s.PortOf(primary))?.State != "live", TimeSpan.FromSeconds(60));
+        s.Note($"guest paths {killed.Elapsed.TotalSeconds:F1} s after the kill:\n{moved.Text}");
+
+        var fio = s.ExpectCleanFio(await s.Guest.WaitForFioAsync("kill", FioBound), $"kill -9 of the primary of {s.Volume.Replicas.Count} replicas");
+        Assert.That(fio.StallSeconds, Is.LessThanOrEqualTo(KillStallLimit.TotalSeconds), fio.Summary);
+        return promoted;
+    }
+
+    private static async Task KillAReplicaAsync(ClusterScenario s)
+    {
+        var current = await s.Cluster.GetVolumeAsync(s.Volume.Name);
+        var replica = current.Replicas.Select(r => r.Node).First(n => n != current.Primary);
+        await s.Guest.StartFioAsync("replica-kill", s.Device, ReplicaKillFioSeconds);
+        await Task.Delay(TimeSpan.FromSeconds(5));
+        var killed = Stopwatch.StartNew();
+        await s.Cluster[replica].KillAsync();
+        s.Note($"killed the replica {replica} (SIGKILL); primary {current.Primary}");
+        var dropped = await s.Cluster.WaitForVolumeAsync(s.Volume.Name, $"{replica} recorded out of sync",
+            v => v.Replicas.Any(r => r.Node == replica && r.State != "in-sync"), TimeSpan.FromSeconds(60));
+        s.Note($"record {killed.Elapsed.TotalSeconds:F1} s after the kill: primary {dropped.Primary} at epoch {dropped.Epoch}; {string.Join(", ", dropped.Replicas.Select(r => $"{r.Node}={r.State}"))}");
+        Assert.That(dropped.Primary, Is.EqualTo(current.Primary), "a replica's loss moves no primary");
+
+        var fio = s.ExpectCleanFio(await s.Guest.WaitForFioAsync("replica-kill", FioBound), "kill -9 of a replica");
+        Assert.That(fio.StallSeconds, Is.LessThanOrEqualTo(KillStallLimit.TotalSeconds), fio.Summary);
+        await s.RestartAndRebuildAsync(replica);
     }
 
     private static async Task FreezeThePrimaryAsync(ClusterScenario s, string[] nodes)
