@@ -21,6 +21,9 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
     // How long a primary-only call waits for the node the record names to finish taking over, and how often it asks.
     private static readonly TimeSpan _primaryTakeoverWait = TimeSpan.FromSeconds(10);
     private static readonly TimeSpan _primaryTakeoverPoll = TimeSpan.FromMilliseconds(100);
+    // How long CreateVolume waits for the cluster view before it says too few nodes are usable, and how often it looks.
+    private static readonly TimeSpan _placementViewWait = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan _placementViewPoll = TimeSpan.FromMilliseconds(100);
 
     private IClusterStore Store => node.Store;
 
@@ -86,7 +89,6 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
             blockSize = request.BlockSize == 0 ? source.BlockSize : blockSize;
         }
 
-        var candidates = Placement.Candidates(node.Nodes, node.Records, pool);
         var isClone = snapshotId is not null || volumeId is not null;
         if (isClone && pool is not null && sourceNodes.Count == 0)
         {
@@ -94,22 +96,42 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
             throw new VolumeException(VolumeError.FailedPrecondition, $"{sourceSnapshot ?? sourceVolume} is not in pool {pool}: a clone stays in its source's pool");
         }
 
-        IReadOnlyList<Placement.Candidate> chosen;
-        if (isClone)
+        // This node sees the others through etcd's watch: a node that registered, renewed its registration or was
+        // undrained a moment ago may not be in the view yet, so too few usable nodes is only final after a short wait.
+        var viewDeadline = DateTime.UtcNow + _placementViewWait;
+        IReadOnlyList<Placement.Candidate> candidates;
+        IReadOnlyList<Placement.Candidate>? chosen;
+        while (true)
         {
-            var holders = candidates.Where(c => sourceNodes.Contains(c.Name)).ToArray();
-            if (holders.Length == 0)
+            candidates = Placement.Candidates(node.Nodes, node.Records, pool);
+            if (isClone)
             {
-                throw new VolumeException(VolumeError.FailedPrecondition, $"no live node holds {sourceSnapshot ?? sourceVolume} to clone it (it is on {string.Join(", ", sourceNodes)})");
+                var holders = candidates.Where(c => sourceNodes.Contains(c.Name)).ToArray();
+                if (holders.Length == 0)
+                {
+                    throw new VolumeException(VolumeError.FailedPrecondition, $"no live node holds {sourceSnapshot ?? sourceVolume} to clone it (it is on {string.Join(", ", sourceNodes)})");
+                }
+
+                var first = Placement.Choose(holders, Math.Min(replicas, holders.Length), sizeBytes: sizeBytes)!;
+                var rest = replicas > first.Count ? Placement.Choose(candidates, replicas - first.Count, first.Select(c => c.Name).ToArray(), sizeBytes) : [];
+                chosen = rest is null ? null : [.. first, .. rest];
+            }
+            else
+            {
+                chosen = Placement.Choose(candidates, replicas, sizeBytes: sizeBytes);
             }
 
-            var first = Placement.Choose(holders, Math.Min(replicas, holders.Length), sizeBytes: sizeBytes)!;
-            var rest = replicas > first.Count ? Placement.Choose(candidates, replicas - first.Count, first.Select(c => c.Name).ToArray(), sizeBytes) : [];
-            chosen = rest is null ? throw Exhausted(replicas, candidates.Count, pool) : [.. first, .. rest];
+            if (chosen is not null || DateTime.UtcNow >= viewDeadline)
+            {
+                break;
+            }
+
+            await Task.Delay(_placementViewPoll, cancellationToken).ConfigureAwait(false);
         }
-        else
+
+        if (chosen is null)
         {
-            chosen = Placement.Choose(candidates, replicas, sizeBytes: sizeBytes) ?? throw Exhausted(replicas, candidates.Count, pool);
+            throw Exhausted(replicas, candidates.Count, pool);
         }
 
         var primary = Placement.ChoosePrimary(isClone ? chosen.Where(c => sourceNodes.Contains(c.Name)).ToArray() : chosen);
@@ -161,8 +183,16 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
         return await DescribeAsync(await Store.GetVolumeAsync(name, cancellationToken).ConfigureAwait(false) ?? record, cancellationToken).ConfigureAwait(false);
     }
 
-    private static VolumeException Exhausted(int replicas, int usable, string? pool) =>
-        new(VolumeError.ResourceExhausted, $"{replicas} replicas need {replicas} storage nodes that are up, active and have room{(pool is null ? "" : $" in pool {pool}")}; {(usable == 1 ? "1 is" : $"{usable} are")} usable");
+    private VolumeException Exhausted(int replicas, int usable, string? pool)
+    {
+        var unusable = node.Nodes
+            .Where(n => !n.IsLive || n.Live is null || n.AdminState != NodeAdminState.Active)
+            .Select(n => $"{n.Name} ({(!n.IsLive || n.Live is null ? "down" : n.AdminState.ToString().ToLowerInvariant())})")
+            .ToArray();
+        return new(VolumeError.ResourceExhausted,
+            $"{replicas} replicas need {replicas} storage nodes that are up, active and have room{(pool is null ? "" : $" in pool {pool}")}; "
+            + $"{(usable == 1 ? "1 is" : $"{usable} are")} usable{(unusable.Length == 0 ? "" : $" (not usable: {string.Join(", ", unusable)})")}");
+    }
 
     private static long CloneSize(long requested, long sourceSize, string kind, string source)
     {
