@@ -75,8 +75,12 @@ internal sealed class CommandSession
     /// to a status the server sent. Grpc.Net.Client attaches the transport's exception to the statuses it makes up
     /// itself; a server's own UNAVAILABLE ("no primary is up right now") carries none.
     /// </summary>
+    // A plaintext client meeting a TLS server usually sees the connection end (Unavailable), but sometimes the HTTP/2
+    // handshake fails first, which gRPC reports as Internal "Error starting gRPC call": both are no answer.
     private static bool IsNoAnswer(RpcException e) =>
-        e.StatusCode == StatusCode.DeadlineExceeded || (e.StatusCode == StatusCode.Unavailable && e.Status.DebugException is not null);
+        e.StatusCode == StatusCode.DeadlineExceeded
+        || (e.StatusCode == StatusCode.Unavailable && e.Status.DebugException is not null)
+        || (e.StatusCode == StatusCode.Internal && e.Status.DebugException is HttpRequestException);
 
     public static async Task<int> RunAsync(
         ParseResult parseResult,
