@@ -54,6 +54,12 @@ public sealed class GuestOptions
     /// </summary>
     public IReadOnlyDictionary<int, int> HostForwards { get; init; } = new Dictionary<int, int>();
 
+    /// <summary>
+    /// The host CPU QEMU runs on (all its threads, through <c>taskset</c>), or null for any: a measurement that needs one
+    /// guest's CPU kept from another's pins them apart.
+    /// </summary>
+    public int? HostCpu { get; init; }
+
     /// <summary>Called with every line of serial output as it arrives (e.g. TestContext.Progress.WriteLine).</summary>
     public Action<string>? OutputLine { get; init; }
 }

@@ -153,13 +153,21 @@ public static class LinuxGuest
         var initrd = work.Combine("initrd");
         BuildInitrd(initrd, script, options);
 
-        var startInfo = new ProcessStartInfo(QemuBinary)
+        // taskset execs QEMU in its own process, so the process started here is QEMU's either way.
+        var startInfo = new ProcessStartInfo(options.HostCpu is null ? QemuBinary : "taskset")
         {
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (options.HostCpu is { } cpu)
+        {
+            startInfo.ArgumentList.Add("-c");
+            startInfo.ArgumentList.Add(cpu.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            startInfo.ArgumentList.Add(QemuBinary);
+        }
+
         // no_timer_check: under TCG on a busy machine the kernel's IO-APIC timer check can time out and panic the boot.
         var kernelArgs = string.Join(' ', new[] { "console=ttyS0", "panic=-1", "quiet", "loglevel=4", "mitigations=off", "no_timer_check" }
             .Concat(options.KernelArgs));

@@ -10,6 +10,8 @@
 # OUTDIR (default docs/perf-results/migration): NAME.csv (per second and disk), NAME.json (summary), NAME.png (chart) per run.
 # WHICH: a test name filter (default: every migration run, storage events included; "single", "three_node",
 # "killed", "drained" pick one).
+# MIGRATION_PIN=1 (the default on 2+ CPUs): the source guest's QEMU alone on CPU 0; the destination guest, the test,
+# the CSI controller and the storage server(s) on CPU 1. MIGRATION_PIN=0: everything shares every CPU.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -29,7 +31,12 @@ filter="FullyQualifiedName~CsiNvme.Csi.Tests.Migration.MigrationTests.A_migratio
 dotnet build tests/CsiNvme.Csi.Tests -c Debug -nologo -clp:ErrorsOnly
 dotnet build src/CsiNvme.Server -c Debug -nologo -clp:ErrorsOnly
 # CSINVME_MIGRATION_CLUSTER=1: the cluster variants and the storage events run too (the CI runs only the single server).
-dotnet test tests/CsiNvme.Csi.Tests --no-build --filter "$filter" --logger "console;verbosity=normal" \
+pin="${MIGRATION_PIN:-1}"
+[[ "$(nproc)" -ge 2 ]] || pin=0
+export CSINVME_MIGRATION_PIN="$pin"
+launcher=()
+[[ "$pin" == 1 ]] && launcher=(taskset -c 1)
+"${launcher[@]}" dotnet test tests/CsiNvme.Csi.Tests --no-build --filter "$filter" --logger "console;verbosity=normal" \
     -- NUnit.DefaultTimeout=3600000
 echo "results in $CSINVME_MIGRATION_OUT:"
 ls -1 "$CSINVME_MIGRATION_OUT"

@@ -5,11 +5,15 @@
 #   CLUSTER_ROUNDS=30 tools/perf/cluster.sh
 #   CLUSTER_SKIP_FAILOVER=1 tools/perf/cluster.sh
 #   SERVER_ARGS="--nvme-poll-us 0" tools/perf/cluster.sh   # more arguments for every server
+#   PLACEMENT=primary-alone tools/perf/cluster.sh           # each volume's primary alone on SERVER_CORE
 #
 # Throughput: a volume with 1, 2 and 3 replicas, 4 KiB random writes at QD32 and QD1 against each volume's primary;
 # the runs of the three volumes alternate (1, 2, 3, 1, 2, 3, ...) so the ratios between them come from runs seconds
-# apart. Every server runs pinned to SERVER_CORE, the load to CLIENT_CORE: a replicated write costs the primary's
-# and its replicas' work on the same core, which is what the ratio is meant to show (the cost per core).
+# apart. PLACEMENT=shared (the default): every server runs pinned to SERVER_CORE, the load to CLIENT_CORE: a
+# replicated write costs the primary's and its replicas' work on the same core (the cost per core).
+# PLACEMENT=primary-alone: before each run the measured volume's primary is pinned alone to SERVER_CORE and the other
+# servers join the load on CLIENT_CORE, as in a cluster whose nodes are machines of their own the primary's CPU is the
+# one the replication adds work to (the replicas' cores here are shared with the load generator, which is pessimistic).
 #
 # Failover: `csinvme bench-failover` kills the primary of a 3-replica volume with kill -9 under a write load,
 # CLUSTER_ROUNDS times, restarts it and waits until it is rebuilt before the next round.
@@ -24,6 +28,8 @@ REPEAT=${PERF_REPEAT:-5}
 ROUNDS=${CLUSTER_ROUNDS:-20}
 SERVER_CORE=${SERVER_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
+PLACEMENT=${PLACEMENT:-shared}
+case "$PLACEMENT" in shared|primary-alone) ;; *) echo "PLACEMENT must be shared or primary-alone" >&2; exit 2 ;; esac
 OUT=${PERF_OUT:-$ROOT/docs/perf-results/cluster}
 ETCD=${ETCD_BINARY:-/usr/bin/etcd}
 NODES=(node-a node-b node-c)
@@ -124,9 +130,24 @@ print(sum(1 for r in v["replicas"] if r.get("state") == "in-sync"))')
 done
 NQN_OF() { cli --json volume get "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["subsystemNqn"])'; }
 
+# PLACEMENT=primary-alone: the volume's primary on SERVER_CORE, every other server on CLIENT_CORE (all threads).
+place_servers() {
+    [[ "$PLACEMENT" == primary-alone ]] || return 0
+    local primary
+    primary=$(cli --json volume get "$1" | python3 -c '
+import json, sys
+print(next(r for r in json.load(sys.stdin)["replicas"] if r.get("primary"))["node"])')
+    for node in "${NODES[@]}"; do
+        local core=$CLIENT_CORE
+        [[ "$node" == "$primary" ]] && core=$SERVER_CORE
+        taskset -a -p -c "$core" "$(cat "$WORK/$node/pid")" >/dev/null
+    done
+}
+
 run_point() {
     local volume=$1 name=$2 run=$3
     shift 3
+    place_servers "$volume"
     taskset -c "$CLIENT_CORE" dotnet "$CLI_DLL" --json perf --target "$(primary_of "$volume")" --nqn "$(NQN_OF "$volume")" \
         --hostnqn "$HOST_NQN" --time "${POINT_TIME:-$TIME}" --ramp "${POINT_RAMP:-$RAMP}" "$@" >"$OUT/runs/$name.$run.json"
 }
@@ -177,7 +198,7 @@ fi
     echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
     echo "dotnet=$(dotnet --version)"
     echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "seconds_per_point=$TIME ramp=$RAMP runs_per_point=$REPEAT server_core=$SERVER_CORE client_core=$CLIENT_CORE rounds=$ROUNDS"
+    echo "seconds_per_point=$TIME ramp=$RAMP runs_per_point=$REPEAT server_core=$SERVER_CORE client_core=$CLIENT_CORE placement=$PLACEMENT rounds=$ROUNDS"
     echo "server_args=${SERVER_ARGS:-(none)}"
     echo "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >"$OUT/machine.txt"

@@ -50,8 +50,11 @@ internal sealed class GuestNode : IAsyncDisposable
 
     public GuestResult? Result { get; private set; }
 
-    /// <summary>Boots a guest running the node service; <paramref name="nodeArguments"/> are added to its command line.</summary>
-    public static async Task<GuestNode> StartAsync(string name, TimeSpan lifetime, string nodeArguments = "", GuestImage image = GuestImage.Default)
+    /// <summary>
+    /// Boots a guest running the node service; <paramref name="nodeArguments"/> are added to its command line, and
+    /// <paramref name="hostCpu"/> pins its QEMU to one host CPU.
+    /// </summary>
+    public static async Task<GuestNode> StartAsync(string name, TimeSpan lifetime, string nodeArguments = "", GuestImage image = GuestImage.Default, int? hostCpu = null)
     {
         var files = await GuestCsiBinary.FilesAsync();
         var agent = new GuestAgent();
@@ -75,6 +78,7 @@ internal sealed class GuestNode : IAsyncDisposable
             Cpus = 1,
             Files = files,
             HostForwards = new Dictionary<int, int> { [hostPort] = GuestCsiPort },
+            HostCpu = hostCpu,
             OutputLine = line => TestContext.Progress.WriteLine($"[{name}] {line}"),
         };
 

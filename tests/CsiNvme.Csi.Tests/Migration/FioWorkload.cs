@@ -10,8 +10,8 @@ namespace CsiNvme.Csi.Tests.Migration;
 /// The VM's workload: one fio process per node with a job per disk, 4 KiB random writes each followed by a read that
 /// verifies it (crc32c in every block; <c>verify_backlog</c>, so half the I/Os are reads checking what this node wrote),
 /// queue depth 4 per disk, O_DIRECT through libaio, every I/O logged with its completion time (Unix epoch) and latency.
-/// It runs until stopped: SIGINT ends it the way a paused VM stops issuing I/O, its in-flight I/Os completed, and
-/// <c>end_fsync</c> flushes each disk (the QEMU flush at the switchover).
+/// It runs until stopped: SIGINT ends it the way a paused VM stops issuing I/O, its in-flight I/Os completed, then
+/// each disk is flushed (the QEMU flush at the switchover), timed on its own.
 /// </summary>
 internal sealed class FioWorkload(IReadOnlyList<string> disks, string devicesDirectory, int diskMiB)
 {
@@ -27,31 +27,65 @@ internal sealed class FioWorkload(IReadOnlyList<string> disks, string devicesDir
         $"fio --output=/dev/null --ioengine=libaio --direct=1 --bs=1M --iodepth=4 --rw=write --size={diskMiB}M " +
         string.Join(" ", disks.Select(d => $"--name={d} --filename={DevicePath(d)}"));
 
-    /// <summary>Starts fio in the background and returns at once; the pid goes to a file for <see cref="StopCommand"/>.</summary>
-    public string StartCommand(MigrationSide side)
+    /// <summary>
+    /// Starts fio in the background and returns at once; the pid goes to a file for <see cref="StopCommand"/>. With
+    /// <paramref name="waitForGo"/>, each job opens its disk and then waits (fio's <c>exec_prerun</c>, blocked on a FIFO
+    /// of its own) until <see cref="GoCommand"/>: the destination's QEMU waiting, paused, for the switchover, so the
+    /// time fio takes to start is not counted as the storage's.
+    /// </summary>
+    public string StartCommand(MigrationSide side, bool waitForGo = false)
     {
         var name = Name(side);
-        var jobs = string.Join(" ", disks.Select(d => $"--name={d} --filename={DevicePath(d)}"));
+        var jobs = string.Join(" ", disks.Select((d, i) =>
+            $"--name={d} --filename={DevicePath(d)}" + (waitForGo ? $" --exec_prerun='cat {WorkDirectory}/{name}_go.{i + 1}'" : "")));
+        var fifos = waitForGo ? "mkfifo " + string.Join(" ", disks.Select((_, i) => $"{name}_go.{i + 1}")) : "true";
         return $"""
             mkdir -p {WorkDirectory} && cd {WorkDirectory} && rm -f {name}_*
+            {fifos}
             fio --output-format=json --output={name}.json --ioengine=libaio --direct=1 --bs=4k --iodepth={IoDepth} --size={diskMiB}M \
                 --rw=randwrite --randrepeat=0 --verify=crc32c --verify_backlog=8 --verify_fatal=0 --continue_on_error=all \
-                --time_based --runtime=3600 --end_fsync=1 --write_lat_log={name} --log_unix_epoch=1 --log_avg_msec=0 \
+                --time_based --runtime=3600 --write_lat_log={name} --log_unix_epoch=1 --log_avg_msec=0 \
                 {jobs} > {name}.stdout 2> {name}.stderr &
             echo $! > {name}.pid
             echo STARTED=$(cat {name}.pid)
             """;
     }
 
-    /// <summary>SIGINT, then waits (bounded) for fio to finish its in-flight I/Os, flush and exit.</summary>
+    /// <summary>
+    /// Lets a workload started with <c>waitForGo</c> issue its I/O: prints <c>GO_AT=</c> (the guest's clock just before)
+    /// and opens each job's FIFO; a writer whose job is not yet waiting stays in the background until it is.
+    /// </summary>
+    public string GoCommand(MigrationSide side)
+    {
+        var name = Name(side);
+        var numbers = string.Join(" ", Enumerable.Range(1, disks.Count));
+        return $"""
+            cd {WorkDirectory}
+            touch {name}_go_at && echo "GO_AT=$(stat -c %y {name}_go_at)"
+            for n in {numbers}; do echo go 2>/dev/null > {name}_go.$n & done
+            """;
+    }
+
+    /// <summary>
+    /// SIGINT, then waits (bounded) for fio to complete its in-flight I/Os and exit, then flushes every disk
+    /// (<c>fdatasync</c> of each block device: an NVMe Flush, what QEMU issues when it pauses the VM); prints
+    /// <c>FLUSH_START=</c> and <c>FLUSH_END=</c> on the guest's clock.
+    /// </summary>
     public string StopCommand(MigrationSide side) => $"""
         cd {WorkDirectory}
         pid=$(cat {Name(side)}.pid)
         kill -INT $pid
         i=0
-        while kill -0 $pid 2>/dev/null && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+        while kill -0 $pid 2>/dev/null && [ $i -lt 3000 ]; do sleep 0.01; i=$((i + 1)); done
         kill -0 $pid 2>/dev/null && echo STOPPED=no || echo STOPPED=yes
+        touch {Name(side)}_flush_start && sync -d {string.Join(" ", disks.Select(DevicePath))} && touch {Name(side)}_flush_end
+        echo "FLUSH_START=$(stat -c %y {Name(side)}_flush_start)"
+        echo "FLUSH_END=$(stat -c %y {Name(side)}_flush_end)"
         """;
+
+    /// <summary>A guest's <c>stat -c %y</c> time (from <see cref="GoCommand"/> or <see cref="StopCommand"/>) in seconds of the run, on the host's clock.</summary>
+    public static double RunSeconds(string statTime, MigrationSide side, MigrationRecord record) =>
+        (ParseStatTime(statTime) - record.Clocks[side].OffsetMs - record.StartedAt.ToUnixTimeMilliseconds()) / 1000;
 
     /// <summary>The per-I/O latency logs (gzip, base64) and fio's JSON and error output.</summary>
     public string CollectCommand(MigrationSide side)

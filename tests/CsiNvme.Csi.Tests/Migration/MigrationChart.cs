@@ -67,7 +67,7 @@ internal static class MigrationChart
         canvas.Text(x + 30, y, "pre-copy (destination published, source writing)", Axis);
         x += 40 + PngCanvas.TextWidth("pre-copy (destination published, source writing)");
         canvas.FillRect(x, y - 1, 24, 10, SwitchShade);
-        canvas.Text(x + 30, y, $"switchover: {report.SwitchoverGapMs:F0} ms without completions ({record.VerificationSeconds * 1000:F0} ms of it handover checksums)", Axis);
+        canvas.Text(x + 30, y, $"switchover: {report.SwitchoverGapMs:F0} ms without completions ({record.VerificationSeconds * 1000:F0} ms of it handover checksums; storage {report.StorageSwitchoverMs:F0} ms)", Axis);
 
         y += 18;
         var column = 0;

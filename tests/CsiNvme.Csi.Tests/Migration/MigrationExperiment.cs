@@ -37,7 +37,8 @@ internal sealed record MigrationPlan(string Name, TimeSpan Before, TimeSpan Prec
 /// destination node (each running the node plugin next to its kernel) and the storage on the host: three RWX block
 /// disks staged and published on the source and written by fio; ControllerPublish, NodeStage, NodePublish of each
 /// disk on the destination while the source keeps writing (pre-copy); the switchover (the source stops its I/O and
-/// flushes; both nodes read a checksum of every disk, which must agree; the destination runs the same workload on);
+/// flushes; both nodes read a checksum of every disk, which must agree; the destination's workload, started during
+/// pre-copy and waiting, is let go);
 /// then NodeUnpublish, NodeUnstage and ControllerUnpublish of the source while the destination writes.
 /// </summary>
 internal sealed class MigrationExperiment(MigrationStorage storage, GuestNode source, GuestNode destination, MigrationPlan plan)
@@ -115,6 +116,10 @@ internal sealed class MigrationExperiment(MigrationStorage storage, GuestNode so
         }
 
         _record.Mark(Now, $"* destination has the {DiskNames.Length} disks", staging.Elapsed.TotalSeconds);
+        // The destination's workload is ready, its disks open, and waits for the switchover, as the destination's QEMU
+        // waits paused for the VM's state.
+        await destination.ShellAsync(_fio.StartCommand(MigrationSide.Destination, waitForGo: true));
+        _record.Mark(Now, "* destination workload ready, waiting for the switchover");
         await StorageEventAsync();
         var remaining = plan.Precopy - TimeSpan.FromSeconds(Now - _record.PrecopyStart);
         if (remaining > TimeSpan.Zero)
@@ -124,9 +129,12 @@ internal sealed class MigrationExperiment(MigrationStorage storage, GuestNode so
 
         // ---- Switchover: the source stops issuing I/O and flushes, both sides read what the disks hold, the destination runs on ----
         _record.SwitchoverStart = Now;
-        _record.Mark(Now, "* switchover: source stops and flushes");
+        _record.Mark(Now, "* switchover: source stops");
         var stopped = await source.ShellAsync(_fio.StopCommand(MigrationSide.Source));
         Assert.That(Value(stopped, "STOPPED"), Is.EqualTo("yes"), "fio on the source stopped");
+        _record.SourceFlush = (FioWorkload.RunSeconds(Value(stopped, "FLUSH_START"), MigrationSide.Source, _record),
+            FioWorkload.RunSeconds(Value(stopped, "FLUSH_END"), MigrationSide.Source, _record));
+        _record.Mark(_record.SourceFlush.Start, "* source flushed its disks", _record.SourceFlush.End - _record.SourceFlush.Start);
         var verification = Stopwatch.StartNew();
         var sums = await Task.WhenAll(source.ShellAsync(_fio.ChecksumCommand()), destination.ShellAsync(_fio.ChecksumCommand()));
         _record.VerificationSeconds = verification.Elapsed.TotalSeconds;
@@ -138,8 +146,9 @@ internal sealed class MigrationExperiment(MigrationStorage storage, GuestNode so
 
         _record.Mark(Now, "* both nodes read every disk's checksum", _record.VerificationSeconds);
         _record.DestinationStart = Now;
-        await destination.ShellAsync(_fio.StartCommand(MigrationSide.Destination));
-        _record.Mark(Now, "* destination workload started");
+        var go = await destination.ShellAsync(_fio.GoCommand(MigrationSide.Destination));
+        _record.DestinationGoAt = FioWorkload.RunSeconds(Value(go, "GO_AT"), MigrationSide.Destination, _record);
+        _record.Mark(_record.DestinationGoAt, "* destination workload resumed");
 
         // ---- After: the source pod ends, its volumes are detached while the destination runs ----
         await Task.Delay(TimeSpan.FromSeconds(2));

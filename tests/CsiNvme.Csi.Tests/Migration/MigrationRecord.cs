@@ -46,8 +46,14 @@ internal sealed class MigrationRecord
     /// <summary>The source was told to stop its workload (switchover starts).</summary>
     public double SwitchoverStart { get; set; }
 
-    /// <summary>The destination's workload was started.</summary>
+    /// <summary>The destination's workload was told to go (host clock, before the guest round trip).</summary>
     public double DestinationStart { get; set; }
+
+    /// <summary>The source's flush of every disk after its workload stopped: start and end (the source guest's clock, related to the host's).</summary>
+    public (double Start, double End) SourceFlush { get; set; } = (double.NaN, double.NaN);
+
+    /// <summary>The destination guest let its waiting workload go (its clock, related to the host's).</summary>
+    public double DestinationGoAt { get; set; } = double.NaN;
 
     public double End { get; set; }
 

@@ -21,9 +21,12 @@ public sealed class MigrationReportTests
             DestinationStart = 21,
             End = 30,
             VerificationSeconds = 0.5,
+            SourceFlush = (20.5, 20.6),
+            DestinationGoAt = 21.15,
         };
         // 100 I/Os per second per disk, 1 ms each, 2 ms during pre-copy; the source stops at 20.0, the destination
-        // starts at 21.2; disk 1 stalls 3 s in pre-copy.
+        // starts at 21.2; disk 1 stalls 3 s in pre-copy. The source's fio exits at 20.09 after its flush, the
+        // destination's go is at 21.15.
         for (var disk = 0; disk < 2; disk++)
         {
             for (var i = 0; i < 2000; i++)
@@ -65,6 +68,10 @@ public sealed class MigrationReportTests
             Assert.That(os.After.Iops, Is.EqualTo(100).Within(2));
             Assert.That(os.SwitchoverGapMs, Is.EqualTo(1210).Within(1), "last source completion 19.99, first destination 21.2");
             Assert.That(report.SwitchoverGapMs, Is.EqualTo(1210).Within(1));
+            Assert.That(report.SourceFlushMs, Is.EqualTo(100).Within(1), "the flush from 20.5 to 20.6");
+            Assert.That(report.DestinationFirstIoMs, Is.EqualTo(50).Within(1), "go at 21.15, first destination completion 21.2");
+            Assert.That(report.StorageSwitchoverMs, Is.EqualTo(150).Within(1));
+            Assert.That(report.DestinationStartupMs, Is.EqualTo(49).Within(1), "its first I/O issued 1 ms before it completed");
             Assert.That(data1.LongestStallMs, Is.EqualTo(3010).Within(1));
             Assert.That(data1.Precopy.Iops, Is.EqualTo(70).Within(1), "the stall costs pre-copy IOPS");
             Assert.That(os.IoErrors, Is.EqualTo(2));
@@ -89,6 +96,8 @@ public sealed class MigrationReportTests
             Assert.That(csv, Has.Length.EqualTo(1 + 31 * 2), "a row per second and disk, empty seconds included");
             Assert.That(csv[1], Is.EqualTo("0,os,50,50,100,1,1,100,0"));
             Assert.That(summary.RootElement.GetProperty("switchover").GetProperty("gapMs").GetDouble(), Is.EqualTo(1210).Within(1));
+            Assert.That(summary.RootElement.GetProperty("switchover").GetProperty("storageSwitchoverMs").GetDouble(), Is.EqualTo(150).Within(1));
+            Assert.That(summary.RootElement.GetProperty("goals").GetProperty("storageSwitchoverUnder1s").GetBoolean(), Is.True);
             Assert.That(summary.RootElement.GetProperty("disks")[0].GetProperty("precopyP99Ratio").GetDouble(), Is.EqualTo(2.0));
             Assert.That(summary.RootElement.GetProperty("goals").GetProperty("noMismatches").GetBoolean(), Is.False);
             Assert.That(png[..8], Is.EqualTo(new byte[] { 0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A }));
