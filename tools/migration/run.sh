@@ -11,7 +11,7 @@
 # WHICH: a test name filter (default: every migration run, storage events included; "single", "three_node",
 # "killed", "drained" pick one).
 # MIGRATION_PIN=1 (the default on 2+ CPUs): the source guest's QEMU alone on CPU 0; the destination guest, the test,
-# the CSI controller and the storage server(s) on CPU 1. MIGRATION_PIN=0: everything shares every CPU.
+# the CSI controller, etcd and the storage server(s) on CPU 1. MIGRATION_PIN=0: everything shares every CPU.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -28,15 +28,16 @@ export CSINVME_GUEST_DIR="${CSINVME_GUEST_DIR:-$PWD/.guest}"
 filter="FullyQualifiedName~CsiNvme.Csi.Tests.Migration.MigrationTests.A_migration"
 [[ -n "$which" ]] && filter="$filter&FullyQualifiedName~$which"
 
-dotnet build tests/CsiNvme.Csi.Tests -c Debug -nologo -clp:ErrorsOnly
-dotnet build src/CsiNvme.Server -c Debug -nologo -clp:ErrorsOnly
+# Release: the storage is measured as it ships (the test harness starts the server of its own configuration).
+dotnet build tests/CsiNvme.Csi.Tests -c Release -nologo -clp:ErrorsOnly
+dotnet build src/CsiNvme.Server -c Release -nologo -clp:ErrorsOnly
 # CSINVME_MIGRATION_CLUSTER=1: the cluster variants and the storage events run too (the CI runs only the single server).
 pin="${MIGRATION_PIN:-1}"
 [[ "$(nproc)" -ge 2 ]] || pin=0
 export CSINVME_MIGRATION_PIN="$pin"
 launcher=()
 [[ "$pin" == 1 ]] && launcher=(taskset -c 1)
-"${launcher[@]}" dotnet test tests/CsiNvme.Csi.Tests --no-build --filter "$filter" --logger "console;verbosity=normal" \
+"${launcher[@]}" dotnet test tests/CsiNvme.Csi.Tests -c Release --no-build --filter "$filter" --logger "console;verbosity=normal" \
     -- NUnit.DefaultTimeout=3600000
 echo "results in $CSINVME_MIGRATION_OUT:"
 ls -1 "$CSINVME_MIGRATION_OUT"
