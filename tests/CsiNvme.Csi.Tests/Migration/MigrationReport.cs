@@ -23,7 +23,14 @@ internal sealed record DiskSummary(
     double LongestStallAt,
     long IoErrors,
     long VerifyFailures,
-    bool HandoverMatches);
+    bool HandoverMatches,
+    RestRange AtRest);
+
+/// <summary>
+/// How far windows of the steady state as long as the pre-copy stray from the whole steady state (IOPS and p99 ratios,
+/// lowest and highest): the noise a pre-copy ratio has to be read against, measured with no migration going on.
+/// </summary>
+internal sealed record RestRange(double WindowSeconds, double IopsRatioMin, double IopsRatioMax, double P99RatioMin, double P99RatioMax);
 
 /// <summary>
 /// Turns a <see cref="MigrationRecord"/> into its per-second series (CSV), its summary (JSON, and a Markdown table) and
@@ -188,6 +195,14 @@ internal sealed class MigrationReport
             d.IoErrors,
             verifyFailures = d.VerifyFailures,
             handoverChecksumsMatch = d.HandoverMatches,
+            atRest = new
+            {
+                windowSeconds = Round(d.AtRest.WindowSeconds, 1),
+                iopsRatioMin = Round(d.AtRest.IopsRatioMin, 3),
+                iopsRatioMax = Round(d.AtRest.IopsRatioMax, 3),
+                p99RatioMin = Round(d.AtRest.P99RatioMin, 3),
+                p99RatioMax = Round(d.AtRest.P99RatioMax, 3),
+            },
         }),
         fio = _record.Fio.Select(f => new { f.Disk, side = f.Side.ToString().ToLowerInvariant(), f.Reads, f.Writes, f.Errors, f.VerifyFailures, f.FirstError }),
         clocks = _record.Clocks.ToDictionary(c => c.Key.ToString().ToLowerInvariant(), c => new { offsetMs = Round(c.Value.OffsetMs), uncertaintyMs = Round(c.Value.UncertaintyMs) }),
@@ -203,13 +218,13 @@ internal sealed class MigrationReport
             $"wall gap {SwitchoverGapMs:F0} ms, of which {_record.VerificationSeconds * 1000:F0} ms the harness' handover checksum reads; " +
             $"{IoErrors} I/O errors, {VerifyFailures} verify mismatches");
         text.AppendLine();
-        text.AppendLine("| disk | before IOPS | before p99 ms | pre-copy IOPS | ratio | pre-copy p99 ms | ratio | after IOPS | after p99 ms | gap ms | longest stall ms |");
-        text.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        text.AppendLine("| disk | before IOPS | before p99 ms | pre-copy IOPS | ratio | at rest | pre-copy p99 ms | ratio | at rest | after IOPS | after p99 ms | gap ms | longest stall ms |");
+        text.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var d in Disks)
         {
             text.AppendLine(CultureInfo.InvariantCulture,
-                $"| {d.Disk} | {d.Before.Iops:F0} | {d.Before.P99Ms:F2} | {d.Precopy.Iops:F0} | {d.PrecopyIopsRatio:F3} | {d.Precopy.P99Ms:F2} | {d.PrecopyP99Ratio:F3} | " +
-                $"{d.After.Iops:F0} | {d.After.P99Ms:F2} | {d.SwitchoverGapMs:F0} | {d.LongestStallMs:F0} |");
+                $"| {d.Disk} | {d.Before.Iops:F0} | {d.Before.P99Ms:F2} | {d.Precopy.Iops:F0} | {d.PrecopyIopsRatio:F3} | {d.AtRest.IopsRatioMin:F2}–{d.AtRest.IopsRatioMax:F2} | " +
+                $"{d.Precopy.P99Ms:F2} | {d.PrecopyP99Ratio:F3} | {d.AtRest.P99RatioMin:F2}–{d.AtRest.P99RatioMax:F2} | {d.After.Iops:F0} | {d.After.P99Ms:F2} | {d.SwitchoverGapMs:F0} | {d.LongestStallMs:F0} |");
         }
 
         return text.ToString();
@@ -258,6 +273,7 @@ internal sealed class MigrationReport
             }
         }
 
+        var atRest = RestWindows(source, steadyFrom, _record.PrecopyStart, precopy.Seconds, before);
         var fio = _record.Fio.Where(f => f.Disk == name).ToArray();
         var handover = _record.Handover.TryGetValue(name, out var sums) && sums.Source.Length > 0 && sums.Source == sums.Destination;
         return new DiskSummary(
@@ -265,7 +281,22 @@ internal sealed class MigrationReport
             precopy.Iops / before.Iops, precopy.P99Ms / before.P99Ms,
             after.Iops / before.Iops, after.P99Ms / before.P99Ms,
             gap, stall, stallAt,
-            fio.Sum(f => f.Errors - f.VerifyFailures), fio.Sum(f => f.VerifyFailures), handover);
+            fio.Sum(f => f.Errors - f.VerifyFailures), fio.Sum(f => f.VerifyFailures), handover, atRest);
+    }
+
+    /// <summary>Every window of <paramref name="length"/> seconds, a second apart, inside [from, to), against the whole.</summary>
+    private static RestRange RestWindows(IoCompletion[] ios, double from, double to, double length, PhaseStats whole)
+    {
+        var (iopsMin, iopsMax, p99Min, p99Max) = (double.NaN, double.NaN, double.NaN, double.NaN);
+        for (var start = from; length > 0 && start + length <= to; start += 1)
+        {
+            var window = Stats(ios, start, start + length);
+            var (iops, p99) = (window.Iops / whole.Iops, window.P99Ms / whole.P99Ms);
+            (iopsMin, iopsMax) = (double.IsNaN(iopsMin) ? iops : Math.Min(iopsMin, iops), double.IsNaN(iopsMax) ? iops : Math.Max(iopsMax, iops));
+            (p99Min, p99Max) = (double.IsNaN(p99Min) ? p99 : Math.Min(p99Min, p99), double.IsNaN(p99Max) ? p99 : Math.Max(p99Max, p99));
+        }
+
+        return new RestRange(length, iopsMin, iopsMax, p99Min, p99Max);
     }
 
     private static PhaseStats Stats(IoCompletion[] ios, double from, double to)

@@ -73,12 +73,51 @@ public sealed class MigrationReportTests
             Assert.That(report.StorageSwitchoverMs, Is.EqualTo(150).Within(1));
             Assert.That(report.DestinationStartupMs, Is.EqualTo(49).Within(1), "its first I/O issued 1 ms before it completed");
             Assert.That(data1.LongestStallMs, Is.EqualTo(3010).Within(1));
+            Assert.That(os.AtRest.IopsRatioMin, Is.NaN, "8 s of steady state hold no window as long as the 10 s pre-copy");
             Assert.That(data1.Precopy.Iops, Is.EqualTo(70).Within(1), "the stall costs pre-copy IOPS");
             Assert.That(os.IoErrors, Is.EqualTo(2));
             Assert.That(os.VerifyFailures, Is.EqualTo(1));
             Assert.That(os.HandoverMatches, Is.True);
             Assert.That(data1.HandoverMatches, Is.False);
             Assert.That(report.VerifyFailures, Is.EqualTo(2), "one fio verify failure and one handover mismatch");
+        });
+    }
+
+    [Test]
+    public void The_rest_range_is_how_far_pre_copy_long_windows_of_the_steady_state_stray()
+    {
+        var record = new MigrationRecord
+        {
+            Setup = "uneven",
+            Disks = ["os"],
+            DiskMiB = 32,
+            Workload = "test",
+            StartedAt = DateTimeOffset.UnixEpoch,
+            PrecopyStart = 40,
+            SwitchoverStart = 50,
+            DestinationStart = 51,
+            End = 60,
+        };
+        // 100 I/Os per second until 20 s, then 50; latency 1 ms, 3 ms for every tenth I/O after 20 s.
+        for (var i = 0; i < 2000; i++)
+        {
+            record.Completions.Add(new IoCompletion(i / 100.0, 1, true, 0, MigrationSide.Source));
+        }
+
+        for (var i = 0; i < 1500; i++)
+        {
+            record.Completions.Add(new IoCompletion(20 + i / 50.0, i % 10 == 0 ? 3 : 1, true, 0, MigrationSide.Source));
+        }
+
+        var rest = new MigrationReport(record).Disks[0].AtRest;
+        Assert.Multiple(() =>
+        {
+            Assert.That(rest.WindowSeconds, Is.EqualTo(10).Within(1e-9), "windows as long as the pre-copy");
+            // Steady state 2-40 s: 1800 + 1000 I/Os over 38 s.
+            Assert.That(rest.IopsRatioMin, Is.EqualTo(50 / (2800 / 38.0)).Within(0.01), "the slowest window, 30-40 s");
+            Assert.That(rest.IopsRatioMax, Is.EqualTo(100 / (2800 / 38.0)).Within(0.01), "the fastest, 2-12 s");
+            Assert.That(rest.P99RatioMin, Is.EqualTo(1.0 / 3).Within(1e-9), "a window without the slow I/Os against the whole's 3 ms p99");
+            Assert.That(rest.P99RatioMax, Is.EqualTo(1).Within(1e-9));
         });
     }
 
