@@ -186,8 +186,9 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
     private VolumeException Exhausted(int replicas, int usable, string? pool)
     {
         var unusable = node.Nodes
-            .Where(n => !n.IsLive || n.Live is null || n.AdminState != NodeAdminState.Active)
-            .Select(n => $"{n.Name} ({(!n.IsLive || n.Live is null ? "down" : n.AdminState.ToString().ToLowerInvariant())})")
+            .Select(n => (n.Name, Reason: Placement.UnusableReason(n)))
+            .Where(n => n.Reason is not null)
+            .Select(n => $"{n.Name} ({n.Reason})")
             .ToArray();
         return new(VolumeError.ResourceExhausted,
             $"{replicas} replicas need {replicas} storage nodes that are up, active and have room{(pool is null ? "" : $" in pool {pool}")}; "

@@ -21,7 +21,7 @@ public static class Placement
         var primaries = volumes.Where(v => v.Primary.Length > 0).GroupBy(v => v.Primary).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
         var replicas = volumes.SelectMany(v => v.Replicas).GroupBy(r => r.Node).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
         return nodes
-            .Where(n => n.IsLive && n.Live is not null && n.AdminState == NodeAdminState.Active)
+            .Where(n => UnusableReason(n) is null)
             .Where(n => pool is null || n.Live!.Pools.Any(p => p.Name == pool))
             .Select(n => new Candidate(
                 n.Name,
@@ -31,6 +31,12 @@ public static class Placement
                 replicas.GetValueOrDefault(n.Name)))
             .ToArray();
     }
+
+    /// <summary>Why a node cannot take replicas ("down", or its admin state, e.g. "draining"), or null when it can.</summary>
+    public static string? UnusableReason(NodeStatus node) =>
+        !node.IsLive || node.Live is null ? "down"
+        : node.AdminState != NodeAdminState.Active ? node.AdminState.ToString().ToLowerInvariant()
+        : null;
 
     /// <summary>
     /// Picks <paramref name="count"/> distinct nodes for a new volume (or new replicas, excluding <paramref name="exclude"/>);

@@ -108,13 +108,16 @@ done
 MGMT=$(wait_ready node-a | sed -E 's/.*mgmt=([^ ]+).*/\1/')
 cli() { dotnet "$CLI_DLL" --server "$MGMT" "$@"; }
 
-# The NVMe/TCP address of a volume's primary, from the volume record.
-primary_of() {
+# A field of a volume's primary replica, from the volume record (of a list, its first item).
+primary_replica() {
     cli --json volume get "$1" | python3 -c '
 import json, sys
-v = json.load(sys.stdin)
-print(next(r for r in v["replicas"] if r.get("primary"))["nvmeListenAddresses"][0])'
+value = next(r for r in json.load(sys.stdin)["replicas"] if r.get("primary"))[sys.argv[1]]
+print(value[0] if isinstance(value, list) else value)' "$2"
 }
+
+# The NVMe/TCP address of a volume's primary.
+primary_of() { primary_replica "$1" nvmeListenAddresses; }
 
 for replicas in 1 2 3; do
     cli volume create "r$replicas" --size 256M --replicas "$replicas" --allow-host "$HOST_NQN" >/dev/null
@@ -134,9 +137,7 @@ NQN_OF() { cli --json volume get "$1" | python3 -c 'import json,sys; print(json.
 place_servers() {
     [[ "$PLACEMENT" == primary-alone ]] || return 0
     local primary
-    primary=$(cli --json volume get "$1" | python3 -c '
-import json, sys
-print(next(r for r in json.load(sys.stdin)["replicas"] if r.get("primary"))["node"])')
+    primary=$(primary_replica "$1" node)
     for node in "${NODES[@]}"; do
         local core=$CLIENT_CORE
         [[ "$node" == "$primary" ]] && core=$SERVER_CORE

@@ -71,21 +71,28 @@ internal sealed class FioWorkload(IReadOnlyList<string> disks, string devicesDir
     /// (<c>fdatasync</c> of each block device: an NVMe Flush, what QEMU issues when it pauses the VM); prints
     /// <c>FLUSH_START=</c> and <c>FLUSH_END=</c> on the guest's clock.
     /// </summary>
-    public string StopCommand(MigrationSide side) => $"""
-        cd {WorkDirectory}
-        pid=$(cat {Name(side)}.pid)
-        kill -INT $pid
-        i=0
-        while kill -0 $pid 2>/dev/null && [ $i -lt 3000 ]; do sleep 0.01; i=$((i + 1)); done
-        kill -0 $pid 2>/dev/null && echo STOPPED=no || echo STOPPED=yes
-        touch {Name(side)}_flush_start && sync -d {string.Join(" ", disks.Select(DevicePath))} && touch {Name(side)}_flush_end
-        echo "FLUSH_START=$(stat -c %y {Name(side)}_flush_start)"
-        echo "FLUSH_END=$(stat -c %y {Name(side)}_flush_end)"
-        """;
+    public string StopCommand(MigrationSide side)
+    {
+        var name = Name(side);
+        return $"""
+            cd {WorkDirectory}
+            pid=$(cat {name}.pid)
+            kill -INT $pid
+            i=0
+            while kill -0 $pid 2>/dev/null && [ $i -lt 3000 ]; do sleep 0.01; i=$((i + 1)); done
+            kill -0 $pid 2>/dev/null && echo STOPPED=no || echo STOPPED=yes
+            touch {name}_flush_start && sync -d {string.Join(" ", disks.Select(DevicePath))} && touch {name}_flush_end
+            echo "FLUSH_START=$(stat -c %y {name}_flush_start)"
+            echo "FLUSH_END=$(stat -c %y {name}_flush_end)"
+            """;
+    }
 
     /// <summary>A guest's <c>stat -c %y</c> time (from <see cref="GoCommand"/> or <see cref="StopCommand"/>) in seconds of the run, on the host's clock.</summary>
-    public static double RunSeconds(string statTime, MigrationSide side, MigrationRecord record) =>
-        (ParseStatTime(statTime) - record.Clocks[side].OffsetMs - record.StartedAt.ToUnixTimeMilliseconds()) / 1000;
+    public static double RunSeconds(string statTime, MigrationSide side, MigrationRecord record) => RunSeconds(ParseStatTime(statTime), side, record);
+
+    /// <summary>A time on a guest's clock (ms since the Unix epoch) in seconds of the run, on the host's clock.</summary>
+    private static double RunSeconds(double guestMs, MigrationSide side, MigrationRecord record) =>
+        (guestMs - record.Clocks[side].OffsetMs - record.StartedAt.ToUnixTimeMilliseconds()) / 1000;
 
     /// <summary>The per-I/O latency logs (gzip, base64) and fio's JSON and error output.</summary>
     public string CollectCommand(MigrationSide side)
@@ -112,8 +119,6 @@ internal sealed class FioWorkload(IReadOnlyList<string> disks, string devicesDir
     public void Collect(string output, MigrationSide side, MigrationRecord record)
     {
         var sections = Sections(output);
-        var (offsetMs, _) = record.Clocks[side];
-        var startMs = record.StartedAt.ToUnixTimeMilliseconds();
         for (var i = 0; i < disks.Count; i++)
         {
             var compressed = Convert.FromBase64String(sections[$"LOG {i + 1}"]);
@@ -130,7 +135,7 @@ internal sealed class FioWorkload(IReadOnlyList<string> disks, string devicesDir
 
                 var latencyNs = double.Parse(fields[1], CultureInfo.InvariantCulture);
                 var direction = int.Parse(fields[2].Trim(), CultureInfo.InvariantCulture);
-                completions.Add(new IoCompletion((guestMs - offsetMs - startMs) / 1000, latencyNs / 1e6, direction == 1, i, side));
+                completions.Add(new IoCompletion(RunSeconds(guestMs, side, record), latencyNs / 1e6, direction == 1, i, side));
             }
 
             lock (record.Completions)

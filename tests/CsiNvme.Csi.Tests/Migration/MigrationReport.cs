@@ -287,16 +287,16 @@ internal sealed class MigrationReport
     /// <summary>Every window of <paramref name="length"/> seconds, a second apart, inside [from, to), against the whole.</summary>
     private static RestRange RestWindows(IoCompletion[] ios, double from, double to, double length, PhaseStats whole)
     {
-        var (iopsMin, iopsMax, p99Min, p99Max) = (double.NaN, double.NaN, double.NaN, double.NaN);
+        var ratios = new List<(double Iops, double P99)>();
         for (var start = from; length > 0 && start + length <= to; start += 1)
         {
             var window = Stats(ios, start, start + length);
-            var (iops, p99) = (window.Iops / whole.Iops, window.P99Ms / whole.P99Ms);
-            (iopsMin, iopsMax) = (double.IsNaN(iopsMin) ? iops : Math.Min(iopsMin, iops), double.IsNaN(iopsMax) ? iops : Math.Max(iopsMax, iops));
-            (p99Min, p99Max) = (double.IsNaN(p99Min) ? p99 : Math.Min(p99Min, p99), double.IsNaN(p99Max) ? p99 : Math.Max(p99Max, p99));
+            ratios.Add((window.Iops / whole.Iops, window.P99Ms / whole.P99Ms));
         }
 
-        return new RestRange(length, iopsMin, iopsMax, p99Min, p99Max);
+        return ratios.Count == 0
+            ? new RestRange(length, double.NaN, double.NaN, double.NaN, double.NaN)
+            : new RestRange(length, ratios.Min(r => r.Iops), ratios.Max(r => r.Iops), ratios.Min(r => r.P99), ratios.Max(r => r.P99));
     }
 
     private static PhaseStats Stats(IoCompletion[] ios, double from, double to)

@@ -25,7 +25,7 @@ public sealed class MigrationReportTests
             DestinationGoAt = 21.15,
         };
         // 100 I/Os per second per disk, 1 ms each, 2 ms during pre-copy; the source stops at 20.0, the destination
-        // starts at 21.2; disk 1 stalls 3 s in pre-copy. The source's fio exits at 20.09 after its flush, the
+        // starts at 21.2; disk 1 stalls 3 s in pre-copy. The source flushes from 20.5 to 20.6, the
         // destination's go is at 21.15.
         for (var disk = 0; disk < 2; disk++)
         {
