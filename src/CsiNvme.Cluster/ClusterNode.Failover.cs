@@ -119,7 +119,13 @@ public sealed partial class ClusterNode
 
             if (IsDraining(Name))
             {
-                await HandOverAsync(volume, record, cancellationToken).ConfigureAwait(false);
+                // With no replica ready to take the role, the ones that fell out of sync are rebuilt as usual: one of
+                // them may be the only node the drain can hand over to.
+                if (!await HandOverAsync(volume, record, cancellationToken).ConfigureAwait(false))
+                {
+                    StartRebuilds(volume, record);
+                }
+
                 continue;
             }
 
@@ -132,9 +138,9 @@ public sealed partial class ClusterNode
     /// Planned handover (this node drains): changes are held and flushed everywhere (so no replica has unflushed
     /// regions to resync), the record names an in-sync replica on an active node primary at the next epoch, and this
     /// node stops: the held changes fail with a path status and the hosts send them to the new primary once its path
-    /// turns optimized.
+    /// turns optimized. False when no replica can take the role yet.
     /// </summary>
-    private async Task HandOverAsync(ClusterVolume volume, VolumeRecord record, CancellationToken cancellationToken)
+    private async Task<bool> HandOverAsync(ClusterVolume volume, VolumeRecord record, CancellationToken cancellationToken)
     {
         var target = record.Replicas
             .Where(r => r.Node != Name && r.State == ReplicaState.InSync && IsLive(r.Node) && !IsDraining(r.Node))
@@ -144,7 +150,7 @@ public sealed partial class ClusterNode
         if (target is null)
         {
             Quietly($"handover:{volume.Name}", () => ClusterLog.HandoverBlocked(_logger, volume.Name));
-            return;
+            return false;
         }
 
         await volume.Gate.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -152,7 +158,7 @@ public sealed partial class ClusterNode
         {
             if (volume.Replicated is not { } replicated || volume.Role != VolumeRole.Primary)
             {
-                return;
+                return true;
             }
 
             var handedOver = false;
@@ -180,6 +186,8 @@ public sealed partial class ClusterNode
                 PrimaryChanged?.Invoke(volume.Name, Name, target, TimeSpan.Zero, "handover");
                 await DemoteAsync(volume, $"handed over to {target} (drain)").ConfigureAwait(false);
             }
+
+            return true;
         }
         finally
         {

@@ -144,16 +144,22 @@ public sealed class CliAgainstClusterTests
         CliRun again = await Csinvme(cluster, successor, "node", "drain", primary, "--wait");
         Assert.That(again.ExitCode, Is.Zero, again.ToString());
 
-        // A wait shorter than any handover ends with the timeout's exit code; the drain itself goes on, and a second
-        // wait sees it finish.
+        // A wait that ends before the handover does exits with the timeout's exit code; the drain itself goes on, and a
+        // second wait sees it finish. The one node that could take the primary is stopped meanwhile, so the handover
+        // cannot beat the wait (it can finish inside the DrainNode call when a node is ready for it).
+        string third = new[] { "node-a", "node-b", "node-c" }.Single(n => n != primary && n != successor);
+        await cluster.StopNodeAsync(third);
         CliRun impatient = await Csinvme(cluster, successor, "node", "drain", successor, "--wait", "--timeout", "1ms");
         TestContext.Out.WriteLine(impatient);
         Assert.That(impatient.ExitCode, Is.EqualTo(5), impatient.ToString());
         Assert.That(impatient.Stderr, Does.StartWith($"csinvme: node {successor} not drained within 1 ms: 1 primary to hand over.").And.Contain("goes on"));
+        Assert.That((await VolumeJsonAsync(cluster, primary, "vm-disk")).GetProperty("primary").GetString(), Is.EqualTo(successor), "held while no node can take it");
+
+        // Back, the third node is rebuilt (it missed nothing but its link) and then takes the primary.
+        await cluster.StartNodeAsync(third);
         CliRun patient = await Csinvme(cluster, primary, "node", "drain", successor, "--wait", "--timeout", "1m");
         Assert.That(patient.ExitCode, Is.Zero, patient.ToString());
-        string third = (await VolumeJsonAsync(cluster, primary, "vm-disk")).GetProperty("primary").GetString()!;
-        Assert.That(third, Is.Not.EqualTo(primary).And.Not.EqualTo(successor), "the one node not draining is primary");
+        Assert.That((await VolumeJsonAsync(cluster, primary, "vm-disk")).GetProperty("primary").GetString(), Is.EqualTo(third), "the one node not draining is primary");
 
         foreach (string node in new[] { primary, successor, successor })
         {
