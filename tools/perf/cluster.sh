@@ -6,6 +6,7 @@
 #   CLUSTER_SKIP_FAILOVER=1 tools/perf/cluster.sh
 #   SERVER_ARGS="--nvme-poll-us 0" tools/perf/cluster.sh   # more arguments for every server
 #   PLACEMENT=primary-alone tools/perf/cluster.sh           # each volume's primary alone on SERVER_CORE
+#   CLIENT_ARGS="--poll-us 0" tools/perf/cluster.sh         # more arguments for the load generator (csinvme perf)
 #
 # Throughput: a volume with 1, 2 and 3 replicas, 4 KiB random writes at QD32 and QD1 against each volume's primary;
 # the runs of the three volumes alternate (1, 2, 3, 1, 2, 3, ...) so the ratios between them come from runs seconds
@@ -150,7 +151,7 @@ run_point() {
     shift 3
     place_servers "$volume"
     taskset -c "$CLIENT_CORE" dotnet "$CLI_DLL" --json perf --target "$(primary_of "$volume")" --nqn "$(NQN_OF "$volume")" \
-        --hostnqn "$HOST_NQN" --time "${POINT_TIME:-$TIME}" --ramp "${POINT_RAMP:-$RAMP}" "$@" >"$OUT/runs/$name.$run.json"
+        --hostnqn "$HOST_NQN" --time "${POINT_TIME:-$TIME}" --ramp "${POINT_RAMP:-$RAMP}" ${CLIENT_ARGS:-} "$@" >"$OUT/runs/$name.$run.json"
 }
 
 if [[ -z "${CLUSTER_SKIP_THROUGHPUT:-}" ]]; then
@@ -201,6 +202,7 @@ fi
     echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "seconds_per_point=$TIME ramp=$RAMP runs_per_point=$REPEAT server_core=$SERVER_CORE client_core=$CLIENT_CORE placement=$PLACEMENT rounds=$ROUNDS"
     echo "server_args=${SERVER_ARGS:-(none)}"
+    echo "client_args=${CLIENT_ARGS:-(none)}"
     echo "commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 } >"$OUT/machine.txt"
 echo "results in $OUT" >&2
