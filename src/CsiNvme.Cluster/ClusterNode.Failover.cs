@@ -119,10 +119,11 @@ public sealed partial class ClusterNode
 
             if (IsDraining(Name))
             {
-                // With no replica ready to take the role, the ones that fell out of sync are rebuilt as usual: one of
-                // them may be the only node the drain can hand over to.
+                // With no replica ready to take the role, the primary's other duties go on, since they make one: a
+                // replica that fell out of sync is rebuilt, one on another draining node moves to an active node.
                 if (!await HandOverAsync(volume, record, cancellationToken).ConfigureAwait(false))
                 {
+                    await MoveReplicasOffDrainingNodesAsync(volume, record, cancellationToken).ConfigureAwait(false);
                     StartRebuilds(volume, record);
                 }
 

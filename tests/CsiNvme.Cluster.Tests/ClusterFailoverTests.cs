@@ -156,6 +156,38 @@ public sealed class ClusterFailoverTests
     }
 
     [Test]
+    public async Task A_drained_primary_whose_other_replica_is_on_a_drained_node_hands_over_to_a_new_replica()
+    {
+        await using var cluster = await InProcessCluster.StartAsync(3);
+        var host = NvmeHostIdentity.Create();
+        var volume = await cluster.Volumes("node-a").CreateVolumeAsync(new CreateVolumeRequest { Name = "pair", SizeBytes = 16 << 20, Replicas = 2, AllowedHosts = { host.Nqn } });
+        var primary = volume.Primary;
+        var replica = volume.Replicas.Single(r => !r.Primary).Node;
+        var spare = new[] { "node-a", "node-b", "node-c" }.Single(n => n != primary && n != replica);
+        await using (var writer = await ConnectAsync(cluster, primary, volume, host))
+        {
+            await WriteAsync(writer, seed: 21, count: 8);
+        }
+
+        // The replica's node goes down and is drained (to be replaced); the primary's node is drained too. No replica
+        // can take the role, so the primary first moves the drained node's replica to the spare node.
+        await cluster.StopNodeAsync(replica);
+        await WaitForAsync(cluster, spare, "pair", v => v.Replicas.Single(r => r.Node == replica).State == "out-of-sync");
+        await cluster.NodeApi(spare).DrainNodeAsync(new NodeRequest { Name = primary });
+        await cluster.NodeApi(spare).DrainNodeAsync(new NodeRequest { Name = replica });
+        var moved = await WaitForAsync(cluster, spare, "pair", v => v.Primary == spare);
+        Assert.That(moved.Replicas.Single(r => r.Node == spare).State, Is.EqualTo("in-sync"));
+        Assert.That(moved.Replicas.Single(r => r.Node == primary).State, Is.EqualTo("in-sync"), "a handover is clean");
+
+        await using (var reader = await ConnectAsync(cluster, spare, moved, host))
+        {
+            var read = new byte[8192];
+            Assert.That((await RetryPathErrorsAsync(() => reader.IoQueues[0].ReadAsync(reader.FindNamespace(1)!, 2048 * 5, read).AsTask())).Status, Is.EqualTo(NvmeStatus.Success));
+            Assert.That(read, Is.EqualTo(Pattern(8192, 26)), "the new replica holds what was written before the drains");
+        }
+    }
+
+    [Test]
     public async Task Snapshots_clones_and_resizes_happen_on_every_replica_at_one_point_of_the_write_order()
     {
         await using var cluster = await InProcessCluster.StartAsync(3);
