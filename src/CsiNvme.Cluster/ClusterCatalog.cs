@@ -661,9 +661,13 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
 
         if (status.AdminState == NodeAdminState.Draining)
         {
-            // A replica stays only where there is nowhere to move it; primaries must all have moved.
+            // A replica stays only where there is nowhere to move it; primaries must all have moved, except those of
+            // volumes with a single replica, which a drain does not move (no other node holds their data), so the
+            // status names them rather than promising a handover.
+            var alone = volumes.Count(v => v.Primary == status.Name && v.Replicas.Count == 1);
             node.DrainStatus = primaries > 0
                 ? $"{primaries} {(primaries == 1 ? "primary" : "primaries")} to hand over"
+                    + (alone > 0 ? $" ({alone} of {(alone == 1 ? "a volume" : "volumes")} with one replica, which stay{(alone == 1 ? "s" : "")} on this node)" : "")
                 : held.Length == 0
                     ? "drained"
                     : $"drained of primaries; {held.Length} {(held.Length == 1 ? "replica" : "replicas")} left (moved when another node has room)";

@@ -188,6 +188,17 @@ public sealed class ClusterFailoverTests
     }
 
     [Test]
+    public async Task A_drain_says_which_primaries_stay_because_their_volume_has_one_replica()
+    {
+        await using var cluster = await InProcessCluster.StartAsync(2);
+        var host = NvmeHostIdentity.Create();
+        var single = await cluster.Volumes("node-a").CreateVolumeAsync(new CreateVolumeRequest { Name = "single", SizeBytes = 16 << 20, Replicas = 1, AllowedHosts = { host.Nqn } });
+        var drained = await cluster.NodeApi("node-a").DrainNodeAsync(new NodeRequest { Name = single.Primary });
+        Assert.That(drained.DrainStatus, Is.EqualTo("1 primary to hand over (1 of a volume with one replica, which stays on this node)"));
+        Assert.That((await cluster.Volumes("node-b").GetVolumeAsync(new GetVolumeRequest { Name = "single" })).Primary, Is.EqualTo(single.Primary));
+    }
+
+    [Test]
     public async Task Snapshots_clones_and_resizes_happen_on_every_replica_at_one_point_of_the_write_order()
     {
         await using var cluster = await InProcessCluster.StartAsync(3);
