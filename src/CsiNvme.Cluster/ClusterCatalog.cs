@@ -636,7 +636,8 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
     private static Node Describe(NodeStatus status, IReadOnlyList<VolumeRecord> volumes)
     {
         var held = volumes.Where(v => v.Replicas.Any(r => r.Node == status.Name)).ToArray();
-        var primaries = volumes.Count(v => v.Primary == status.Name);
+        var primaryOf = volumes.Where(v => v.Primary == status.Name).ToArray();
+        var primaries = primaryOf.Length;
         var node = new Node
         {
             Name = status.Name,
@@ -664,7 +665,7 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
             // A replica stays only where there is nowhere to move it; primaries must all have moved, except those of
             // volumes with a single replica, which a drain does not move (no other node holds their data), so the
             // status names them rather than promising a handover.
-            var alone = volumes.Count(v => v.Primary == status.Name && v.Replicas.Count == 1);
+            var alone = primaryOf.Count(v => v.Replicas.Count == 1);
             node.DrainStatus = primaries > 0
                 ? $"{primaries} {(primaries == 1 ? "primary" : "primaries")} to hand over"
                     + (alone > 0 ? $" ({alone} of {(alone == 1 ? "a volume" : "volumes")} with one replica, which stay{(alone == 1 ? "s" : "")} on this node)" : "")

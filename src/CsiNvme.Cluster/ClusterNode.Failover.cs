@@ -117,16 +117,10 @@ public sealed partial class ClusterNode
                 continue;
             }
 
-            if (IsDraining(Name))
+            // A draining primary with no replica ready to take the role keeps its other duties, since they make one:
+            // a replica that fell out of sync is rebuilt, one on another draining node moves to an active node.
+            if (IsDraining(Name) && await HandOverAsync(volume, record, cancellationToken).ConfigureAwait(false))
             {
-                // With no replica ready to take the role, the primary's other duties go on, since they make one: a
-                // replica that fell out of sync is rebuilt, one on another draining node moves to an active node.
-                if (!await HandOverAsync(volume, record, cancellationToken).ConfigureAwait(false))
-                {
-                    await MoveReplicasOffDrainingNodesAsync(volume, record, cancellationToken).ConfigureAwait(false);
-                    StartRebuilds(volume, record);
-                }
-
                 continue;
             }
 
