@@ -636,8 +636,7 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
     private static Node Describe(NodeStatus status, IReadOnlyList<VolumeRecord> volumes)
     {
         var held = volumes.Where(v => v.Replicas.Any(r => r.Node == status.Name)).ToArray();
-        var primaryOf = volumes.Where(v => v.Primary == status.Name).ToArray();
-        var primaries = primaryOf.Length;
+        var primaries = volumes.Count(v => v.Primary == status.Name);
         var node = new Node
         {
             Name = status.Name,
@@ -662,13 +661,10 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
 
         if (status.AdminState == NodeAdminState.Draining)
         {
-            // A replica stays only where there is nowhere to move it; primaries must all have moved, except those of
-            // volumes with a single replica, which a drain does not move (no other node holds their data), so the
-            // status names them rather than promising a handover.
-            var alone = primaryOf.Count(v => v.Replicas.Count == 1);
+            // A replica stays only where there is nowhere to move it; primaries must all have moved (a volume with one
+            // replica first gets a new one on an active node, which then takes the role).
             node.DrainStatus = primaries > 0
                 ? $"{primaries} {(primaries == 1 ? "primary" : "primaries")} to hand over"
-                    + (alone > 0 ? $" ({alone} of {(alone == 1 ? "a volume" : "volumes")} with one replica, which stay{(alone == 1 ? "s" : "")} on this node)" : "")
                 : held.Length == 0
                     ? "drained"
                     : $"drained of primaries; {held.Length} {(held.Length == 1 ? "replica" : "replicas")} left (moved when another node has room)";

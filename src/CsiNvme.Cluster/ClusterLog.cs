@@ -68,6 +68,12 @@ internal static partial class ClusterLog
     [LoggerMessage(EventId = 120, Level = LogLevel.Warning, Message = "Volume {Volume}: this node drains but no in-sync replica on an active node can take the primary role")]
     public static partial void HandoverBlocked(ILogger logger, string volume);
 
+    [LoggerMessage(EventId = 131, Level = LogLevel.Information, Message = "Volume {Volume}: handover to {Target} waits for hosts {Hosts} to connect to it (at most {WaitS:F0} s more)")]
+    public static partial void HandoverWaitsForHosts(ILogger logger, string volume, string target, string hosts, double waitS);
+
+    [LoggerMessage(EventId = 132, Level = LogLevel.Warning, Message = "Volume {Volume}: handing over to {Target} though hosts {Hosts} have no path to it yet: they wait for their node plugin to connect one")]
+    public static partial void HandoverWithoutHostPaths(ILogger logger, string volume, string target, string hosts);
+
     [LoggerMessage(EventId = 121, Level = LogLevel.Information, Message = "Volume {Volume}: primary role handed over to {Target} at epoch {Epoch} (drain)")]
     public static partial void HandedOver(ILogger logger, string volume, string target, long epoch);
 

@@ -1,5 +1,7 @@
+using CsiNvme.Api.V1.Agent;
 using CsiNvme.Metadata;
 using CsiNvme.Replication;
+using Grpc.Core;
 using Microsoft.Extensions.Logging;
 
 namespace CsiNvme.Cluster;
@@ -8,6 +10,7 @@ public sealed partial class ClusterNode
 {
     private readonly Dictionary<string, DateTime> _primaryDownSince = new(StringComparer.Ordinal);
     private readonly Dictionary<string, DateTime> _quietUntil = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, DateTime> _handoverWaitSince = new(StringComparer.Ordinal);
 
     internal bool IsDraining(string node) => NodeOf(node)?.AdminState == NodeAdminState.Draining;
 
@@ -110,6 +113,12 @@ public sealed partial class ClusterNode
     /// </summary>
     private async Task CheckPrimariesAsync(CancellationToken cancellationToken)
     {
+        if (!IsDraining(Name))
+        {
+            // An undrain ends the waits of handovers; a later drain waits afresh.
+            _handoverWaitSince.Clear();
+        }
+
         foreach (var volume in _volumes.Values.Where(v => v.Role == VolumeRole.Primary).ToArray())
         {
             if (RecordOf(volume.Name) is not { } record || record.Primary != Name)
@@ -145,6 +154,11 @@ public sealed partial class ClusterNode
         if (target is null)
         {
             Quietly($"handover:{volume.Name}", () => ClusterLog.HandoverBlocked(_logger, volume.Name));
+            return false;
+        }
+
+        if (!await HostsReachAsync(volume, target, cancellationToken).ConfigureAwait(false))
+        {
             return false;
         }
 
@@ -191,21 +205,73 @@ public sealed partial class ClusterNode
     }
 
     /// <summary>
+    /// Whether the handover to <paramref name="target"/> may go on as far as hosts go: every host connected here is
+    /// connected there too, so its I/O moves with the ANA change instead of waiting for a path (the usual case for a
+    /// volume with several replicas; a replica just added, as when a volume with one replica moves, has none until the
+    /// hosts' node plugins connect it). Held for at most <see cref="ClusterNodeOptions.HandoverHostWait"/>; a host that
+    /// never connects (one without native multipath) does not hold a drain forever.
+    /// </summary>
+    private async Task<bool> HostsReachAsync(ClusterVolume volume, string target, CancellationToken cancellationToken)
+    {
+        var here = volume.Host?.Subsystem.ConnectedHosts ?? [];
+        string[] missing = [];
+        if (here.Count > 0)
+        {
+            try
+            {
+                var status = await Agents.For(this, target).GetVolumeStatusAsync(new GetVolumeStatusRequest { VolumeId = volume.Id.ToString("D") }, Agents.Call(cancellationToken)).ConfigureAwait(false);
+                missing = [.. here.Except(status.ConnectedHosts, StringComparer.Ordinal).Order(StringComparer.Ordinal)];
+            }
+            catch (RpcException)
+            {
+                missing = [.. here.Order(StringComparer.Ordinal)];
+            }
+        }
+
+        if (missing.Length == 0)
+        {
+            _handoverWaitSince.Remove(volume.Name);
+            return true;
+        }
+
+        var now = DateTime.UtcNow;
+        if (!_handoverWaitSince.TryGetValue(volume.Name, out var since))
+        {
+            _handoverWaitSince[volume.Name] = since = now;
+        }
+
+        var left = _options.HandoverHostWait - (now - since);
+        if (left > TimeSpan.Zero)
+        {
+            Quietly($"handover-hosts:{volume.Name}", () => ClusterLog.HandoverWaitsForHosts(_logger, volume.Name, target, string.Join(",", missing), left.TotalSeconds));
+            return false;
+        }
+
+        _handoverWaitSince.Remove(volume.Name);
+        ClusterLog.HandoverWithoutHostPaths(_logger, volume.Name, target, string.Join(",", missing));
+        return true;
+    }
+
+    /// <summary>
     /// A replica on a draining node moves: a new replica goes to an active node without one (prepared there, added out of
-    /// sync, rebuilt), and once it is in sync the draining node's replica leaves the record. Without a node to move to,
-    /// the replica stays (the drain reports it).
+    /// sync, rebuilt), and once the active nodes hold as many in-sync replicas as the volume wants, the draining nodes'
+    /// replicas leave the record. This node's own replica counts as one to move when this node drains and no active node
+    /// holds one yet (a volume with one replica, or whose other replicas are on draining nodes too): the new replica then
+    /// takes the primary role by handover, and the new primary removes this one. Without a node to move to, the replica
+    /// stays (the drain reports it).
     /// </summary>
     private async Task MoveReplicasOffDrainingNodesAsync(ClusterVolume volume, VolumeRecord record, CancellationToken cancellationToken)
     {
         var draining = record.Replicas.Where(r => r.Node != Name && IsDraining(r.Node)).ToArray();
-        if (draining.Length == 0)
+        var onActive = record.Replicas.Where(r => !IsDraining(r.Node)).ToArray();
+        var primaryMoves = IsDraining(Name) && onActive.Length == 0;
+        if (draining.Length == 0 && !primaryMoves)
         {
             return;
         }
 
         var wanted = Math.Max(1, record.ReplicaCount);
-        var settled = record.Replicas.Count(r => !IsDraining(r.Node) && r.State == ReplicaState.InSync);
-        if (settled >= wanted)
+        if (onActive.Count(r => r.State == ReplicaState.InSync) >= wanted)
         {
             var fresh = await _store.GetVolumeAsync(record.Name, cancellationToken).ConfigureAwait(false);
             if (fresh is not null && fresh.Primary == Name && fresh.Epoch == volume.PrimaryEpoch)
@@ -223,9 +289,9 @@ public sealed partial class ClusterNode
             return;
         }
 
-        if (record.Replicas.Count > wanted)
+        if (onActive.Length >= wanted)
         {
-            // A replacement is already on its way.
+            // Every replacement is on its way (being rebuilt).
             return;
         }
 
@@ -233,7 +299,8 @@ public sealed partial class ClusterNode
         var chosen = Placement.Choose(candidates, 1, record.Replicas.Select(r => r.Node).ToArray(), record.SizeBytes);
         if (chosen is null)
         {
-            Quietly($"move:{record.Name}", () => ClusterLog.MoveBlocked(_logger, record.Name, string.Join(",", draining.Select(d => d.Node))));
+            var leaving = draining.Select(d => d.Node).Concat(primaryMoves ? [Name] : []);
+            Quietly($"move:{record.Name}", () => ClusterLog.MoveBlocked(_logger, record.Name, string.Join(",", leaving)));
             return;
         }
 

@@ -26,6 +26,13 @@ public sealed class ClusterNodeOptions
     /// <summary>Period of the checks that do not wait for a change (promotions, rebuilds to retry, free space to publish).</summary>
     public TimeSpan CheckPeriod { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// How long a draining primary holds its handover until the hosts connected to it are connected to the replica
+    /// taking the role too (a host's CSI node plugin connects a new replica's path within its path keeper period). Past
+    /// it the handover goes on, and a host still without that path waits for it on the old, inaccessible one.
+    /// </summary>
+    public TimeSpan HandoverHostWait { get; init; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Deadline of one call to another node.</summary>
     public TimeSpan AgentCallTimeout { get; init; } = TimeSpan.FromSeconds(30);
 

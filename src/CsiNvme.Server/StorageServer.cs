@@ -256,6 +256,7 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
                     LinkPollTime = options.NvmePollTime,
                     Replication = new ReplicationOptions { RecordTimeout = options.ReplicaRecordTimeout },
                     Rebuild = new RebuildOptions { BytesPerSecond = options.RebuildBytesPerSecond },
+                    HandoverHostWait = options.HandoverHostWait,
                 };
                 node = new ClusterNode(etcd, local, ordinal, clusterOptions, new NodeAgentClients(clusterOptions.AgentCallTimeout, managementTls?.NodeChannelFactory), loggerFactory);
                 var clusterCatalog = new ClusterCatalog(node, loggerFactory.CreateLogger<ClusterCatalog>());

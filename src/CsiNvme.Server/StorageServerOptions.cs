@@ -130,6 +130,9 @@ public sealed class StorageServerOptions
     /// <summary>How long a change that skipped a failed replica waits for the out-of-sync record before it fails.</summary>
     public TimeSpan ReplicaRecordTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>How long a draining primary waits for its hosts to connect to the replica taking the role (ClusterNodeOptions.HandoverHostWait).</summary>
+    public TimeSpan HandoverHostWait { get; set; } = TimeSpan.FromSeconds(60);
+
     public bool IsClusterNode => EtcdEndpoints.Count > 0;
 
     /// <summary>Replaces the default console logging (all on stderr); used by embedders such as tests.</summary>

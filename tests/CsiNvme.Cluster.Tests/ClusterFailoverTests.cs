@@ -188,14 +188,80 @@ public sealed class ClusterFailoverTests
     }
 
     [Test]
-    public async Task A_drain_says_which_primaries_stay_because_their_volume_has_one_replica()
+    public async Task A_drain_moves_a_volume_with_one_replica_to_an_active_node_with_its_data()
     {
         await using var cluster = await InProcessCluster.StartAsync(2);
         var host = NvmeHostIdentity.Create();
         var single = await cluster.Volumes("node-a").CreateVolumeAsync(new CreateVolumeRequest { Name = "single", SizeBytes = 16 << 20, Replicas = 1, AllowedHosts = { host.Nqn } });
-        var drained = await cluster.NodeApi("node-a").DrainNodeAsync(new NodeRequest { Name = single.Primary });
-        Assert.That(drained.DrainStatus, Is.EqualTo("1 primary to hand over (1 of a volume with one replica, which stays on this node)"));
-        Assert.That((await cluster.Volumes("node-b").GetVolumeAsync(new GetVolumeRequest { Name = "single" })).Primary, Is.EqualTo(single.Primary));
+        var other = single.Primary == "node-a" ? "node-b" : "node-a";
+        await using (var writer = await ConnectAsync(cluster, single.Primary, single, host))
+        {
+            await WriteAsync(writer, seed: 31, count: 8);
+            await WriteAsync(writer, seed: 41, count: 4, firstBlock: 12 << 11);
+        }
+
+        // The one replica has no peer to hand over to: the drain first adds one on the active node and rebuilds it
+        // there; that replica takes the role, and the drained node's copy leaves the record.
+        await cluster.NodeApi(other).DrainNodeAsync(new NodeRequest { Name = single.Primary });
+        var moved = await WaitForAsync(cluster, other, "single", v => v.Primary == other && v.Replicas.Count == 1);
+        Assert.That(moved.Replicas.Single().State, Is.EqualTo("in-sync"));
+        var node = (await cluster.NodeApi(other).ListNodesAsync(new ListNodesRequest())).Nodes.Single(n => n.Name == single.Primary);
+        Assert.That((node.PrimaryCount, node.VolumeCount, node.DrainStatus), Is.EqualTo((0u, 0u, "drained")));
+
+        await using (var reader = await ConnectAsync(cluster, other, moved, host))
+        {
+            var read = new byte[8192];
+            Assert.That((await RetryPathErrorsAsync(() => reader.IoQueues[0].ReadAsync(reader.FindNamespace(1)!, 0, read).AsTask())).Status, Is.EqualTo(NvmeStatus.Success));
+            Assert.That(read, Is.EqualTo(Pattern(read.Length, 31)), "the moved volume holds what was written before the drain");
+            Assert.That((await reader.IoQueues[0].ReadAsync(reader.FindNamespace(1)!, 12 << 11, read)).Status, Is.EqualTo(NvmeStatus.Success));
+            Assert.That(read, Is.EqualTo(Pattern(read.Length, 41)));
+        }
+
+        var verify = await cluster.Volumes(other).VerifyVolumeAsync(new VerifyVolumeRequest { Name = "single" });
+        Assert.That(verify.Identical, Is.True, verify.ToString());
+    }
+
+    [Test]
+    public async Task A_handover_waits_until_the_hosts_of_the_primary_are_connected_to_the_new_one()
+    {
+        await using var cluster = await InProcessCluster.StartAsync(2);
+        var host = NvmeHostIdentity.Create();
+        var single = await cluster.Volumes("node-a").CreateVolumeAsync(new CreateVolumeRequest { Name = "held", SizeBytes = 16 << 20, Replicas = 1, AllowedHosts = { host.Nqn } });
+        var other = single.Primary == "node-a" ? "node-b" : "node-a";
+        await using var first = await ConnectAsync(cluster, single.Primary, single, host);
+        await WriteAsync(first, seed: 51, count: 4);
+
+        await cluster.NodeApi(other).DrainNodeAsync(new NodeRequest { Name = single.Primary });
+        await WaitForAsync(cluster, other, "held", v => v.Replicas.Count == 2 && v.Replicas.All(r => r.State == "in-sync"));
+        // The host has a path to the old primary only: moving the role now would leave it without a usable path.
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        Assert.That((await cluster.Volumes(other).GetVolumeAsync(new GetVolumeRequest { Name = "held" })).Primary, Is.EqualTo(single.Primary));
+
+        // What the host's node plugin does once the discovery log lists the new replica: connect it.
+        await using var second = await ConnectAsync(cluster, other, single, host);
+        var moved = await WaitForAsync(cluster, other, "held", v => v.Primary == other && v.Replicas.Count == 1);
+        await WriteAsync(second, seed: 61, count: 1, firstBlock: 4 * 2048);
+        var read = new byte[8192];
+        Assert.That((await second.IoQueues[0].ReadAsync(second.FindNamespace(1)!, 2048, read)).Status, Is.EqualTo(NvmeStatus.Success));
+        Assert.That(read, Is.EqualTo(Pattern(8192, 52)));
+        Assert.That(moved.Epoch, Is.GreaterThan(single.Epoch));
+    }
+
+    [Test]
+    public async Task A_host_that_never_connects_to_the_new_replica_holds_the_handover_only_for_the_configured_wait()
+    {
+        await using var cluster = await InProcessCluster.StartAsync(0);
+        cluster.HandoverHostWait = TimeSpan.FromSeconds(2);
+        await cluster.StartNodeAsync("node-a");
+        await cluster.StartNodeAsync("node-b");
+        var host = NvmeHostIdentity.Create();
+        var single = await cluster.Volumes("node-a").CreateVolumeAsync(new CreateVolumeRequest { Name = "bounded", SizeBytes = 16 << 20, Replicas = 1, AllowedHosts = { host.Nqn } });
+        var other = single.Primary == "node-a" ? "node-b" : "node-a";
+        await using var stubborn = await ConnectAsync(cluster, single.Primary, single, host);
+
+        await cluster.NodeApi(other).DrainNodeAsync(new NodeRequest { Name = single.Primary });
+        var moved = await WaitForAsync(cluster, other, "bounded", v => v.Primary == other && v.Replicas.Count == 1);
+        Assert.That(moved.Replicas.Single().Node, Is.EqualTo(other));
     }
 
     [Test]

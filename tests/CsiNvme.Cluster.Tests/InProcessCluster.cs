@@ -37,6 +37,9 @@ internal sealed class InProcessCluster : IAsyncDisposable
 
     public Dictionary<string, StorageServer?> Nodes { get; } = new(StringComparer.Ordinal);
 
+    /// <summary>The nodes' --handover-host-wait, for nodes started after it is set; null for the server's default.</summary>
+    public TimeSpan? HandoverHostWait { get; set; }
+
     /// <param name="mutualTls">Management listeners with mutual TLS: the nodes call each other with their node certificates, the tests as admin.</param>
     public static async Task<InProcessCluster> StartAsync(int nodes, TimeSpan? leaseTtl = null, bool mutualTls = false)
     {
@@ -64,6 +67,7 @@ internal sealed class InProcessCluster : IAsyncDisposable
         LogLevel = LogLevel.Information,
         ConfigureLogging = logging => logging.AddProvider(new ProgressLoggerProvider(name)),
         ManagementTls = Certificates is null ? null : NodeTls(name),
+        HandoverHostWait = HandoverHostWait ?? new StorageServerOptions().HandoverHostWait,
     };
 
     private ManagementTlsFiles NodeTls(string name)

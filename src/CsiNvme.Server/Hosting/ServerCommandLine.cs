@@ -213,6 +213,15 @@ public static class ServerCommandLine
             DefaultValueFactory = _ => 30,
             CustomParser = result => ParseIntOrError(result, "--replica-record-timeout", result.Tokens[0].Value, 1, 600),
         };
+        var handoverHostWait = new Option<int>("--handover-host-wait")
+        {
+            Description = "Seconds a draining node holds the handover of a primary until the hosts connected to it are connected to the replica " +
+                          "taking the role (their node plugin connects a new replica's path within its path keeper period); then it hands over " +
+                          "anyway. 0 to 3600; default 60.",
+            HelpName = "SECONDS",
+            DefaultValueFactory = _ => 60,
+            CustomParser = result => ParseIntOrError(result, "--handover-host-wait", result.Tokens[0].Value, 0, 3600),
+        };
 
         var root = new RootCommand("CsiNvme storage server: NVMe/TCP target, management gRPC API and Prometheus metrics.")
         {
@@ -221,6 +230,7 @@ public static class ServerCommandLine
             leaseTtl,
             rebuildRate,
             recordTimeout,
+            handoverHostWait,
             dataDir,
             nvmeListen,
             advertise,
@@ -279,6 +289,7 @@ public static class ServerCommandLine
             LeaseTtl = TimeSpan.FromSeconds(parse.GetValue(leaseTtl)),
             RebuildBytesPerSecond = parse.GetValue(rebuildRate),
             ReplicaRecordTimeout = TimeSpan.FromSeconds(parse.GetValue(recordTimeout)),
+            HandoverHostWait = TimeSpan.FromSeconds(parse.GetValue(handoverHostWait)),
         };
 
         var tlsFiles = new[] { parse.GetValue(tlsCert), parse.GetValue(tlsKey), parse.GetValue(tlsClientCa) };

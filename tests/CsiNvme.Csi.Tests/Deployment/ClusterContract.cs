@@ -17,9 +17,9 @@ internal static class ClusterContract
 {
     /// <summary>
     /// csinvme-server flags of the cluster, each followed by one value: --etcd-endpoints URL[,URL], --node-name NAME,
-    /// --lease-ttl SECONDS, --rebuild-rate SIZE (per second), --replica-record-timeout SECONDS.
+    /// --lease-ttl SECONDS, --rebuild-rate SIZE (per second), --replica-record-timeout SECONDS, --handover-host-wait SECONDS.
     /// </summary>
-    public static readonly string[] ServerFlags = ["--etcd-endpoints", "--node-name", "--lease-ttl", "--rebuild-rate", "--replica-record-timeout"];
+    public static readonly string[] ServerFlags = ["--etcd-endpoints", "--node-name", "--lease-ttl", "--rebuild-rate", "--replica-record-timeout", "--handover-host-wait"];
 
     /// <summary>The StorageClass parameter of the copies of a volume, 1 to 3.</summary>
     public const string ReplicasParameter = "replicas";
