@@ -12,9 +12,10 @@ namespace CsiNvme.Csi.Tests.Migration;
 /// <summary>
 /// Live migration with two Linux guests as the source and destination node (one boot for the fixture): the fencing
 /// of the source by ControllerUnpublishVolume, and the migration harness (<see cref="MigrationExperiment"/>) on a
-/// single server, short, in CI. The same on a three-node cluster of server processes, and the migration under storage
-/// events (a node killed, the primary drained), run when CSINVME_MIGRATION_CLUSTER=1 (each adds a few minutes of QEMU
-/// time), as tools/migration/run.sh does; CSINVME_MIGRATION_PLAN=full|short, CSINVME_MIGRATION_OUT=DIR.
+/// single server, short, in CI, and a drain that moves a volume with one replica on a three-node cluster while the
+/// source guest writes. The migration on the cluster, and under storage events (a node killed, the primary drained),
+/// run when CSINVME_MIGRATION_CLUSTER=1 (each adds a few minutes of QEMU time), as tools/migration/run.sh does;
+/// CSINVME_MIGRATION_PLAN=full|short, CSINVME_MIGRATION_OUT=DIR.
 /// </summary>
 [TestFixture]
 [Category("Guest")]
@@ -190,6 +191,100 @@ public sealed class MigrationTests
     }
 
     /// <summary>The cluster variants run only when asked (CSINVME_MIGRATION_CLUSTER=1): the CI runs the single server's.</summary>
+    [Test]
+    public async Task A_drain_moves_a_volume_with_one_replica_while_the_host_writes_without_an_error()
+    {
+        // In CI too (about a minute of guest time): the only kernel-host check of a volume with one replica moving.
+        await using var storage = await MigrationStorage.ClusterAsync();
+        var sourceId = (await Source.Node.NodeGetInfoAsync(new NodeGetInfoRequest())).NodeId;
+        var request = Create("drain-single", 64 * MiB, _capability);
+        request.Parameters.Clear();
+        request.Parameters.Add(storage.VolumeParameters);
+        request.Parameters["replicas"] = "1";
+        var volume = (await storage.Controller.CreateVolumeAsync(request)).Volume;
+        const string target = Devices + "/drain-single";
+        var primary = await storage.PrimaryOfAsync(volume.VolumeId);
+        try
+        {
+            await AttachAsync(storage, Source, sourceId, volume, target);
+            await Source.ShellAsync($"""
+                rm -f /tmp/dr.out /tmp/dr.rc /tmp/dr_iops*
+                (fio --name=drain --filename={target} --ioengine=libaio --direct=1 --iodepth=4 --rw=randwrite --bs=4k \
+                     --size=16M --time_based --runtime=60 --verify=crc32c --verify_backlog=128 --verify_fatal=1 \
+                     --write_iops_log=/tmp/dr --log_avg_msec=1000 --output=/tmp/dr.out; echo "FIO_RC=$?" > /tmp/dr.rc) >/dev/null 2>&1 &
+                echo started
+                """);
+            await Task.Delay(TimeSpan.FromSeconds(8));
+
+            // The drain gives the volume a second replica on an active node and rebuilds it while fio writes; the
+            // handover waits until the guest has a path to it.
+            var watch = Stopwatch.StartNew();
+            await storage.NodeApi.DrainNodeAsync(new NodeRequest { Name = primary });
+            var added = await WaitForVolumeAsync(storage, volume.VolumeId, v => v.Replicas.Count == 2);
+            var newNode = added.Replicas.Single(r => r.Node != primary).Node;
+            var listener = (await storage.NodeApi.ListNodesAsync(new ListNodesRequest())).Nodes.Single(n => n.Name == newNode).NvmeListenAddresses[0];
+
+            // What the guest's path keeper does when the discovery log lists the new replica's listener. The servers
+            // listen on the host's loopback, which the guest reaches only as 10.0.2.2 (QEMU's user network), so the
+            // address the log names is not one the guest can dial: connect the translated one the way the keeper
+            // would (NodeMultipathEndToEndTests shows the keeper learning a listener the guest can reach).
+            var port = listener[(listener.LastIndexOf(':') + 1)..];
+            await Source.ShellAsync($"""
+                c=$(for x in /sys/class/nvme/nvme*; do [ "$(cat $x/subsysnqn)" = "{added.SubsystemNqn}" ] && echo $x && break; done)
+                nvme connect -t tcp -a {LinuxGuest.HostAddress} -s {port} -n {added.SubsystemNqn} --hostnqn="$(cat $c/hostnqn)" --hostid="$(cat $c/hostid)" \
+                    --reconnect-delay=2 --ctrl-loss-tmo=60
+                """);
+            var moved = await WaitForVolumeAsync(storage, volume.VolumeId, v => v.Primary == newNode && v.Replicas.Count == 1);
+            var movedSeconds = watch.Elapsed.TotalSeconds;
+
+            var fio = "";
+            var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(3);
+            while (DateTime.UtcNow < deadline && !fio.Contains("FIO_RC=", StringComparison.Ordinal))
+            {
+                await Task.Delay(2000);
+                fio = (await Source.TryShellAsync("cat /tmp/dr.rc 2>/dev/null; grep -E 'err=|WRITE:|verify' /tmp/dr.out 2>/dev/null; " +
+                    "awk -F, '{ t=$1+0; if (p != \"\" && t - p > g) g = t - p; p = t } END { print \"LONGEST_GAP_MS=\" g }' /tmp/dr_iops.1.log 2>/dev/null")).Output;
+            }
+
+            var paths = await Source.ShellAsync("for c in /sys/class/nvme/nvme*; do [ -e $c/subsysnqn ] && echo \"PATH $(cat $c/state) $(cat $c/address) ana=$(cat $c/nvme*c*n*/ana_state 2>/dev/null || echo none)\"; done; true");
+            TestContext.Out.WriteLine($"moved from {primary} to {moved.Primary} in {movedSeconds:F1} s\n{fio}\n{paths}");
+            Assert.Multiple(() =>
+            {
+                Assert.That(Value(fio, "FIO_RC"), Is.EqualTo("0"), fio);
+                Assert.That(fio, Does.Contain("err= 0"), fio);
+                Assert.That(paths, Does.Contain($"live traddr={LinuxGuest.HostAddress},trsvcid={port}").And.Contain("ana=optimized"), "the guest's path to the new primary");
+            });
+        }
+        catch (Exception e) when (e is not SuccessException)
+        {
+            TestContext.Out.WriteLine(Source.Describe() + "\n" + storage.OutputTail());
+            throw;
+        }
+        finally
+        {
+            await storage.NodeApi.UndrainNodeAsync(new NodeRequest { Name = primary });
+            await Source.TryShellAsync("pkill fio; sleep 1");
+            await Source.Node.NodeUnpublishVolumeAsync(new NodeUnpublishVolumeRequest { VolumeId = volume.VolumeId, TargetPath = target });
+            await Source.Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = volume.VolumeId, StagingTargetPath = Staging(volume) });
+            await storage.Controller.ControllerUnpublishVolumeAsync(new ControllerUnpublishVolumeRequest { VolumeId = volume.VolumeId, NodeId = sourceId });
+            await storage.Controller.DeleteVolumeAsync(new global::Csi.V1.DeleteVolumeRequest { VolumeId = volume.VolumeId });
+        }
+    }
+
+    private static async Task<global::CsiNvme.Api.V1.Volume> WaitForVolumeAsync(MigrationStorage storage, string name, Func<global::CsiNvme.Api.V1.Volume, bool> condition)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(3);
+        var volume = await storage.Management.GetVolumeAsync(new GetVolumeRequest { Name = name });
+        while (!condition(volume) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(1000);
+            volume = await storage.Management.GetVolumeAsync(new GetVolumeRequest { Name = name });
+        }
+
+        Assert.That(condition(volume), Is.True, $"volume {name} never reached the expected state: {volume}");
+        return volume;
+    }
+
     private static void RequireClusterRunsFor(string setup)
     {
         if (setup != "single" && Environment.GetEnvironmentVariable("CSINVME_MIGRATION_CLUSTER") != "1")
