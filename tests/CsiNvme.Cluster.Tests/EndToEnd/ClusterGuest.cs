@@ -54,7 +54,7 @@ internal sealed class ClusterGuest : IAsyncDisposable
             rm -f /tmp/$name.out /tmp/$name.rc /tmp/${name}_iops.*.log
             (cd /tmp && fio --name=$name --filename=$dev --ioengine=libaio --direct=1 --iodepth=8 --rw=randwrite --bs=4k \
                 --offset=0 --size=32M --time_based --runtime=$runtime --verify=crc32c --verify_backlog=256 --verify_fatal=1 \
-                --verify_state_save=0 --write_iops_log=/tmp/$name "$@" --output=/tmp/$name.out; echo "FIO_RC=$?" > /tmp/$name.rc) \
+                --verify_state_save=0 --write_iops_log=/tmp/$name "$@" --output=/tmp/$name.out; echo "FIO_RC=$?" > /tmp/$name.rc.tmp; mv /tmp/$name.rc.tmp /tmp/$name.rc) \
                 </dev/null >/tmp/$name.console 2>&1 &
             echo "FIO_STARTED=$name"
         }
@@ -62,7 +62,8 @@ internal sealed class ClusterGuest : IAsyncDisposable
         # completions (STALL_MS, and when it began, STALL_AT_MS) and the completions in each second of the run.
         fio_report() {
             name=$1
-            cat /tmp/$name.rc 2>/dev/null || { echo "FIO_RUNNING=1"; return 0; }
+            # The exit code is written aside and renamed into place: a report never reads a half-written file.
+            grep -s FIO_RC= /tmp/$name.rc || { echo "FIO_RUNNING=1"; return 0; }
             echo "@@BEGIN fio-$name"
             cat /tmp/$name.out /tmp/$name.console 2>/dev/null
             echo "@@END"
