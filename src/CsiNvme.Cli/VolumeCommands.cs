@@ -8,13 +8,14 @@ namespace CsiNvme.Cli;
 /// <summary><c>csinvme volume create|list|get|delete|resize|verify</c>.</summary>
 internal static class VolumeCommands
 {
-    public static Command Create(GlobalOptions globals) => new("volume", "Create, inspect, resize, verify and delete volumes.")
+    public static Command Create(GlobalOptions globals) => new("volume", "Create, inspect, resize, update, verify and delete volumes.")
     {
         CreateCommand(globals),
         ListCommand(globals),
         GetCommand(globals),
         DeleteCommand(globals),
         ResizeCommand(globals),
+        UpdateCommand(globals),
         VerifyCommand(globals),
     };
 
@@ -150,6 +151,28 @@ internal static class VolumeCommands
                 SizeBytes = (ulong)parseResult.GetValue(size),
             };
             Volume volume = await session.Volumes.ResizeVolumeAsync(request, session.Call);
+            VolumePrinter.WriteDetails(session, volume);
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+
+    private static Command UpdateCommand(GlobalOptions globals)
+    {
+        Argument<string> name = NameArgument();
+        Option<int> replicas = ChoiceOption.Create(
+            "--replicas", "Copies to keep from now on (a cluster only): 1, 2 or 3. New replicas are rebuilt while the volume serves; "
+            + "extra ones are removed once the ones kept are in sync. 'volume get' shows the progress.", "N", 1, 2, 3);
+        replicas.Required = true;
+        var command = new Command("update", "Change a volume's replica count.") { name, replicas };
+        command.SetAction((parseResult, ct) => CommandSession.RunAsync(parseResult, globals, ct, async session =>
+        {
+            var request = new SetReplicaCountRequest
+            {
+                Name = parseResult.GetRequiredValue(name),
+                Replicas = (uint)parseResult.GetValue(replicas),
+            };
+            Volume volume = await session.Volumes.SetReplicaCountAsync(request, session.Call);
             VolumePrinter.WriteDetails(session, volume);
             return ExitCodes.Success;
         }));

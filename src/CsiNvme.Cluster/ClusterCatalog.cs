@@ -16,7 +16,6 @@ namespace CsiNvme.Cluster;
 /// </summary>
 public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> logger) : IVolumeCatalog, INodeCatalog
 {
-    private const int MaxReplicas = 3;
     private static readonly TimeSpan _serveWait = TimeSpan.FromSeconds(30);
     // How long a primary-only call waits for the node the record names to finish taking over, and how often it asks.
     private static readonly TimeSpan _primaryTakeoverWait = TimeSpan.FromSeconds(10);
@@ -36,10 +35,7 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
         var labels = VolumeRules.ValidateLabels(request.Labels);
         var hosts = VolumeRules.ValidateHosts(request.AllowedHosts);
         var replicas = request.Replicas == 0 ? 1 : (int)request.Replicas;
-        if (replicas > MaxReplicas)
-        {
-            throw new VolumeException(VolumeError.InvalidArgument, $"{replicas} replicas asked; a volume keeps 1 to {MaxReplicas}");
-        }
+        VolumeRules.ValidateReplicaCount((uint)replicas);
 
         var sourceSnapshot = string.IsNullOrEmpty(request.SourceSnapshot) ? null : request.SourceSnapshot;
         var sourceVolume = string.IsNullOrEmpty(request.SourceVolume) ? null : request.SourceVolume;
@@ -291,6 +287,48 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
         if (newSize > record.SizeBytes)
         {
             await CallPrimaryAsync(record, client => client.ResizeVolumeAsync(new Api.V1.Agent.ResizeVolumeRequest { VolumeName = name, SizeBytes = (ulong)newSize }, Agents.Call(cancellationToken)).ResponseAsync).ConfigureAwait(false);
+        }
+
+        return await GetAsync(name, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Records the new count; the primary does the rest (<see cref="ClusterNode"/>'s replica keeping): adds replicas on
+    /// active nodes without one and rebuilds them, or removes the extra ones once the ones kept are in sync. More
+    /// replicas than active nodes can hold is refused here rather than left waiting.
+    /// </summary>
+    public async Task<Volume> SetReplicaCountAsync(string name, uint replicas, CancellationToken cancellationToken = default)
+    {
+        VolumeRules.ValidateName(name);
+        VolumeRules.ValidateReplicaCount(replicas);
+        for (var attempt = 0; ; attempt++)
+        {
+            var record = await FindAsync(name, cancellationToken).ConfigureAwait(false);
+            if (record.ReplicaCount == replicas)
+            {
+                break;
+            }
+
+            var kept = record.Replicas.Count(r => !node.IsDraining(r.Node));
+            var room = Placement.Candidates(node.Nodes, node.Records).Count(c => record.Replicas.All(r => r.Node != c.Name));
+            if (replicas > kept + room)
+            {
+                throw new VolumeException(
+                    VolumeError.FailedPrecondition,
+                    $"volume {name}: {replicas} replicas need {replicas} active nodes; it has {kept} on active nodes and {room} more "
+                    + $"{(room == 1 ? "node is" : "nodes are")} up, active and without one");
+            }
+
+            if (await Store.TryUpdateVolumeAsync(record with { ReplicaCount = (int)replicas }, record.Revision, cancellationToken).ConfigureAwait(false))
+            {
+                VolumeLog.ReplicaCountChanged(logger, name, record.ReplicaCount, (int)replicas);
+                break;
+            }
+
+            if (attempt > 100)
+            {
+                throw new VolumeException(VolumeError.Internal, $"volume {name}: its record kept changing while its replica count was changed");
+            }
         }
 
         return await GetAsync(name, cancellationToken).ConfigureAwait(false);

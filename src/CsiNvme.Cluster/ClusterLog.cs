@@ -74,6 +74,9 @@ internal static partial class ClusterLog
     [LoggerMessage(EventId = 132, Level = LogLevel.Warning, Message = "Volume {Volume}: handing over to {Target} though hosts {Hosts} have no path to it yet: they wait for their node plugin to connect one")]
     public static partial void HandoverWithoutHostPaths(ILogger logger, string volume, string target, string hosts);
 
+    [LoggerMessage(EventId = 133, Level = LogLevel.Information, Message = "Volume {Volume}: replica on {Node} removed: the volume keeps {Count} (its replica count was lowered)")]
+    public static partial void ReplicaBeyondCountRemoved(ILogger logger, string volume, string node, int count);
+
     [LoggerMessage(EventId = 121, Level = LogLevel.Information, Message = "Volume {Volume}: primary role handed over to {Target} at epoch {Epoch} (drain)")]
     public static partial void HandedOver(ILogger logger, string volume, string target, long epoch);
 

@@ -80,6 +80,9 @@ public static partial class VolumeLog
     [LoggerMessage(EventId = 42, Level = LogLevel.Information, Message = "Pool {Pool} has space again: {FreeBytes} of {CapacityBytes} bytes free")]
     public static partial void PoolSpaceAvailable(ILogger logger, string pool, long freeBytes, long capacityBytes);
 
+    [LoggerMessage(EventId = 51, Level = LogLevel.Information, Message = "Volume {Volume}: replica count changed from {Old} to {New}")]
+    public static partial void ReplicaCountChanged(ILogger logger, string volume, int old, int @new);
+
     [LoggerMessage(EventId = 43, Level = LogLevel.Warning, Message = "Applying {Operation} on node {Node} failed: {Error}; that node applies the record when it is back")]
     public static partial void OperationRefusedOn(ILogger logger, string operation, string node, string error);
 

@@ -17,6 +17,18 @@ public static class VolumeRules
     /// <summary>Every volume is exported as NSID 1 of its own subsystem.</summary>
     public const uint NamespaceId = 1;
 
+    /// <summary>Most replicas a volume keeps, each on its own storage node.</summary>
+    public const int MaxReplicas = 3;
+
+    /// <summary>A replica count asked of an existing volume: 1 to <see cref="MaxReplicas"/>.</summary>
+    public static void ValidateReplicaCount(uint replicas)
+    {
+        if (replicas is 0 or > MaxReplicas)
+        {
+            throw new VolumeException(VolumeError.InvalidArgument, $"{replicas} replicas asked; a volume keeps 1 to {MaxReplicas}");
+        }
+    }
+
     public static void ValidateName(string name, string? what = null)
     {
         if (!VolumeNaming.IsValidVolumeName(name, out var error))

@@ -183,6 +183,28 @@ public sealed class CliAgainstClusterTests
     }
 
     [Test]
+    public async Task UpdateChangesTheReplicaCountOfAVolume()
+    {
+        await using var cluster = await InProcessCluster.StartAsync(2);
+        CliRun created = await Csinvme(cluster, "node-a", "volume", "create", "vm-disk", "--size", "16MiB", "--replicas", "1");
+        Assert.That(created.ExitCode, Is.Zero, created.ToString());
+
+        CliRun raised = await Csinvme(cluster, "node-b", "volume", "update", "vm-disk", "--replicas", "2");
+        Assert.That(raised.ExitCode, Is.Zero, raised.ToString());
+        Assert.That(raised.Stdout, Does.Match(@"Replicas:\s+2 \("), raised.ToString());
+        JsonElement two = await WaitForVolumeAsync(cluster, "node-a", "vm-disk",
+            v => v.GetProperty("replicas").EnumerateArray().Count(r => r.GetProperty("state").GetString() == "in-sync") == 2, "2 replicas in sync");
+        Assert.That(two.GetProperty("replicaCount").GetInt32(), Is.EqualTo(2));
+
+        CliRun tooMany = await Csinvme(cluster, "node-a", "volume", "update", "vm-disk", "--replicas", "3");
+        Assert.That(tooMany.ExitCode, Is.EqualTo(1), tooMany.ToString());
+        Assert.That(tooMany.Stderr, Does.Contain("3 replicas need 3 active nodes"));
+        CliRun invalid = await Csinvme(cluster, "node-a", "volume", "update", "vm-disk", "--replicas", "4");
+        Assert.That(invalid.ExitCode, Is.EqualTo(2), invalid.ToString());
+        Assert.That(invalid.Stderr, Does.Contain("--replicas must be 1, 2 or 3, not '4'"));
+    }
+
+    [Test]
     public async Task VerifyFailsWhileAReplicaIsOutOfSync()
     {
         await using var cluster = await InProcessCluster.StartAsync(3);

@@ -62,4 +62,71 @@ public sealed class ClusterVolumeTests
         Assert.That(verify.Nodes, Has.Count.EqualTo(3));
         Assert.That(verify.RegionsCompared, Is.EqualTo(64));
     }
+
+    [Test]
+    public async Task A_volume_grows_from_one_replica_to_three_and_back_to_two_with_its_data()
+    {
+        await using var cluster = await InProcessCluster.StartAsync(3);
+        var host = NvmeHostIdentity.Create();
+        var volume = await cluster.Volumes("node-a").CreateVolumeAsync(new CreateVolumeRequest { Name = "grows", SizeBytes = 32 << 20, Replicas = 1, AllowedHosts = { host.Nqn } });
+        await using (var writer = await new NvmeTcpHost(new NvmeTcpHostOptions { HostNqn = host.Nqn, HostId = host.Id, Reconnect = false })
+            .ConnectAsync(cluster.Node(volume.Primary).NvmeEndpoints[0], volume.SubsystemNqn))
+        {
+            for (var i = 0; i < 16; i++)
+            {
+                Assert.That((await writer.IoQueues[0].WriteAsync(writer.FindNamespace(1)!, (ulong)(i * 4096), Pattern(8192, 70 + i))).Status, Is.EqualTo(NvmeStatus.Success));
+            }
+
+            Assert.That((await writer.IoQueues[0].FlushAsync(writer.FindNamespace(1)!)).Status, Is.EqualTo(NvmeStatus.Success));
+        }
+
+        var raised = await cluster.Volumes("node-c").SetReplicaCountAsync(new SetReplicaCountRequest { Name = "grows", Replicas = 3 });
+        Assert.That(raised.ReplicaCount, Is.EqualTo(3u));
+        var three = await WaitForAsync(cluster, "grows", v => v.Replicas.Count == 3 && v.Replicas.All(r => r.State == "in-sync"));
+        Assert.That(three.Replicas.Select(r => r.Node), Is.Unique);
+        Assert.That(three.Primary, Is.EqualTo(volume.Primary), "a new replica does not move the primary");
+        var verify = await cluster.Volumes("node-b").VerifyVolumeAsync(new VerifyVolumeRequest { Name = "grows" });
+        Assert.That((verify.Identical, verify.Nodes.Count), Is.EqualTo((true, 3)), verify.ToString());
+
+        await cluster.Volumes("node-b").SetReplicaCountAsync(new SetReplicaCountRequest { Name = "grows", Replicas = 2 });
+        var two = await WaitForAsync(cluster, "grows", v => v.Replicas.Count == 2);
+        Assert.That(two.Primary, Is.EqualTo(volume.Primary), "the primary is never the one removed");
+        verify = await cluster.Volumes("node-a").VerifyVolumeAsync(new VerifyVolumeRequest { Name = "grows" });
+        Assert.That((verify.Identical, verify.Nodes.Count), Is.EqualTo((true, 2)), verify.ToString());
+        await using (var reader = await new NvmeTcpHost(new NvmeTcpHostOptions { HostNqn = host.Nqn, HostId = host.Id, Reconnect = false })
+            .ConnectAsync(cluster.Node(two.Primary).NvmeEndpoints[0], volume.SubsystemNqn))
+        {
+            var read = new byte[8192];
+            Assert.That((await reader.IoQueues[0].ReadAsync(reader.FindNamespace(1)!, 15 * 4096, read)).Status, Is.EqualTo(NvmeStatus.Success));
+            Assert.That(read, Is.EqualTo(Pattern(8192, 85)));
+        }
+
+        // Three replicas again need three active nodes: with the spare node draining, the change is refused.
+        var spare = new[] { "node-a", "node-b", "node-c" }.Single(n => two.Replicas.All(r => r.Node != n));
+        await cluster.NodeApi("node-a").DrainNodeAsync(new NodeRequest { Name = spare });
+        var refused = await Assert.ThrowsAsync<Grpc.Core.RpcException>(async () =>
+            await cluster.Volumes("node-a").SetReplicaCountAsync(new SetReplicaCountRequest { Name = "grows", Replicas = 3 }));
+        Assert.That(refused!.StatusCode, Is.EqualTo(Grpc.Core.StatusCode.FailedPrecondition));
+        Assert.That(refused.Status.Detail, Is.EqualTo("volume grows: 3 replicas need 3 active nodes; it has 2 on active nodes and 0 more nodes are up, active and without one"));
+        Assert.That((await cluster.Volumes("node-a").GetVolumeAsync(new GetVolumeRequest { Name = "grows" })).ReplicaCount, Is.EqualTo(2u));
+
+        // Undrained, the node whose copy was just removed takes a new one.
+        await cluster.NodeApi("node-a").UndrainNodeAsync(new NodeRequest { Name = spare });
+        await cluster.Volumes("node-a").SetReplicaCountAsync(new SetReplicaCountRequest { Name = "grows", Replicas = 3 });
+        await WaitForAsync(cluster, "grows", v => v.Replicas.Count == 3 && v.Replicas.All(r => r.State == "in-sync"));
+        verify = await cluster.Volumes("node-c").VerifyVolumeAsync(new VerifyVolumeRequest { Name = "grows" });
+        Assert.That((verify.Identical, verify.Nodes.Count), Is.EqualTo((true, 3)), verify.ToString());
+    }
+
+    private static async Task<Volume> WaitForAsync(InProcessCluster cluster, string name, Func<Volume, bool> condition)
+    {
+        Volume? last = null;
+        var reached = await InProcessCluster.WaitAsync(async () =>
+        {
+            last = await cluster.Volumes("node-a").GetVolumeAsync(new GetVolumeRequest { Name = name });
+            return condition(last);
+        }, Bound);
+        Assert.That(reached, Is.True, $"volume {name} never reached the expected state; last: {last}");
+        return last!;
+    }
 }

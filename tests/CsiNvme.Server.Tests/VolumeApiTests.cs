@@ -206,6 +206,22 @@ public sealed class VolumeApiTests
     }
 
     [Test]
+    public async Task A_single_server_keeps_one_replica_and_refuses_more()
+    {
+        var volume = await _server.Volumes.CreateVolumeAsync(new CreateVolumeRequest { Name = "alone", SizeBytes = 1 << 20 });
+
+        Assert.That(await _server.Volumes.SetReplicaCountAsync(new SetReplicaCountRequest { Name = "alone", Replicas = 1 }), Is.EqualTo(volume));
+        var e = await Assert.ThrowsAsync<RpcException>(async () =>
+            await _server.Volumes.SetReplicaCountAsync(new SetReplicaCountRequest { Name = "alone", Replicas = 2 }));
+        Assert.That((e!.StatusCode, e.Status.Detail), Is.EqualTo((StatusCode.FailedPrecondition,
+            "2 replicas need a storage cluster; this is a single storage server (start the servers with --etcd-endpoints to form one)")));
+        Assert.That(await InProcessServer.CodeOf(async () => await _server.Volumes.SetReplicaCountAsync(new SetReplicaCountRequest { Name = "alone", Replicas = 0 })), Is.EqualTo(StatusCode.InvalidArgument));
+        Assert.That(await InProcessServer.CodeOf(async () => await _server.Volumes.SetReplicaCountAsync(new SetReplicaCountRequest { Name = "alone", Replicas = 4 })), Is.EqualTo(StatusCode.InvalidArgument));
+        Assert.That(await InProcessServer.CodeOf(async () => await _server.Volumes.SetReplicaCountAsync(new SetReplicaCountRequest { Name = "missing", Replicas = 1 })), Is.EqualTo(StatusCode.NotFound));
+        Assert.That(await _server.Volumes.GetVolumeAsync(new GetVolumeRequest { Name = "alone" }), Is.EqualTo(volume));
+    }
+
+    [Test]
     public async Task AllowAndDenyHostsUpdateRecordAndLiveSubsystem()
     {
         var volume = await _server.Volumes.CreateVolumeAsync(new CreateVolumeRequest { Name = "acl", SizeBytes = 4096 });

@@ -18,7 +18,8 @@ internal sealed class VolumeDocument
     [JsonPropertyName("createdUnixMs")] public long CreatedUnixMs { get; set; }
     [JsonPropertyName("pool")] public string Pool { get; set; } = "";
     [JsonPropertyName("labels")] public Dictionary<string, string> Labels { get; set; } = [];
-    [JsonPropertyName("replicaCount")] public int ReplicaCount { get; set; } = 1;
+    // 0 when a document lacks it: read as the replicas it lists, so nothing ever trims a volume to a default.
+    [JsonPropertyName("replicaCount")] public int ReplicaCount { get; set; }
     [JsonPropertyName("replicas")] public List<ReplicaDocument> Replicas { get; set; } = [];
     [JsonPropertyName("primary")] public string Primary { get; set; } = "";
     [JsonPropertyName("epoch")] public long Epoch { get; set; }
@@ -139,7 +140,7 @@ internal static class EtcdDocuments
         {
             Pool = d.Pool,
             Labels = d.Labels.AsReadOnly(),
-            ReplicaCount = d.ReplicaCount,
+            ReplicaCount = d.ReplicaCount > 0 ? d.ReplicaCount : Math.Max(1, d.Replicas.Count),
             Replicas = d.Replicas.Select(r => new ReplicaRecord(r.Node, r.Pool, ParseReplicaState(r.State, kv), r.InSyncEpoch)).ToArray().AsReadOnly(),
             Primary = d.Primary,
             Epoch = d.Epoch,

@@ -38,7 +38,8 @@ internal static class ManagementAccess
         ["/csinvme.v1.ServerService/GetServerInfo"] = Reader | ManagementRole.Node,
         ["/csinvme.v1.ServerService/ListPools"] = Reader,
         // Admin only: SetAllowAnyHost, VerifyVolume, SetHostTlsPsk, ClearHostTlsPsk, SetTlsRequired (the CSI driver
-        // does not configure NVMe/TCP TLS; an operator does).
+        // does not configure NVMe/TCP TLS; an operator does), SetReplicaCount (the CSI driver sets replicas at creation
+        // only).
     };
 
     /// <summary>Every method of this service belongs to the nodes (node_agent.proto): they call each other, nobody else does.</summary>

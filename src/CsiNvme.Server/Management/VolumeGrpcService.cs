@@ -29,6 +29,9 @@ internal sealed class VolumeGrpcService(IVolumeCatalog volumes) : VolumeService.
     public override Task<Volume> ResizeVolume(ResizeVolumeRequest request, ServerCallContext context) =>
         volumes.ResizeAsync(request.Name, request.SizeBytes, context.CancellationToken);
 
+    public override Task<Volume> SetReplicaCount(SetReplicaCountRequest request, ServerCallContext context) =>
+        volumes.SetReplicaCountAsync(request.Name, request.Replicas, context.CancellationToken);
+
     public override Task<Volume> AllowHost(HostAccessRequest request, ServerCallContext context) =>
         volumes.AllowHostAsync(request.Name, request.HostNqn, context.CancellationToken);
 

@@ -18,6 +18,9 @@ public interface IVolumeCatalog
 
     Task<Volume> ResizeAsync(string name, ulong requestedSizeBytes, CancellationToken cancellationToken = default);
 
+    /// <summary>Changes how many replicas the volume keeps: see the SetReplicaCount RPC.</summary>
+    Task<Volume> SetReplicaCountAsync(string name, uint replicas, CancellationToken cancellationToken = default);
+
     Task<Volume> AllowHostAsync(string name, string hostNqn, CancellationToken cancellationToken = default);
 
     Task<Volume> DenyHostAsync(string name, string hostNqn, CancellationToken cancellationToken = default);

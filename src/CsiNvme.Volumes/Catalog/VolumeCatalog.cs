@@ -237,6 +237,21 @@ public sealed class VolumeCatalog : IVolumeCatalog
         return Task.FromResult(_local.Describe(_local.Find(name)));
     }
 
+    public Task<Volume> SetReplicaCountAsync(string name, uint replicas, CancellationToken cancellationToken = default)
+    {
+        VolumeRules.ValidateName(name);
+        VolumeRules.ValidateReplicaCount(replicas);
+        var volume = _local.Find(name);
+        if (replicas > 1)
+        {
+            throw new VolumeException(
+                VolumeError.FailedPrecondition,
+                $"{replicas} replicas need a storage cluster; this is a single storage server (start the servers with --etcd-endpoints to form one)");
+        }
+
+        return Task.FromResult(_local.Describe(volume));
+    }
+
     public Task<IReadOnlyList<Volume>> ListAsync(CancellationToken cancellationToken = default) =>
         Task.FromResult<IReadOnlyList<Volume>>(_local.All.OrderBy(v => v.Record.Name, StringComparer.Ordinal).Select(_local.Describe).ToArray());
 
