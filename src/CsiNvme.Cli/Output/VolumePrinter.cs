@@ -57,7 +57,8 @@ internal static class VolumePrinter
 
     /// <summary>
     /// "3 (3 in sync)"; with <paramref name="detailed"/> the replicas not in sync by state too, "3 (1 in sync, 1
-    /// rebuilding, 1 out of sync)". A single server's volume is just "1".
+    /// rebuilding, 1 out of sync)", and how many are still to add or remove, "2 (3 in sync, 1 to remove)". A single
+    /// server's volume is just "1".
     /// </summary>
     public static string ReplicaSummary(Volume volume, bool detailed)
     {
@@ -79,6 +80,13 @@ internal static class VolumePrinter
             .GroupBy(r => r.State, StringComparer.Ordinal)
             .OrderBy(g => g.Key, StringComparer.Ordinal)
             .Select(g => $"{g.Count().ToString(CultureInfo.InvariantCulture)} {g.Key.Replace('-', ' ')}"));
+        // After a change of the count (or during a drain's move) the replicas held differ from the count for a while.
+        int difference = (int)Math.Max(1u, volume.ReplicaCount) - volume.Replicas.Count;
+        if (difference != 0)
+        {
+            parts.Add($"{Math.Abs(difference).ToString(CultureInfo.InvariantCulture)} to {(difference > 0 ? "add" : "remove")}");
+        }
+
         return $"{count} ({string.Join(", ", parts)})";
     }
 
