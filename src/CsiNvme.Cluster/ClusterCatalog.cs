@@ -301,12 +301,11 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
     {
         VolumeRules.ValidateName(name);
         VolumeRules.ValidateReplicaCount(replicas);
-        for (var attempt = 0; ; attempt++)
+        var (before, after) = await UpdateRecordAsync(name, record =>
         {
-            var record = await FindAsync(name, cancellationToken).ConfigureAwait(false);
             if (record.ReplicaCount == replicas)
             {
-                break;
+                return null;
             }
 
             var kept = record.Replicas.Count(r => !node.IsDraining(r.Node));
@@ -319,16 +318,11 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
                     + $"{(room == 1 ? "node is" : "nodes are")} up, active and without one");
             }
 
-            if (await Store.TryUpdateVolumeAsync(record with { ReplicaCount = (int)replicas }, record.Revision, cancellationToken).ConfigureAwait(false))
-            {
-                VolumeLog.ReplicaCountChanged(logger, name, record.ReplicaCount, (int)replicas);
-                break;
-            }
-
-            if (attempt > 100)
-            {
-                throw new VolumeException(VolumeError.Internal, $"volume {name}: its record kept changing while its replica count was changed");
-            }
+            return record with { ReplicaCount = (int)replicas };
+        }, "its replica count was changed", cancellationToken).ConfigureAwait(false);
+        if (after is not null)
+        {
+            VolumeLog.ReplicaCountChanged(logger, name, before.ReplicaCount, after.ReplicaCount);
         }
 
         return await GetAsync(name, cancellationToken).ConfigureAwait(false);
@@ -401,27 +395,8 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
     private async Task<Volume> UpdateAccessAsync(string name, Func<VolumeRecord, VolumeRecord?> change, CancellationToken cancellationToken)
     {
         VolumeRules.ValidateName(name);
-        VolumeRecord record;
-        for (var attempt = 0; ; attempt++)
-        {
-            record = await FindAsync(name, cancellationToken).ConfigureAwait(false);
-            if (change(record) is not { } updated)
-            {
-                break;
-            }
-
-            if (await Store.TryUpdateVolumeAsync(updated, record.Revision, cancellationToken).ConfigureAwait(false))
-            {
-                record = updated;
-                break;
-            }
-
-            if (attempt > 100)
-            {
-                throw new VolumeException(VolumeError.Internal, $"volume {name}: its record kept changing while its hosts were changed");
-            }
-        }
-
+        var (before, after) = await UpdateRecordAsync(name, change, "its hosts were changed", cancellationToken).ConfigureAwait(false);
+        var record = after ?? before;
         await Task.WhenAll(record.Replicas.Where(r => node.IsLive(r.Node)).Select(async r =>
         {
             try
@@ -441,6 +416,34 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
             }
         })).ConfigureAwait(false);
         return await GetAsync(name, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Applies <paramref name="change"/> to the volume's record with a compare-and-swap, again on the fresh record when
+    /// another writer came first. Returns the record the change saw and the one stored, or null when the change had
+    /// nothing to do.
+    /// </summary>
+    /// <param name="what">What was changed, for the error when the record never holds still: "its hosts were changed".</param>
+    private async Task<(VolumeRecord Before, VolumeRecord? After)> UpdateRecordAsync(string name, Func<VolumeRecord, VolumeRecord?> change, string what, CancellationToken cancellationToken)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            var record = await FindAsync(name, cancellationToken).ConfigureAwait(false);
+            if (change(record) is not { } updated)
+            {
+                return (record, null);
+            }
+
+            if (await Store.TryUpdateVolumeAsync(updated, record.Revision, cancellationToken).ConfigureAwait(false))
+            {
+                return (record, updated);
+            }
+
+            if (attempt > 100)
+            {
+                throw new VolumeException(VolumeError.Internal, $"volume {name}: its record kept changing while {what}");
+            }
+        }
     }
 
     public async Task<Snapshot> CreateSnapshotAsync(string volumeName, string snapshotName, IReadOnlyDictionary<string, string>? labels = null, CancellationToken cancellationToken = default)

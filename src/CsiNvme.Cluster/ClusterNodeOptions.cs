@@ -31,7 +31,10 @@ public sealed class ClusterNodeOptions
     /// taking the role too (a host's CSI node plugin connects a new replica's path within its path keeper period). Past
     /// it the handover goes on, and a host still without that path waits for it on the old, inaccessible one.
     /// </summary>
-    public TimeSpan HandoverHostWait { get; init; } = TimeSpan.FromSeconds(60);
+    public TimeSpan HandoverHostWait { get; init; } = DefaultHandoverHostWait;
+
+    /// <summary>The default of <see cref="HandoverHostWait"/>: four of the node plugin's default path keeper periods.</summary>
+    public static readonly TimeSpan DefaultHandoverHostWait = TimeSpan.FromSeconds(60);
 
     /// <summary>Deadline of one call to another node.</summary>
     public TimeSpan AgentCallTimeout { get; init; } = TimeSpan.FromSeconds(30);

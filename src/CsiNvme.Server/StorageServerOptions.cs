@@ -1,3 +1,4 @@
+using CsiNvme.Cluster;
 using CsiNvme.Volumes.Backends;
 using System.Net;
 using CsiNvme.Target;
@@ -131,7 +132,7 @@ public sealed class StorageServerOptions
     public TimeSpan ReplicaRecordTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>How long a draining primary waits for its hosts to connect to the replica taking the role (ClusterNodeOptions.HandoverHostWait).</summary>
-    public TimeSpan HandoverHostWait { get; set; } = TimeSpan.FromSeconds(60);
+    public TimeSpan HandoverHostWait { get; set; } = ClusterNodeOptions.DefaultHandoverHostWait;
 
     public bool IsClusterNode => EtcdEndpoints.Count > 0;
 

@@ -3,6 +3,7 @@ using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Net;
 using CsiNvme.Api;
+using CsiNvme.Cluster;
 using CsiNvme.Volumes;
 using CsiNvme.Volumes.Backends;
 using CsiNvme.Target;
@@ -217,9 +218,9 @@ public static class ServerCommandLine
         {
             Description = "Seconds a draining node holds the handover of a primary until the hosts connected to it are connected to the replica " +
                           "taking the role (their node plugin connects a new replica's path within its path keeper period); then it hands over " +
-                          "anyway. 0 to 3600; default 60.",
+                          $"anyway. 0 to 3600; default {ClusterNodeOptions.DefaultHandoverHostWait.TotalSeconds:F0}.",
             HelpName = "SECONDS",
-            DefaultValueFactory = _ => 60,
+            DefaultValueFactory = _ => (int)ClusterNodeOptions.DefaultHandoverHostWait.TotalSeconds,
             CustomParser = result => ParseIntOrError(result, "--handover-host-wait", result.Tokens[0].Value, 0, 3600),
         };
 

@@ -118,9 +118,7 @@ public sealed class VolumeCatalog : IVolumeCatalog
 
         if (request.Replicas > 1)
         {
-            throw new VolumeException(
-                VolumeError.FailedPrecondition,
-                $"{request.Replicas} replicas need a storage cluster; this is a single storage server (start the servers with --etcd-endpoints to form one)");
+            throw ReplicasNeedACluster(request.Replicas);
         }
 
         var isClone = sourceSnapshot is not null || sourceVolume is not null;
@@ -244,13 +242,15 @@ public sealed class VolumeCatalog : IVolumeCatalog
         var volume = _local.Find(name);
         if (replicas > 1)
         {
-            throw new VolumeException(
-                VolumeError.FailedPrecondition,
-                $"{replicas} replicas need a storage cluster; this is a single storage server (start the servers with --etcd-endpoints to form one)");
+            throw ReplicasNeedACluster(replicas);
         }
 
         return Task.FromResult(_local.Describe(volume));
     }
+
+    private static VolumeException ReplicasNeedACluster(uint replicas) => new(
+        VolumeError.FailedPrecondition,
+        $"{replicas} replicas need a storage cluster; this is a single storage server (start the servers with --etcd-endpoints to form one)");
 
     public Task<IReadOnlyList<Volume>> ListAsync(CancellationToken cancellationToken = default) =>
         Task.FromResult<IReadOnlyList<Volume>>(_local.All.OrderBy(v => v.Record.Name, StringComparer.Ordinal).Select(_local.Describe).ToArray());
