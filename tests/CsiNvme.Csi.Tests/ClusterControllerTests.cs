@@ -234,4 +234,48 @@ public sealed class ClusterControllerTests
         Assert.That(condition.Abnormal, Is.False, condition.Message);
         Assert.That(condition.Message, Does.Contain("3 replica(s) in sync"));
     }
+
+    [Test]
+    public async Task ControllerModifyVolume_adds_and_removes_replicas_and_publish_context_says_the_count()
+    {
+        var name = Caps.UniqueName();
+        var request = Create(name, "3");
+        // The PVC's VolumeAttributesClass says 1 over the StorageClass's 3.
+        request.MutableParameters["replicas"] = "1";
+        var created = (await Controller.CreateVolumeAsync(request)).Volume;
+        var api = _cluster.Volumes("node-b");
+        Assert.That((await api.GetVolumeAsync(new Mgmt.GetVolumeRequest { Name = name })).Replicas, Has.Count.EqualTo(1));
+        Assert.That(created.VolumeContext["replicas"], Is.EqualTo("1"));
+
+        async Task<bool> Holds(int replicas) => await ClusterCsiHarness.WaitAsync(async () =>
+        {
+            var volume = await api.GetVolumeAsync(new Mgmt.GetVolumeRequest { Name = name });
+            return volume.ReplicaCount == replicas && volume.Replicas.Count == replicas && volume.Replicas.All(r => r.State == "in-sync");
+        }, Bound);
+
+        await Controller.ControllerModifyVolumeAsync(new ControllerModifyVolumeRequest { VolumeId = name, MutableParameters = { ["replicas"] = "3" } });
+        Assert.That(await Holds(3), Is.True, "three replicas in sync after the change to 3");
+        var described = await Controller.ControllerGetVolumeAsync(new ControllerGetVolumeRequest { VolumeId = name });
+        var published = await Controller.ControllerPublishVolumeAsync(new ControllerPublishVolumeRequest
+        {
+            VolumeId = name,
+            NodeId = Caps.Node("worker-" + Guid.NewGuid().ToString("N")[..8]),
+            VolumeCapability = Caps.Block(Mode.MultiNodeMultiWriter),
+        });
+        Assert.Multiple(() =>
+        {
+            Assert.That(described.Volume.VolumeContext["replicas"], Is.EqualTo("3"), "volume_context says the count now");
+            Assert.That(described.Status.VolumeCondition.Abnormal, Is.False, described.Status.VolumeCondition.Message);
+            Assert.That(published.PublishContext["replicas"], Is.EqualTo("3"));
+            Assert.That(published.PublishContext["targets"].Split(','), Has.Length.EqualTo(3));
+        });
+
+        // The same again changes nothing; fewer removes the extra ones, never the primary.
+        var primary = (await api.GetVolumeAsync(new Mgmt.GetVolumeRequest { Name = name })).Primary;
+        await Controller.ControllerModifyVolumeAsync(new ControllerModifyVolumeRequest { VolumeId = name, MutableParameters = { ["replicas"] = "3" } });
+        await Controller.ControllerModifyVolumeAsync(new ControllerModifyVolumeRequest { VolumeId = name, MutableParameters = { ["replicas"] = "2" } });
+        Assert.That(await Holds(2), Is.True, "two replicas after the change to 2");
+        var after = await api.GetVolumeAsync(new Mgmt.GetVolumeRequest { Name = name });
+        Assert.That(after.Replicas.Select(r => r.Node), Does.Contain(primary));
+    }
 }

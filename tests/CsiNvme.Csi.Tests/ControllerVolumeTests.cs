@@ -31,7 +31,7 @@ public sealed class ControllerVolumeTests
         {
             RpcType.CreateDeleteVolume, RpcType.PublishUnpublishVolume, RpcType.ListVolumes, RpcType.ListVolumesPublishedNodes,
             RpcType.GetCapacity, RpcType.CreateDeleteSnapshot, RpcType.ListSnapshots, RpcType.CloneVolume, RpcType.ExpandVolume,
-            RpcType.GetVolume, RpcType.VolumeCondition, RpcType.SingleNodeMultiWriter,
+            RpcType.GetVolume, RpcType.VolumeCondition, RpcType.SingleNodeMultiWriter, RpcType.ModifyVolume,
         }));
     }
 
@@ -114,7 +114,9 @@ public sealed class ControllerVolumeTests
         yield return new TestCaseData(WithParameter("replicas", "4")).SetName("replicas above 3");
         yield return new TestCaseData(WithParameter("blockSize", "1024")).SetName("Unsupported block size");
         yield return new TestCaseData(new CreateVolumeRequest { Name = "pvc-x", VolumeCapabilities = { Caps.Block() }, MutableParameters = { ["iops"] = "5" } })
-            .SetName("Mutable parameters");
+            .SetName("A mutable parameter other than replicas");
+        yield return new TestCaseData(new CreateVolumeRequest { Name = "pvc-x", VolumeCapabilities = { Caps.Block() }, MutableParameters = { ["replicas"] = "0" } })
+            .SetName("Mutable replicas 0");
         yield return new TestCaseData(new CreateVolumeRequest { Name = "pvc-x", VolumeCapabilities = { Caps.Block() }, VolumeContentSource = new VolumeContentSource() })
             .SetName("Empty content source");
 
@@ -365,9 +367,30 @@ public sealed class ControllerVolumeTests
     }
 
     [Test]
-    public async Task ControllerModifyVolume_is_not_implemented()
+    public async Task ControllerModifyVolume_takes_replicas_only_and_a_single_server_keeps_one()
     {
-        var code = await CsiHarness.CodeOf(() => Controller.ControllerModifyVolumeAsync(new ControllerModifyVolumeRequest { VolumeId = "x" }).ResponseAsync);
-        Assert.That(code, Is.EqualTo(StatusCode.Unimplemented));
+        var name = Caps.UniqueName();
+        var request = Caps.Create(name, requiredBytes: 1 << 20);
+        // A VolumeAttributesClass's replicas over the StorageClass's: the volume is created with it.
+        request.Parameters["replicas"] = "2";
+        request.MutableParameters["replicas"] = "1";
+        var created = (await Controller.CreateVolumeAsync(request)).Volume;
+        Assert.That(created.VolumeContext["replicas"], Is.EqualTo("1"));
+
+        // The count it has: nothing to do.
+        await Controller.ControllerModifyVolumeAsync(new ControllerModifyVolumeRequest { VolumeId = name, MutableParameters = { ["replicas"] = "1" } });
+
+        Task<StatusCode> Modify(ControllerModifyVolumeRequest modify) => CsiHarness.CodeOf(() => Controller.ControllerModifyVolumeAsync(modify).ResponseAsync);
+        Assert.Multiple(async () =>
+        {
+            Assert.That(await Modify(new() { VolumeId = name, MutableParameters = { ["replicas"] = "2" } }), Is.EqualTo(StatusCode.InvalidArgument), "one server, one replica");
+            Assert.That(await Modify(new() { VolumeId = name, MutableParameters = { ["iops"] = "100" } }), Is.EqualTo(StatusCode.InvalidArgument));
+            Assert.That(await Modify(new() { VolumeId = name, MutableParameters = { ["replicas"] = "4" } }), Is.EqualTo(StatusCode.InvalidArgument));
+            Assert.That(await Modify(new() { VolumeId = name }), Is.EqualTo(StatusCode.InvalidArgument), "mutable_parameters is required");
+            Assert.That(await Modify(new() { MutableParameters = { ["replicas"] = "1" } }), Is.EqualTo(StatusCode.InvalidArgument));
+            Assert.That(await Modify(new() { VolumeId = Caps.UniqueName(), MutableParameters = { ["replicas"] = "1" } }), Is.EqualTo(StatusCode.NotFound));
+        });
+        var onServer = await _harness.Management.GetVolumeAsync(new Mgmt.GetVolumeRequest { Name = name });
+        Assert.That(onServer.ReplicaCount, Is.LessThanOrEqualTo(1));
     }
 }

@@ -142,6 +142,8 @@ public sealed class ManagementTlsTests
         var created = await controller.CreateVolumeAsync(new CreateVolumeRequest { Name = "pvc-1", SizeBytes = 1 << 20 });
         await controller.AllowHostAsync(new HostAccessRequest { Name = "pvc-1", HostNqn = Host });
         await controller.ResizeVolumeAsync(new ResizeVolumeRequest { Name = "pvc-1", SizeBytes = 2 << 20 });
+        // ControllerModifyVolume's call (a VolumeAttributesClass's replicas): one, all a single server holds.
+        await controller.SetReplicaCountAsync(new SetReplicaCountRequest { Name = "pvc-1", Replicas = 1 });
         await controller.ListVolumesAsync(new ListVolumesRequest());
         await new ServerService.ServerServiceClient(channel).ListPoolsAsync(new ListPoolsRequest());
         await new NodeService.NodeServiceClient(channel).ListNodesAsync(new ListNodesRequest());

@@ -444,3 +444,19 @@ IPs), but the names keep the certificate usable by ordinary TLS clients too.
 {{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "*.%s.%s.svc" (include "csinvme.server.headless" .) $ns) "localhost" }}
 {{- toJson $names }}
 {{- end }}
+
+{{/*
+"true" when the external-resizer is to call ControllerModifyVolume (csi.controller.volumeAttributesClass), else empty:
+auto asks the API server whether it serves VolumeAttributesClass.
+*/}}
+{{- define "csinvme.volumeAttributesClass" -}}
+{{- $setting := .Values.csi.controller.volumeAttributesClass | toString -}}
+{{- if eq $setting "true" -}}
+true
+{{- else if eq $setting "auto" -}}
+{{- if or (.Capabilities.APIVersions.Has "storage.k8s.io/v1/VolumeAttributesClass") (.Capabilities.APIVersions.Has "storage.k8s.io/v1beta1/VolumeAttributesClass") -}}
+true
+{{- end -}}
+{{- end -}}
+{{- end -}}
+

@@ -63,6 +63,7 @@ internal sealed class ControllerService(
         RpcType.GetVolume,
         RpcType.VolumeCondition,
         RpcType.SingleNodeMultiWriter,
+        RpcType.ModifyVolume,
     ];
 
     public override Task<ControllerGetCapabilitiesResponse> ControllerGetCapabilities(ControllerGetCapabilitiesRequest request, ServerCallContext context)
@@ -100,10 +101,10 @@ internal sealed class ControllerService(
             throw Invalid(parameterError);
         }
 
-        if (request.MutableParameters.Count > 0)
+        parameters = parameters.WithMutable(request.MutableParameters, out var mutableError);
+        if (mutableError is not null)
         {
-            // MODIFY_VOLUME is not offered: no property of a volume can change after creation.
-            throw Invalid($"mutable parameters are not supported ({string.Join(", ", request.MutableParameters.Keys)})");
+            throw Invalid(mutableError);
         }
 
         var name = VolumeNames.ToServerName(request.Name);
@@ -359,6 +360,8 @@ internal sealed class ControllerService(
         response.PublishContext[ContextTargets] = string.Join(",", volume.ListenAddresses);
         response.PublishContext[ContextNguid] = volume.Nguid;
         response.PublishContext[ContextUuid] = volume.Uuid;
+        // The count now, which volume_context (written at creation) no longer is after a ControllerModifyVolume.
+        response.PublishContext[VolumeParameters.ReplicasKey] = ReplicasOf(volume).ToString(CultureInfo.InvariantCulture);
         return response;
     }
 
@@ -428,9 +431,10 @@ internal sealed class ControllerService(
             return response;
         }
 
-        if (request.MutableParameters.Count > 0)
+        VolumeParameters.ParseMutable(request.MutableParameters, out var mutableError);
+        if (mutableError is not null)
         {
-            response.Message = "mutable parameters are not supported";
+            response.Message = mutableError;
             return response;
         }
 
@@ -445,6 +449,7 @@ internal sealed class ControllerService(
         response.Confirmed.VolumeCapabilities.Add(request.VolumeCapabilities);
         response.Confirmed.VolumeContext.Add(request.VolumeContext);
         response.Confirmed.Parameters.Add(request.Parameters);
+        response.Confirmed.MutableParameters.Add(request.MutableParameters);
         return response;
     }
 
@@ -681,13 +686,58 @@ internal sealed class ControllerService(
     }
 
     /// <summary>
-    /// UNIMPLEMENTED, and MODIFY_VOLUME is not reported: the storage server has no property that can change on a
-    /// live volume besides its size (ControllerExpandVolume) and its hosts (ControllerPublishVolume). Overridden
-    /// only to say so: the base class answers with an empty message, which the spec's Error Scheme forbids.
+    /// A VolumeAttributesClass's parameters applied to a volume: <c>replicas</c>, the number of storage nodes holding
+    /// it. Returns once the storage has recorded the new count; the volume's primary then adds replicas on active nodes
+    /// and rebuilds them while the volume serves, or removes the extra ones once as many as kept are in sync
+    /// (ControllerGetVolume's condition says "2 of 3 replicas placed" or names the rebuilding one meanwhile). Hosts
+    /// learn added and removed paths by themselves: the node plugin's path keeper reads the discovery logs.
     /// </summary>
-    public override Task<ControllerModifyVolumeResponse> ControllerModifyVolume(ControllerModifyVolumeRequest request, ServerCallContext context) =>
-        throw new RpcException(new Status(StatusCode.Unimplemented,
-            "ControllerModifyVolume is not implemented (no MODIFY_VOLUME capability): nothing about a volume changes after creation but its size and its nodes"));
+    public override async Task<ControllerModifyVolumeResponse> ControllerModifyVolume(ControllerModifyVolumeRequest request, ServerCallContext context)
+    {
+        var id = RequireVolumeId(request.VolumeId);
+        if (request.MutableParameters.Count == 0)
+        {
+            throw Invalid("mutable_parameters is required");
+        }
+
+        var replicas = VolumeParameters.ParseMutable(request.MutableParameters, out var mutableError);
+        if (mutableError is not null)
+        {
+            throw Invalid(mutableError);
+        }
+
+        var ct = context.CancellationToken;
+        using var held = await locks.AcquireAsync(id, ct);
+        var volume = await GetVolumeOrNotFound(id, ct);
+        if (replicas is not { } count || ReplicasOf(volume) == count)
+        {
+            return new ControllerModifyVolumeResponse();
+        }
+
+        // More replicas than the storage has nodes is no class this storage can serve ("Parameters not supported"), and a
+        // single server has one; fewer nodes up or active than that is a state that passes (RESOURCE_EXHAUSTED, retried).
+        var nodes = (await storage.Nodes.ListNodesAsync(new Mgmt.ListNodesRequest(), storage.Call(ct))).Nodes;
+        if (count > nodes.Count)
+        {
+            throw Invalid($"volume {id}: {count} replicas need {count} storage nodes, and the storage has {nodes.Count}");
+        }
+
+        try
+        {
+            volume = await storage.Volumes.SetReplicaCountAsync(new Mgmt.SetReplicaCountRequest { Name = id, Replicas = (uint)count }, storage.Call(ct));
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
+        {
+            throw new RpcException(new Status(StatusCode.NotFound, $"volume {id} not found"));
+        }
+        catch (RpcException e) when (e.StatusCode == StatusCode.FailedPrecondition)
+        {
+            throw new RpcException(new Status(StatusCode.ResourceExhausted, $"cannot place the replicas of volume {id}: {e.Status.Detail}"));
+        }
+
+        CsiLog.VolumeReplicasChanged(logger, id, ReplicasOf(volume));
+        return new ControllerModifyVolumeResponse();
+    }
 
     /// <summary>
     /// Pagination tokens are "next:" + the last name returned: listing resumes after that name in name order,
@@ -754,8 +804,8 @@ internal sealed class ControllerService(
         }
 
         // The node connects and expects a path per replica: a volume made with several without the parameter
-        // (by hand, with the CLI) says so too.
-        if (ReplicasOf(volume) > 1 && !result.VolumeContext.ContainsKey(VolumeParameters.ReplicasKey))
+        // (by hand, with the CLI) says so too, and one whose count changed since its creation says the count now.
+        if (ReplicasOf(volume) > 1 || result.VolumeContext.ContainsKey(VolumeParameters.ReplicasKey))
         {
             result.VolumeContext[VolumeParameters.ReplicasKey] = ReplicasOf(volume).ToString(CultureInfo.InvariantCulture);
         }

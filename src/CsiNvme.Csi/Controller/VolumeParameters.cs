@@ -19,6 +19,10 @@ namespace CsiNvme.Csi.Controller;
 /// Keys the controller uses: blockSize (512 or 4096, the logical block size hosts see; default 512) and
 /// pool (the storage pool; default: the pool with the most free space). Keys starting with
 /// "csi.storage.k8s.io/" (added by the external-provisioner) are ignored; any other key is refused.
+/// <para>
+/// Mutable parameters (a VolumeAttributesClass's, passed to CreateVolume and ControllerModifyVolume): replicas only, the
+/// one property of a volume that can change while it serves. At creation they take precedence over the StorageClass's.
+/// </para>
 /// </summary>
 public sealed class VolumeParameters
 {
@@ -127,6 +131,49 @@ public sealed class VolumeParameters
 
         error = null;
         return new VolumeParameters(blockSize, pool, node);
+    }
+
+    /// <summary>
+    /// The replica count of a VolumeAttributesClass's parameters: null when they do not name it (the only key they may
+    /// have), or an error for another key or a value out of range.
+    /// </summary>
+    public static int? ParseMutable(IReadOnlyDictionary<string, string> mutableParameters, out string? error)
+    {
+        int? replicas = null;
+        foreach (var (key, value) in mutableParameters)
+        {
+            if (key != ReplicasKey)
+            {
+                error = $"mutable parameter '{key}' is not supported: only {ReplicasKey} can change on a volume (its size changes by expansion)";
+                return null;
+            }
+
+            if (!int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var number) || number is < 1 or > MaxReplicas)
+            {
+                error = $"mutable parameter {key}='{value}' must be an integer from 1 to {MaxReplicas}";
+                return null;
+            }
+
+            replicas = number;
+        }
+
+        error = null;
+        return replicas;
+    }
+
+    /// <summary>These parameters with a VolumeAttributesClass's over them (they take precedence, CSI CreateVolumeRequest).</summary>
+    public VolumeParameters WithMutable(IReadOnlyDictionary<string, string> mutableParameters, out string? error)
+    {
+        if (ParseMutable(mutableParameters, out error) is not { } replicas)
+        {
+            return this;
+        }
+
+        var context = new Dictionary<string, string>(NodeContext, StringComparer.Ordinal)
+        {
+            [ReplicasKey] = replicas.ToString(CultureInfo.InvariantCulture),
+        };
+        return new VolumeParameters(BlockSize, Pool, context);
     }
 
     private static VolumeParameters Empty { get; } = new(0, string.Empty, []);

@@ -52,6 +52,9 @@ internal static partial class CsiLog
     [LoggerMessage(EventId = 28, Level = LogLevel.Information, Message = "Volume {Volume} no longer holds DH-HMAC-CHAP secrets of node {Node}")]
     public static partial void HostSecretCleared(ILogger logger, string volume, string node);
 
+    [LoggerMessage(EventId = 29, Level = LogLevel.Information, Message = "Volume {Volume} is to keep {Replicas} replica(s) (ControllerModifyVolume); its primary adds or removes them")]
+    public static partial void VolumeReplicasChanged(ILogger logger, string volume, int replicas);
+
     [LoggerMessage(EventId = 30, Level = LogLevel.Warning, Message = "Probe: storage server {Server} did not answer: {Detail}")]
     public static partial void ProbeFailed(ILogger logger, string server, string detail);
 }

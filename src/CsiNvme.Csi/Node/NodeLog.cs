@@ -84,4 +84,7 @@ internal static partial class NodeLog
 
     [LoggerMessage(EventId = 126, Level = LogLevel.Error, Message = "Path keeper pass failed: {Error}")]
     public static partial void PathKeeperFailed(ILogger logger, string error, Exception exception);
+
+    [LoggerMessage(EventId = 127, Level = LogLevel.Information, Message = "Volume {Volume}: the discovery logs now list {Replicas} replica(s) of it (was {Previous}): it should have as many live paths")]
+    public static partial void ReplicaCountFollowed(ILogger logger, string volume, int previous, int replicas);
 }

@@ -109,7 +109,7 @@ internal sealed class NodeService : NodeBase
         try
         {
             targets = FabricsTarget.ParseList(targetsText);
-            replicas = ReplicasOf(request.VolumeContext);
+            replicas = ReplicasOf(request.PublishContext, request.VolumeContext);
             settings = FabricsConnectSettings.FromVolumeContext(request.VolumeContext, _options.ConnectDefaults.For(replicas))
                 with { Dhchap = DhchapCsiSecrets.From(request.Secrets) };
         }
@@ -755,18 +755,23 @@ internal sealed class NodeService : NodeBase
 
     private static string Describe(StagedVolume staged) => staged.IsBlock ? "block" : $"{staged.FsType} filesystem";
 
-    /// <summary>volume_context replicas (the StorageClass parameter), 1 when absent; throws <see cref="FormatException"/>.</summary>
-    private static int ReplicasOf(IDictionary<string, string> volumeContext)
+    /// <summary>
+    /// Replicas the volume has: publish_context's (the count when ControllerPublishVolume ran, which follows a
+    /// ControllerModifyVolume), else volume_context's (the StorageClass parameter at creation), 1 when absent; throws
+    /// <see cref="FormatException"/>.
+    /// </summary>
+    private static int ReplicasOf(IDictionary<string, string> publishContext, IDictionary<string, string> volumeContext)
     {
-        if (!volumeContext.TryGetValue(Controller.VolumeParameters.ReplicasKey, out var text) || string.IsNullOrWhiteSpace(text))
+        if (ContextValue(publishContext, volumeContext, Controller.VolumeParameters.ReplicasKey) is not { } text)
         {
             return 1;
         }
 
-        return int.TryParse(text.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var replicas) &&
+        return int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var replicas) &&
                replicas is >= 1 and <= Controller.VolumeParameters.MaxReplicas
             ? replicas
-            : throw new FormatException($"volume context {Controller.VolumeParameters.ReplicasKey}='{text}' is not an integer in 1..{Controller.VolumeParameters.MaxReplicas}");
+            : throw new FormatException($"{(publishContext.ContainsKey(Controller.VolumeParameters.ReplicasKey) ? "publish" : "volume")} context " +
+                                        $"{Controller.VolumeParameters.ReplicasKey}='{text}' is not an integer in 1..{Controller.VolumeParameters.MaxReplicas}");
     }
 
     private static string? ContextValue(IDictionary<string, string> publishContext, IDictionary<string, string> volumeContext, string key) =>

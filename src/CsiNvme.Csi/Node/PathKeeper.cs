@@ -202,9 +202,14 @@ internal sealed class PathKeeper(
             _backoff.Remove((id, target));
         }
 
-        if (!plan.Targets.SequenceEqual(volume.Targets, StringComparer.Ordinal))
+        if (plan.Replicas != volume.Replicas)
         {
-            volume = volume with { Targets = plan.Targets };
+            NodeLog.ReplicaCountFollowed(logger, id, volume.Replicas, plan.Replicas);
+        }
+
+        if (!plan.Targets.SequenceEqual(volume.Targets, StringComparer.Ordinal) || plan.Replicas != volume.Replicas)
+        {
+            volume = volume with { Targets = plan.Targets, Replicas = plan.Replicas };
             state.Save(volume);
         }
 

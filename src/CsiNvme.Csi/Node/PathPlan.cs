@@ -14,6 +14,7 @@ public sealed record CtrlLossTmoChange(string Controller, int Seconds);
 /// <param name="Delete">Controllers of forgotten listeners that are not live: the kernel would keep reconnecting them.</param>
 /// <param name="Unreachable">Known listeners without an active controller that did not answer: tried again next pass.</param>
 /// <param name="CtrlLossTmo">ctrl_loss_tmo changes of the last-path guard.</param>
+/// <param name="Replicas">The replicas the volume has after the pass: the live paths it should have.</param>
 public sealed record PathPlan(
     IReadOnlyList<string> Targets,
     IReadOnlyList<FabricsTarget> Connect,
@@ -21,8 +22,11 @@ public sealed record PathPlan(
     IReadOnlyList<FabricsTarget> Forgotten,
     IReadOnlyList<string> Delete,
     IReadOnlyList<FabricsTarget> Unreachable,
-    IReadOnlyList<CtrlLossTmoChange> CtrlLossTmo)
+    IReadOnlyList<CtrlLossTmoChange> CtrlLossTmo,
+    int Replicas)
 {
+    private const int MaxReplicas = Controller.VolumeParameters.MaxReplicas;
+
     /// <summary>
     /// Decides the pass for <paramref name="volume"/>:
     /// <list type="bullet">
@@ -33,6 +37,12 @@ public sealed record PathPlan(
     /// forgotten (its dead controller deleted) only while another path is live: a log that does not list the subsystem at all
     /// (a node still loading, or not holding a replica) says nothing;</item>
     /// <item>without native multipath (<paramref name="severalPaths"/> false) only one path is ever connected;</item>
+    /// <item>the replica count follows a change of the volume's (ControllerModifyVolume) while it stays staged: up to the
+    /// listeners the logs list, down by each known listener that answered discovery with a log that lists the volume nowhere,
+    /// its own included, while no other log lists it either (a node that no longer holds a replica; a node's log may leave
+    /// out its own listener, when that is on loopback). A listener that does not answer is a node down, still a replica the
+    /// volume should have a path to, whether or not it is forgotten meanwhile. A node that answers before it has rejoined the cluster looks
+    /// like a removed replica until it does (the pass after, it is listed again);</item>
     /// <item>for a volume with several replicas, the last-path guard: while no path is live, every controller reconnects
     /// forever (ctrl_loss_tmo -1), so the kernel never removes the multipath device under a running VM; once a path is
     /// live again they get the volume's ctrl_loss_tmo back, so dead paths can go.</item>
@@ -114,8 +124,16 @@ public sealed record PathPlan(
             }
         }
 
+        var replicas = Math.Max(1, volume.Replicas);
+        if (authoritative)
+        {
+            var removed = known.Count(t => !listed.Contains(t) && answers.TryGetValue(t, out var answer) && answer.Answered &&
+                                           !answer.Listeners!.Any(l => l.SubsystemNqn == volume.SubsystemNqn));
+            replicas = Math.Clamp(Math.Max(listed.Count, replicas - removed), 1, MaxReplicas);
+        }
+
         var changes = new List<CtrlLossTmoChange>();
-        if (volume.Replicas > 1 && severalPaths)
+        if (replicas > 1 && severalPaths)
         {
             var noneLive = !controllers.Any(c => c.IsLive);
             foreach (var controller in controllers.Where(c => c.IsActive && !delete.Contains(c.Name)))
@@ -137,6 +155,6 @@ public sealed record PathPlan(
             }
         }
 
-        return new PathPlan(kept.Select(t => t.ToString()).ToList(), connect, learned, forgotten, delete, unreachable, changes);
+        return new PathPlan(kept.Select(t => t.ToString()).ToList(), connect, learned, forgotten, delete, unreachable, changes, replicas);
     }
 }

@@ -22,6 +22,7 @@ internal static class ManagementAccess
         ["/csinvme.v1.VolumeService/CreateVolume"] = Controller,
         ["/csinvme.v1.VolumeService/DeleteVolume"] = Controller,
         ["/csinvme.v1.VolumeService/ResizeVolume"] = Controller,
+        ["/csinvme.v1.VolumeService/SetReplicaCount"] = Controller,
         ["/csinvme.v1.VolumeService/AllowHost"] = Controller,
         ["/csinvme.v1.VolumeService/DenyHost"] = Controller,
         ["/csinvme.v1.VolumeService/SetHostSecret"] = Controller,
@@ -38,8 +39,7 @@ internal static class ManagementAccess
         ["/csinvme.v1.ServerService/GetServerInfo"] = Reader | ManagementRole.Node,
         ["/csinvme.v1.ServerService/ListPools"] = Reader,
         // Admin only: SetAllowAnyHost, VerifyVolume, SetHostTlsPsk, ClearHostTlsPsk, SetTlsRequired (the CSI driver
-        // does not configure NVMe/TCP TLS; an operator does), SetReplicaCount (the CSI driver sets replicas at creation
-        // only).
+        // does not configure NVMe/TCP TLS; an operator does).
     };
 
     /// <summary>Every method of this service belongs to the nodes (node_agent.proto): they call each other, nobody else does.</summary>

@@ -55,6 +55,20 @@ public sealed partial class ChartTests
     }
 
     [Test]
+    public void The_resizer_calls_ControllerModifyVolume_where_the_API_server_serves_VolumeAttributesClass()
+    {
+        static bool Gate(params string[] arguments) => Helm.Template(arguments).Contains("--feature-gates=VolumeAttributesClass=true", StringComparison.Ordinal);
+        Assert.Multiple(() =>
+        {
+            Assert.That(Gate(), Is.False, "helm template's default API versions have no VolumeAttributesClass");
+            Assert.That(Gate("--api-versions", "storage.k8s.io/v1/VolumeAttributesClass"), Is.True, "Kubernetes 1.34+");
+            Assert.That(Gate("--api-versions", "storage.k8s.io/v1beta1/VolumeAttributesClass"), Is.True, "the beta API enabled");
+            Assert.That(Gate("--set", "csi.controller.volumeAttributesClass=true"), Is.True);
+            Assert.That(Gate("--set", "csi.controller.volumeAttributesClass=false", "--api-versions", "storage.k8s.io/v1/VolumeAttributesClass"), Is.False);
+        });
+    }
+
+    [Test]
     public void Default_rendering_is_the_manifests_of_deploy()
     {
         // Helm installs into a namespace that exists (or --create-namespace); deploy/ creates it.
@@ -86,6 +100,7 @@ public sealed partial class ChartTests
     [TestCase("csi:\n  controller:\n    replicas: two\n", "at '/csi/controller/replicas'")]
     [TestCase("csi:\n  controller:\n    replicas: 0\n", "at '/csi/controller/replicas'")]
     [TestCase("csi:\n  controller:\n    topolgy: true\n", "additional properties 'topolgy'")]
+    [TestCase("csi:\n  controller:\n    volumeAttributesClass: maybe\n", "at '/csi/controller/volumeAttributesClass'")]
     [TestCase("csi:\n  nvme:\n    ctrlLossTmo: \"600\"\n", "at '/csi/nvme/ctrlLossTmo'")]
     [TestCase("csi:\n  nvme:\n    ctrlLossTmo: -2\n", "at '/csi/nvme/ctrlLossTmo'")]
     [TestCase("csi:\n  nvme:\n    headerDigest: \"yes\"\n", "at '/csi/nvme/headerDigest'")]

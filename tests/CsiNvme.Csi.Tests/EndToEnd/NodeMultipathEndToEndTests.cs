@@ -15,7 +15,7 @@ namespace CsiNvme.Csi.Tests.EndToEnd;
 /// exports it (<see cref="ReplicaTarget"/>: one subsystem, disjoint controller ids, an ANA group per node, each node's
 /// discovery log listing the others), with the kernel's native NVMe multipath: one device with a path per node, a node
 /// lost and back (the kernel drops the path, the path keeper connects it again), a node added later (found in the
-/// discovery log), and a failover to the other node's path under fio.
+/// discovery log, and from then on a replica the volume should have a live path to), and a failover to the other node's path under fio.
 /// </summary>
 [TestFixture]
 [Category("Guest")]
@@ -139,7 +139,9 @@ public sealed class NodeMultipathEndToEndTests
             log.Add("three paths:\n" + third);
             Assert.That(CountLines(third, "PATH "), Is.EqualTo(3), third);
             Assert.That(Value(third, "HEADS"), Is.EqualTo("1"));
-            await ExpectConditionAsync(guest, abnormal: false, "3 live paths for 2 replicas");
+            // Staged with two replicas; the logs list three now (a replica added, as ControllerModifyVolume does): three expected.
+            await ExpectConditionAsync(guest, abnormal: false, "3 live paths for 3 replicas");
+            Assert.That(await guest.ShellAsync(Metrics), Does.Contain($"csinvme_node_volume_replicas{{volume=\"{VolumeId}\"}} 3"));
 
             // ---- Failover under I/O: A goes, B becomes optimized, fio sees no error ----
             await guest.ShellAsync($"""

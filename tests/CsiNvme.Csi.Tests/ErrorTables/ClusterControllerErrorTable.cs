@@ -2,6 +2,7 @@ using Csi.V1;
 using Grpc.Core;
 using NUnit.Framework;
 using ControllerClient = Csi.V1.Controller.ControllerClient;
+using Mgmt = CsiNvme.Api.V1;
 using Row = CsiNvme.Csi.Tests.ErrorTables.ErrorRow<CsiNvme.Csi.Tests.ErrorTables.ClusterControllerErrorTable>;
 
 namespace CsiNvme.Csi.Tests.ErrorTables;
@@ -11,7 +12,8 @@ namespace CsiNvme.Csi.Tests.ErrorTables;
 /// two in-process nodes on a real etcd (node-a with pools "pool0" and "fast", node-b with "pool0" only): the StorageClass
 /// parameter replicas asks for more copies than there are usable nodes (RESOURCE_EXHAUSTED, the spec's "Unable to
 /// provision", whose recovery is to fix what prevents it and retry with backoff: a node comes back or is undrained),
-/// or other copies than an existing volume of that name has (ALREADY_EXISTS). The rows every install shares are in
+/// or other copies than an existing volume of that name has (ALREADY_EXISTS); ControllerModifyVolume's replicas more than
+/// the cluster has nodes (INVALID_ARGUMENT: no retry helps) or than its active nodes can hold now (RESOURCE_EXHAUSTED). The rows every install shares are in
 /// <see cref="ControllerErrorTable"/>.
 /// </summary>
 [TestFixture]
@@ -33,6 +35,21 @@ public sealed class ClusterControllerErrorTable
 
     internal ControllerClient Controller => _cluster.Controller;
 
+    internal async Task DrainAsync(string node)
+    {
+        await _cluster.NodeApi().DrainNodeAsync(new Mgmt.NodeRequest { Name = node });
+        // Placement sees the node's admin state through the cluster's watch, a moment after the call.
+        Assert.That(await ClusterCsiHarness.WaitAsync(async () => (await Controller.GetCapacityAsync(ClusterControllerTests.Capacity(2))).AvailableCapacity == 0,
+            TimeSpan.FromSeconds(60)), Is.True, $"{node} draining");
+    }
+
+    internal async Task UndrainAsync(string node)
+    {
+        await _cluster.NodeApi().UndrainNodeAsync(new Mgmt.NodeRequest { Name = node });
+        Assert.That(await ClusterCsiHarness.WaitAsync(async () => (await Controller.GetCapacityAsync(ClusterControllerTests.Capacity(2))).AvailableCapacity > 0,
+            TimeSpan.FromSeconds(60)), Is.True, $"{node} active again");
+    }
+
     [TestCaseSource(nameof(Rows))]
     public Task Walk(Row row) => row.VerifyAsync(this);
 
@@ -40,7 +57,7 @@ public sealed class ClusterControllerErrorTable
         ClusterControllerTests.Create(Caps.UniqueName(), replicas, pool);
 
     private static IEnumerable<TestCaseData> Rows() =>
-        CreateVolume().Concat(GetCapacity()).Concat(ControllerPublishVolume()).Select(row => row.ToTestCase());
+        CreateVolume().Concat(GetCapacity()).Concat(ControllerPublishVolume()).Concat(ControllerModifyVolume()).Select(row => row.ToTestCase());
 
     private static IEnumerable<Row> CreateVolume()
     {
@@ -95,6 +112,28 @@ public sealed class ClusterControllerErrorTable
             var again = await t.Controller.ControllerPublishVolumeAsync(request);
             Assert.That(first.PublishContext["targets"].Split(','), Has.Length.EqualTo(2));
             Assert.That(again.PublishContext, Is.EquivalentTo(first.PublishContext));
+        });
+    }
+
+    private static IEnumerable<Row> ControllerModifyVolume()
+    {
+        const string Rpc = "ControllerModifyVolume";
+        static ControllerModifyVolumeRequest Modify(string volume, int replicas) =>
+            new() { VolumeId = volume, MutableParameters = { ["replicas"] = replicas.ToString(System.Globalization.CultureInfo.InvariantCulture) } };
+        yield return new(Rpc, "Parameters not supported", "replicas 3 on a cluster of 2 nodes", StatusCode.InvalidArgument, async t =>
+            await t.Controller.ControllerModifyVolumeAsync(Modify((await t.Controller.CreateVolumeAsync(Create("1"))).Volume.VolumeId, 3)));
+        yield return new(Rpc, "Unable to provision", "replicas 2 while the other node drains: retried until it is back", StatusCode.ResourceExhausted, async t =>
+        {
+            var volume = (await t.Controller.CreateVolumeAsync(Create("1"))).Volume.VolumeId;
+            await t.DrainAsync("node-b");
+            try
+            {
+                await t.Controller.ControllerModifyVolumeAsync(Modify(volume, 2));
+            }
+            finally
+            {
+                await t.UndrainAsync("node-b");
+            }
         });
     }
 }

@@ -85,7 +85,7 @@ public sealed class ControllerErrorTable
         CreateVolume().Concat(DeleteVolume()).Concat(ControllerPublishVolume()).Concat(ControllerUnpublishVolume())
             .Concat(ValidateVolumeCapabilities()).Concat(ListVolumes()).Concat(GetCapacity()).Concat(ControllerGetCapabilities())
             .Concat(CreateSnapshot()).Concat(DeleteSnapshot()).Concat(ListSnapshots()).Concat(ControllerExpandVolume())
-            .Concat(ControllerGetVolume()).Concat(NotImplemented())
+            .Concat(ControllerGetVolume()).Concat(ControllerModifyVolume()).Concat(NotImplemented())
             .Select(row => row.ToTestCase());
 
     private static IEnumerable<Row> CreateVolume()
@@ -117,8 +117,10 @@ public sealed class ControllerErrorTable
 
         yield return new(Rpc, Row.InvalidField, "replicas 2 on a single storage server: no retry helps", StatusCode.InvalidArgument,
             t => t.Controller.CreateVolumeAsync(With(CreateRequest(), r => r.Parameters["replicas"] = "2")).ResponseAsync);
-        yield return new(Rpc, Row.InvalidField, "mutable_parameters without MODIFY_VOLUME", StatusCode.InvalidArgument,
+        yield return new(Rpc, Row.InvalidField, "a mutable parameter other than replicas", StatusCode.InvalidArgument,
             t => t.Controller.CreateVolumeAsync(With(CreateRequest(), r => r.MutableParameters["iops"] = "1000")).ResponseAsync);
+        yield return new(Rpc, Row.InvalidField, "mutable replicas 2 on a single storage server, over the class's 1", StatusCode.InvalidArgument,
+            t => t.Controller.CreateVolumeAsync(With(CreateRequest(), r => r.MutableParameters["replicas"] = "2")).ResponseAsync);
         yield return new(Rpc, "Source incompatible or not supported", "a content source naming neither snapshot nor volume", StatusCode.InvalidArgument,
             t => t.Controller.CreateVolumeAsync(With(CreateRequest(), r => r.VolumeContentSource = new VolumeContentSource())).ResponseAsync);
         yield return new(Rpc, "Source incompatible or not supported", "a clone asked for in another pool than its source", StatusCode.InvalidArgument, async t =>
@@ -452,10 +454,34 @@ public sealed class ControllerErrorTable
             t => t.Controller.ControllerGetVolumeAsync(new ControllerGetVolumeRequest { VolumeId = Caps.UniqueName() }).ResponseAsync);
     }
 
+    private static IEnumerable<Row> ControllerModifyVolume()
+    {
+        const string Rpc = "ControllerModifyVolume";
+        static ControllerModifyVolumeRequest Modify(string volume, string key, string value) => new() { VolumeId = volume, MutableParameters = { [key] = value } };
+        yield return new(Rpc, Row.MissingField, "no volume id", StatusCode.InvalidArgument,
+            t => t.Controller.ControllerModifyVolumeAsync(Modify("", "replicas", "1")).ResponseAsync);
+        yield return new(Rpc, Row.MissingField, "no mutable_parameters", StatusCode.InvalidArgument, async t =>
+            await t.Controller.ControllerModifyVolumeAsync(new ControllerModifyVolumeRequest { VolumeId = await t.VolumeAsync() }));
+        yield return new(Rpc, "Parameters not supported", "a key other than replicas", StatusCode.InvalidArgument, async t =>
+            await t.Controller.ControllerModifyVolumeAsync(Modify(await t.VolumeAsync(), "iops", "1000")));
+        yield return new(Rpc, "Parameters not supported", "replicas 4", StatusCode.InvalidArgument, async t =>
+            await t.Controller.ControllerModifyVolumeAsync(Modify(await t.VolumeAsync(), "replicas", "4")));
+        yield return new(Rpc, "Parameters not supported", "replicas 2 on a single storage server", StatusCode.InvalidArgument, async t =>
+            await t.Controller.ControllerModifyVolumeAsync(Modify(await t.VolumeAsync(), "replicas", "2")));
+        yield return new(Rpc, "Volume does not exist", "never created", StatusCode.NotFound,
+            t => t.Controller.ControllerModifyVolumeAsync(Modify(Caps.UniqueName(), "replicas", "1")).ResponseAsync);
+        yield return new(Rpc, "Volume does not exist", "an id this driver never issues", StatusCode.NotFound,
+            t => t.Controller.ControllerModifyVolumeAsync(Modify("Not An Id!", "replicas", "1")).ResponseAsync);
+        yield return new(Rpc, "Idempotent", "the replica count the volume has, twice", StatusCode.OK, async t =>
+        {
+            var volume = await t.VolumeAsync();
+            await t.Controller.ControllerModifyVolumeAsync(Modify(volume, "replicas", "1"));
+            await t.Controller.ControllerModifyVolumeAsync(Modify(volume, "replicas", "1"));
+        });
+    }
+
     private static IEnumerable<Row> NotImplemented()
     {
-        yield return new("ControllerModifyVolume", Row.NotImplemented, "MODIFY_VOLUME is not offered", StatusCode.Unimplemented, async t =>
-            await t.Controller.ControllerModifyVolumeAsync(new ControllerModifyVolumeRequest { VolumeId = await t.VolumeAsync(), MutableParameters = { ["iops"] = "1" } }));
         yield return new("GroupControllerGetCapabilities", Row.NotImplemented, "no GroupController service", StatusCode.Unimplemented,
             t => new GroupController.GroupControllerClient(t.Channel).GroupControllerGetCapabilitiesAsync(new GroupControllerGetCapabilitiesRequest()).ResponseAsync);
         yield return new("CreateVolumeGroupSnapshot", Row.NotImplemented, "no GroupController service", StatusCode.Unimplemented,

@@ -267,6 +267,44 @@ public sealed class PathKeeperTests
     }
 
     [Test]
+    public async Task A_staged_volume_is_held_to_the_replica_count_it_has_now()
+    {
+        await StartNodeAsync();
+        var a = StartTarget(0, AnaState.Optimized);
+        var b = StartTarget(1, AnaState.Inaccessible);
+        // Created with three (volume_context), down to one when it was published (publish_context wins).
+        var stage = Stage(3, a);
+        stage.PublishContext["replicas"] = "1";
+        await _node.Node.NodeStageVolumeAsync(stage);
+        var one = await PassAsync();
+
+        // A second replica (ControllerModifyVolume): the logs list B.
+        Peers(a, b);
+        var two = await PassAsync();
+        var twoMetrics = await MetricsAsync();
+
+        // Back to one: B's node exports it no more and lists it nowhere, and still answers.
+        b.RemoveExport();
+        a.SetPeers(IPAddress.Loopback);
+        _node.Sys.SetControllerState("nvme1", "connecting");
+        var back = await PassAsync();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(one.Report.Replicas, Is.EqualTo(1));
+            Assert.That(one.Report.IsDegraded, Is.False, one.Report.Describe());
+            Assert.That(two.Plan.Learned, Is.EqualTo(new[] { new FabricsTarget("127.0.0.1", b.Port) }));
+            Assert.That(two.Report.Replicas, Is.EqualTo(2));
+            Assert.That(two.Report.LiveCount, Is.EqualTo(2));
+            Assert.That(two.Report.IsDegraded, Is.False, two.Report.Describe());
+            Assert.That(twoMetrics, Does.Contain($"csinvme_node_volume_replicas{{volume=\"{VolumeId}\"}} 2"));
+            Assert.That(back.Report.Replicas, Is.EqualTo(1));
+            Assert.That(back.Report.IsDegraded, Is.False, back.Report.Describe());
+            Assert.That(_node.State.Load(VolumeId)!.Replicas, Is.EqualTo(1), "the count is kept with the staged volume");
+        });
+    }
+
+    [Test]
     public async Task A_listener_that_left_the_discovery_log_is_forgotten_once_its_path_is_dead()
     {
         await StartNodeAsync();

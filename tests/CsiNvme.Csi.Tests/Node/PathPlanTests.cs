@@ -205,4 +205,38 @@ public sealed class PathPlanTests
             Assert.That(local.Listeners!.Select(l => l.Target.ToString()), Is.EqualTo(new[] { "127.0.0.1:4420", "10.0.0.2:4421", "10.0.0.4:4420", "[fd00::5]:4420" }));
         });
     }
+
+    [Test]
+    public void The_replica_count_follows_replicas_added_and_removed_but_not_a_node_that_is_down()
+    {
+        // Staged with one replica; the volume got two more (ControllerModifyVolume): the logs list three.
+        var grown = Decide(Volume(1, _a), [Controller("nvme0", _a)], Answers([_a, _b, _c], [_a, _b, _c]));
+
+        // Down to two: C's node answers, its log lists the volume no more, and no other log lists C.
+        var withoutC = Answers([_a, _b], [_a, _b]);
+        withoutC[_c] = new DiscoveryAnswer(_c, [new DiscoveredListener("nqn.2026-11.io.csinvme:volume:other", _c)], null);
+        var shrunk = Decide(Volume(3, _a, _b, _c), [Controller("nvme0", _a), Controller("nvme1", _b), Controller("nvme2", _c, "connecting")], withoutC);
+
+        // B's node is down and A's log lists B but not A itself (a listener on loopback): A still holds the volume.
+        var selfUnlisted = Decide(Volume(2, _a, _b), [Controller("nvme0", _a)], Answers([_a], [_b], silent: _b));
+
+        // C's node is down: no log lists it either, but it does not answer. Still a replica, before and after it is forgotten.
+        var down = Decide(Volume(3, _a, _b, _c), [Controller("nvme0", _a), Controller("nvme1", _b), Controller("nvme2", _c, "connecting")],
+            Answers([_a, _b], [_a, _b], silent: _c));
+        var forgotten = Decide(Volume(3, _a, _b), [Controller("nvme0", _a), Controller("nvme1", _b)], Answers([_a, _b], [_a, _b]));
+
+        // No log lists the volume (every node restarting): nothing is known, the count stays.
+        var silent = Decide(Volume(2, _a, _b), [Controller("nvme0", _a, "connecting"), Controller("nvme1", _b, "connecting")], Answers([], [], _a, _b));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(grown.Replicas, Is.EqualTo(3));
+            Assert.That(shrunk.Replicas, Is.EqualTo(2));
+            Assert.That(selfUnlisted.Replicas, Is.EqualTo(2));
+            Assert.That(down.Forgotten, Is.EqualTo(new[] { _c }), "a dead path of a node down is forgotten (learned again when it is back)");
+            Assert.That(down.Replicas, Is.EqualTo(3));
+            Assert.That(forgotten.Replicas, Is.EqualTo(3));
+            Assert.That(silent.Replicas, Is.EqualTo(2));
+        });
+    }
 }
