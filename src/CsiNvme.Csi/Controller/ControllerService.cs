@@ -1,13 +1,10 @@
 using System.Globalization;
 using Csi.V1;
 using CsiNvme.Api;
-using CsiNvme.Csi.Authentication;
 using CsiNvme.Csi.Hosting;
-using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
 using Microsoft.Extensions.Logging;
 using ControllerBase = Csi.V1.Controller.ControllerBase;
-using CsiSnapshot = Csi.V1.Snapshot;
 using CsiVolume = Csi.V1.Volume;
 using Mgmt = CsiNvme.Api.V1;
 using RpcType = Csi.V1.ControllerServiceCapability.Types.RPC.Types.Type;
@@ -29,7 +26,7 @@ namespace CsiNvme.Csi.Controller;
 /// what GetCapacity's answer per replica count says. A volume pinned to a node's topology would also forbid
 /// live-migrating a VM to another node.
 /// </remarks>
-internal sealed class ControllerService(
+internal sealed partial class ControllerService(
     StorageServerClient storage,
     KeyedAsyncLock locks,
     CsiDriverOptions options,
@@ -261,149 +258,6 @@ internal sealed class ControllerService(
         return new DeleteVolumeResponse();
     }
 
-    public override async Task<ControllerPublishVolumeResponse> ControllerPublishVolume(ControllerPublishVolumeRequest request, ServerCallContext context)
-    {
-        // Missing and malformed fields first (INVALID_ARGUMENT), then what the request names: the volume, then
-        // the node (NOT_FOUND), then whether the volume may go there (FAILED_PRECONDITION, RESOURCE_EXHAUSTED).
-        var id = RequireVolumeId(request.VolumeId);
-        if (string.IsNullOrEmpty(request.NodeId))
-        {
-            throw Invalid("node_id is required");
-        }
-
-        if (request.VolumeCapability is null)
-        {
-            throw Invalid("volume_capability is required");
-        }
-
-        if (CapabilityRules.Check(request.VolumeCapability) is { } capabilityError)
-        {
-            throw Invalid(capabilityError);
-        }
-
-        if (request.Readonly)
-        {
-            // PUBLISH_READONLY is not offered, so the CO must send false; publishing writable what was asked
-            // read-only would hand out a disk the CO believes protected.
-            throw Invalid("readonly publishing is not supported (no PUBLISH_READONLY capability)");
-        }
-
-        DhchapCsiSecrets? dhchap;
-        try
-        {
-            // The StorageClass's csi.storage.k8s.io/controller-publish-secret-*: the node must authenticate with them.
-            dhchap = DhchapCsiSecrets.From(request.Secrets);
-        }
-        catch (FormatException e)
-        {
-            throw Invalid(e.Message);
-        }
-
-        var ct = context.CancellationToken;
-        using var held = await locks.AcquireAsync(id, ct);
-        var volume = await GetVolumeOrNotFound(id, ct);
-
-        // Node ids are host NQNs, as NodeGetInfo reports them, admitted as they are on the subsystem. A node id
-        // that is no NQN names no node this driver runs on: the node does not exist.
-        if (!VolumeNaming.IsValidNqn(request.NodeId, out var nqnError))
-        {
-            throw new RpcException(new Status(StatusCode.NotFound, $"node {request.NodeId} does not exist: node ids are NVMe host NQNs ({nqnError})"));
-        }
-
-        var recorded = RecordedVolume.FromLabels(volume.Labels);
-        if (recorded.Incompatibility(request.VolumeCapability) is { } incompatibility)
-        {
-            // The capability is well formed (that was INVALID_ARGUMENT above) but not what this volume is: the
-            // volume's state, not the request alone, makes it wrong.
-            throw new RpcException(new Status(StatusCode.FailedPrecondition, $"volume {id}: {incompatibility}"));
-        }
-
-        var mode = request.VolumeCapability.AccessMode.Mode;
-        var others = volume.AllowedHosts.Where(h => h != request.NodeId).ToArray();
-        if (others.Length > 0 && (recorded.IsSingleNodeOnly || CapabilityRules.IsSingleNode(mode)))
-        {
-            throw new RpcException(new Status(
-                StatusCode.FailedPrecondition,
-                $"volume {id} is published to {string.Join(", ", others)} and access mode {mode} allows a single node" +
-                (recorded.IsSingleNodeOnly ? $" (the volume was created for {string.Join(", ", recorded.Capabilities)})" : "")));
-        }
-
-        if (dhchap is not null)
-        {
-            // Before the host is allowed, so there is no moment in which its NQN alone lets it in. Set on every publish:
-            // the Secret may have changed since (rotation), and setting the same secrets again changes nothing.
-            volume = await storage.Volumes.SetHostSecretAsync(new Mgmt.SetHostSecretRequest
-            {
-                Name = id,
-                HostNqn = request.NodeId,
-                Secret = dhchap.HostSecret,
-                CtrlSecret = dhchap.CtrlSecret,
-                Hash = dhchap.Hash,
-                DhGroup = dhchap.DhGroup,
-            }, storage.Call(ct));
-            CsiLog.HostSecretSet(logger, id, request.NodeId, dhchap.IsBidirectional ? "bidirectional" : "host");
-        }
-
-        // Already published to this node: the same answer whatever the capability, as a publication is only the
-        // node's host NQN on the volume (a retry at the limit must succeed too).
-        if (!volume.AllowedHosts.Contains(request.NodeId))
-        {
-            // Publishes of other volumes to this node count the same volumes: one at a time per node.
-            using var nodeHeld = await locks.AcquireAsync(NodeLockKey(request.NodeId), ct);
-            await CheckAttachLimitAsync(request.NodeId, ct);
-            volume = await storage.Volumes.AllowHostAsync(new Mgmt.HostAccessRequest { Name = id, HostNqn = request.NodeId }, storage.Call(ct));
-            CsiLog.VolumePublished(logger, id, request.NodeId, CapabilityRules.Describe(request.VolumeCapability));
-        }
-
-        var response = new ControllerPublishVolumeResponse();
-        response.PublishContext[ContextNqn] = volume.SubsystemNqn;
-        response.PublishContext[ContextTargets] = string.Join(",", volume.ListenAddresses);
-        response.PublishContext[ContextNguid] = volume.Nguid;
-        response.PublishContext[ContextUuid] = volume.Uuid;
-        // The count now, which volume_context (written at creation) no longer is after a ControllerModifyVolume.
-        response.PublishContext[VolumeParameters.ReplicasKey] = ReplicasOf(volume).ToString(CultureInfo.InvariantCulture);
-        return response;
-    }
-
-    public override async Task<ControllerUnpublishVolumeResponse> ControllerUnpublishVolume(ControllerUnpublishVolumeRequest request, ServerCallContext context)
-    {
-        var id = RequireVolumeId(request.VolumeId);
-        if (!VolumeNaming.IsValidVolumeName(id, out _) ||
-            (request.NodeId.Length > 0 && !VolumeNaming.IsValidNqn(request.NodeId, out _)))
-        {
-            // An unknown volume or node is not published: unpublishing it succeeds (spec: idempotent).
-            return new ControllerUnpublishVolumeResponse();
-        }
-
-        var ct = context.CancellationToken;
-        using var held = await locks.AcquireAsync(id, ct);
-        try
-        {
-            var volume = await storage.Volumes.GetVolumeAsync(new Mgmt.GetVolumeRequest { Name = id }, storage.Call(ct));
-            // No node id: unpublish from every node.
-            var nodes = request.NodeId.Length > 0 ? [request.NodeId] : volume.AllowedHosts.ToArray();
-            foreach (var node in nodes.Where(volume.AllowedHosts.Contains))
-            {
-                // The server also tears down that host's live controllers.
-                await storage.Volumes.DenyHostAsync(new Mgmt.HostAccessRequest { Name = id, HostNqn = node }, storage.Call(ct));
-                CsiLog.VolumeUnpublished(logger, id, node);
-            }
-
-            // A node no longer published keeps no secrets on the volume (denied first: it is out either way).
-            foreach (var node in nodes.Where(n => volume.Authentication.Any(a => a.HostNqn == n)))
-            {
-                await storage.Volumes.ClearHostSecretAsync(new Mgmt.HostAccessRequest { Name = id, HostNqn = node }, storage.Call(ct));
-                CsiLog.HostSecretCleared(logger, id, node);
-            }
-        }
-        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
-        {
-            // The volume is gone, so it is published nowhere.
-        }
-
-        return new ControllerUnpublishVolumeResponse();
-    }
-
     public override async Task<ValidateVolumeCapabilitiesResponse> ValidateVolumeCapabilities(ValidateVolumeCapabilitiesRequest request, ServerCallContext context)
     {
         var id = RequireVolumeId(request.VolumeId);
@@ -562,129 +416,6 @@ internal sealed class ControllerService(
         };
     }
 
-    public override async Task<CreateSnapshotResponse> CreateSnapshot(CreateSnapshotRequest request, ServerCallContext context)
-    {
-        var sourceId = request.SourceVolumeId;
-        if (string.IsNullOrEmpty(sourceId))
-        {
-            throw Invalid("source_volume_id is required");
-        }
-
-        if (string.IsNullOrEmpty(request.Name))
-        {
-            throw Invalid("name is required");
-        }
-
-        if (VolumeNames.HasBannedCharacter(request.Name))
-        {
-            throw Invalid("name contains a control character");
-        }
-
-        foreach (var key in request.Parameters.Keys.Where(k => !k.StartsWith("csi.storage.k8s.io/", StringComparison.Ordinal)))
-        {
-            throw Invalid($"unknown snapshot parameter '{key}'; snapshots take none");
-        }
-
-        var name = VolumeNames.ToServerName(request.Name);
-        var ct = context.CancellationToken;
-        using var held = await locks.AcquireAsync("snapshot:" + name, ct);
-        Mgmt.Snapshot snapshot;
-        try
-        {
-            snapshot = await storage.Volumes.CreateSnapshotAsync(new Mgmt.CreateSnapshotRequest { Volume = sourceId, Name = name }, storage.Call(ct));
-            CsiLog.SnapshotCreated(logger, name, sourceId);
-        }
-        catch (RpcException e) when (e.StatusCode == StatusCode.AlreadyExists)
-        {
-            snapshot = await GetSnapshotOrNotFound(name, ct);
-            if (snapshot.SourceVolume != sourceId)
-            {
-                throw new RpcException(new Status(StatusCode.AlreadyExists, $"snapshot {name} exists and is of volume {snapshot.SourceVolume}, not {sourceId}"));
-            }
-        }
-        catch (RpcException e) when (e.StatusCode is StatusCode.NotFound or StatusCode.InvalidArgument && !VolumeNaming.IsValidVolumeName(sourceId, out _))
-        {
-            throw new RpcException(new Status(StatusCode.NotFound, $"source volume {sourceId} not found"));
-        }
-
-        return new CreateSnapshotResponse { Snapshot = ToCsiSnapshot(snapshot) };
-    }
-
-    public override async Task<DeleteSnapshotResponse> DeleteSnapshot(DeleteSnapshotRequest request, ServerCallContext context)
-    {
-        if (string.IsNullOrEmpty(request.SnapshotId))
-        {
-            throw Invalid("snapshot_id is required");
-        }
-
-        if (!VolumeNaming.IsValidVolumeName(request.SnapshotId, out _))
-        {
-            return new DeleteSnapshotResponse();
-        }
-
-        var ct = context.CancellationToken;
-        using var held = await locks.AcquireAsync("snapshot:" + request.SnapshotId, ct);
-        try
-        {
-            await storage.Volumes.DeleteSnapshotAsync(new Mgmt.DeleteSnapshotRequest { Name = request.SnapshotId }, storage.Call(ct));
-            CsiLog.SnapshotDeleted(logger, request.SnapshotId);
-        }
-        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
-        {
-            // Already gone: DeleteSnapshot is idempotent.
-        }
-
-        return new DeleteSnapshotResponse();
-    }
-
-    public override async Task<ListSnapshotsResponse> ListSnapshots(ListSnapshotsRequest request, ServerCallContext context)
-    {
-        if (request.MaxEntries < 0)
-        {
-            throw Invalid($"max_entries must not be negative ({request.MaxEntries})");
-        }
-
-        var after = ParseToken(request.StartingToken);
-        var ct = context.CancellationToken;
-        IEnumerable<Mgmt.Snapshot> snapshots;
-        if (request.SnapshotId.Length > 0)
-        {
-            // One snapshot, or none: an unknown id is an empty list, not an error.
-            snapshots = [];
-            if (VolumeNaming.IsValidVolumeName(request.SnapshotId, out _))
-            {
-                try
-                {
-                    var snapshot = await storage.Volumes.GetSnapshotAsync(new Mgmt.GetSnapshotRequest { Name = request.SnapshotId }, storage.Call(ct));
-                    if (request.SourceVolumeId.Length == 0 || snapshot.SourceVolume == request.SourceVolumeId)
-                    {
-                        snapshots = [snapshot];
-                    }
-                }
-                catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
-                {
-                }
-            }
-        }
-        else if (request.SourceVolumeId.Length > 0 && !VolumeNaming.IsValidVolumeName(request.SourceVolumeId, out _))
-        {
-            snapshots = [];
-        }
-        else
-        {
-            snapshots = (await storage.Volumes.ListSnapshotsAsync(new Mgmt.ListSnapshotsRequest { Volume = request.SourceVolumeId }, storage.Call(ct))).Snapshots;
-        }
-
-        var page = Page(snapshots.OrderBy(s => s.Name, StringComparer.Ordinal), s => s.Name, after, request.MaxEntries, out var next);
-        var response = new ListSnapshotsResponse { NextToken = next };
-        foreach (var snapshot in page)
-        {
-            response.Entries.Add(new ListSnapshotsResponse.Types.Entry { Snapshot = ToCsiSnapshot(snapshot) });
-        }
-
-        return response;
-    }
-
     /// <summary>
     /// A VolumeAttributesClass's parameters applied to a volume: <c>replicas</c>, the number of storage nodes holding
     /// it. Returns once the storage has recorded the new count; the volume's primary then adds replicas on active nodes
@@ -818,44 +549,8 @@ internal sealed class ControllerService(
         return result;
     }
 
-    private static CsiSnapshot ToCsiSnapshot(Mgmt.Snapshot snapshot) => new()
-    {
-        SnapshotId = snapshot.Name,
-        SourceVolumeId = snapshot.SourceVolume,
-        SizeBytes = (long)snapshot.SizeBytes,
-        CreationTime = Timestamp.FromDateTimeOffset(DateTimeOffset.FromUnixTimeMilliseconds(snapshot.CreatedUnixMs)),
-        // Snapshots are taken in O(1) and durable when CreateSnapshot returns: usable at once.
-        ReadyToUse = true,
-    };
-
     /// <summary>Copies the storage server keeps of the volume (1 on a single server).</summary>
     private static int ReplicasOf(Mgmt.Volume volume) => (int)Math.Max(1u, volume.ReplicaCount);
-
-    /// <summary>
-    /// RESOURCE_EXHAUSTED when the node already has <see cref="CsiDriverOptions.MaxVolumesPerNode"/> volumes
-    /// published: the volumes whose allowed hosts name it, as ListVolumes reports them, so the count survives
-    /// a restarted controller and includes volumes published by hand.
-    /// </summary>
-    private async Task CheckAttachLimitAsync(string nodeId, CancellationToken ct)
-    {
-        var limit = options.MaxVolumesPerNode;
-        if (limit <= 0)
-        {
-            return;
-        }
-
-        var volumes = (await storage.Volumes.ListVolumesAsync(new Mgmt.ListVolumesRequest(), storage.Call(ct))).Volumes;
-        var attached = volumes.Count(v => v.AllowedHosts.Contains(nodeId));
-        if (attached >= limit)
-        {
-            throw new RpcException(new Status(
-                StatusCode.ResourceExhausted,
-                $"node {nodeId} has {attached} volumes published, the most a node may have (--max-volumes-per-node {limit}): unpublish one first"));
-        }
-    }
-
-    // Volume names hold no ':' and snapshot keys start with "snapshot:": node keys meet neither.
-    private static string NodeLockKey(string nodeId) => "node:" + nodeId;
 
     private async Task<Mgmt.Volume> GetVolumeOrNotFound(string id, CancellationToken ct, string what = "volume")
     {
@@ -871,23 +566,6 @@ internal sealed class ControllerService(
         catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
         {
             throw new RpcException(new Status(StatusCode.NotFound, $"{what} {id} not found"));
-        }
-    }
-
-    private async Task<Mgmt.Snapshot> GetSnapshotOrNotFound(string id, CancellationToken ct)
-    {
-        if (!VolumeNaming.IsValidVolumeName(id, out _))
-        {
-            throw new RpcException(new Status(StatusCode.NotFound, $"snapshot {id} not found"));
-        }
-
-        try
-        {
-            return await storage.Volumes.GetSnapshotAsync(new Mgmt.GetSnapshotRequest { Name = id }, storage.Call(ct));
-        }
-        catch (RpcException e) when (e.StatusCode == StatusCode.NotFound)
-        {
-            throw new RpcException(new Status(StatusCode.NotFound, $"snapshot {id} not found"));
         }
     }
 
