@@ -618,7 +618,7 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
         // The primary's listeners first: a host that connects one path at a time finds the optimized one first.
         foreach (var replica in record.Replicas.OrderBy(r => r.Node == record.Primary ? 0 : 1).ThenBy(r => r.Node, StringComparer.Ordinal))
         {
-            var listeners = node.ListenersOf(replica.Node).Select(e => e.ToString()).ToArray();
+            var listeners = node.HostListenersOf(replica.Node).Select(e => e.ToString()).ToArray();
             volume.ListenAddresses.AddRange(listeners);
             var entry = new Replica
             {
@@ -691,7 +691,7 @@ public sealed class ClusterCatalog(ClusterNode node, ILogger<ClusterCatalog> log
         };
         if (status.Live is { } live)
         {
-            node.NvmeListenAddresses.AddRange(live.NvmeListeners);
+            node.NvmeListenAddresses.AddRange(live.HostFacingListeners);
             foreach (var pool in live.Pools)
             {
                 node.Pools.Add(new Pool { Name = pool.Name, CapacityBytes = (ulong)pool.CapacityBytes, FreeBytes = (ulong)pool.FreeBytes });

@@ -163,10 +163,10 @@ public sealed partial class ClusterNode
         HostSecrets.Apply(volume.Host!.Subsystem, record, _local.Secrets, _logger);
         HostTlsPsks.Apply(volume.Host!.Subsystem, record, _local.Secrets, _logger);
 
-        // Peers: every other replica node's listeners, in the discovery log of this node's path.
+        // Peers: every other replica node's listeners as hosts reach them, in the discovery log of this node's path.
         var peers = record.Replicas
             .Where(r => r.Node != Name)
-            .SelectMany(r => ListenersOf(r.Node).Select((endpoint, i) => new PeerPort(endpoint, (ushort)(ClusterNodeOptions.PortIdBaseOf(NodeOf(r.Node)?.Ordinal ?? 0) + i))))
+            .SelectMany(r => HostListenersOf(r.Node).Select((endpoint, i) => new PeerPort(endpoint, (ushort)(ClusterNodeOptions.PortIdBaseOf(NodeOf(r.Node)?.Ordinal ?? 0) + i))))
             .ToArray();
         if (volume.Host.Subsystem.SetPeerPorts(peers))
         {

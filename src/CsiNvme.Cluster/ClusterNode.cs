@@ -325,13 +325,18 @@ public sealed partial class ClusterNode : IAsyncDisposable
         }
     }
 
-    /// <summary>NVMe/TCP endpoints of a node as it publishes them.</summary>
-    internal IReadOnlyList<IPEndPoint> ListenersOf(string node)
+    /// <summary>NVMe/TCP endpoints of a node as it publishes them for the other nodes: where replication connects.</summary>
+    internal IReadOnlyList<IPEndPoint> ListenersOf(string node) => Endpoints(node, r => r.NvmeListeners);
+
+    /// <summary>NVMe/TCP endpoints of a node as hosts reach them: discovery logs, a volume's listen addresses.</summary>
+    internal IReadOnlyList<IPEndPoint> HostListenersOf(string node) => Endpoints(node, r => r.HostFacingListeners);
+
+    private IPEndPoint[] Endpoints(string node, Func<NodeRecord, IReadOnlyList<string>> listeners)
     {
         var record = node == Name ? _self : NodeOf(node)?.Live;
         return record is null
             ? []
-            : record.NvmeListeners.Select(l => IPEndPoint.TryParse(l, out var e) ? e : null).OfType<IPEndPoint>().ToArray();
+            : listeners(record).Select(l => IPEndPoint.TryParse(l, out var e) ? e : null).OfType<IPEndPoint>().ToArray();
     }
 
     internal NvmeTcpHostOptions LinkOptions() => new()

@@ -69,7 +69,8 @@ public sealed record NodePoolRecord(string Name, long CapacityBytes, long FreeBy
 /// </summary>
 /// <param name="Name">The node's name, unique in the cluster.</param>
 /// <param name="Ordinal">The node's ordinal (<see cref="IClusterStore.ReserveOrdinalAsync"/>).</param>
-/// <param name="NvmeListeners">NVMe/TCP listeners hosts connect to, as "address:port".</param>
+/// <param name="NvmeListeners">NVMe/TCP listeners the other storage nodes connect to (replication), and hosts too unless
+/// <see cref="HostNvmeListeners"/> names others, as "address:port".</param>
 /// <param name="ManagementAddress">The management API's address, as "address:port".</param>
 /// <param name="Pools">The node's storage pools with their space.</param>
 /// <param name="StartedAt">When this incarnation of the node process started.</param>
@@ -83,12 +84,22 @@ public sealed record NodeRecord(
     DateTimeOffset StartedAt,
     string Version)
 {
+    /// <summary>
+    /// The same listeners as hosts reach them, when that is another address (NAT in front of the node, or a front-end
+    /// network for hosts apart from the one the nodes replicate over); empty: <see cref="NvmeListeners"/>.
+    /// </summary>
+    public IReadOnlyList<string> HostNvmeListeners { get; init; } = [];
+
+    /// <summary>What hosts are told to connect to: discovery logs, a volume's listen addresses.</summary>
+    public IReadOnlyList<string> HostFacingListeners => HostNvmeListeners.Count > 0 ? HostNvmeListeners : NvmeListeners;
+
     // Lists compare by content, so two reads of the same record are equal.
     public bool Equals(NodeRecord? other) =>
         other is not null
         && Name == other.Name
         && Ordinal == other.Ordinal
         && NvmeListeners.SequenceEqual(other.NvmeListeners)
+        && HostNvmeListeners.SequenceEqual(other.HostNvmeListeners)
         && ManagementAddress == other.ManagementAddress
         && Pools.SequenceEqual(other.Pools)
         && StartedAt == other.StartedAt

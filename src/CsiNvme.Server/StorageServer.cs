@@ -274,7 +274,8 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
             server.Nodes = nodes ?? new SingleNodeCatalog(server);
             server.NvmeEndpoints = target.Start();
             var advertised = AdvertisedEndpoints.For(server.NvmeEndpoints, options.AdvertiseAddresses, AdvertisedEndpoints.HostIPv4Addresses);
-            local.SetListenAddresses(advertised);
+            var hostFacing = AdvertisedEndpoints.ForHosts(server.NvmeEndpoints, options.HostAddresses, advertised);
+            local.SetListenAddresses(hostFacing);
             await app.StartAsync(cancellationToken);
 
             // Kestrel rewrites each ListenOptions endpoint with the bound one, so port 0 becomes the real port.
@@ -295,7 +296,10 @@ public sealed class StorageServer : CsiNvme.Api.Hosting.IRunningService
             {
                 var management = AdvertisedEndpoints.For([server.ManagementEndpoint], options.AdvertiseAddresses, AdvertisedEndpoints.HostIPv4Addresses).First();
                 await node.StartAsync(
-                    new NodeRecord(options.NodeName!, ordinal, advertised.Select(e => e.ToString()).ToArray(), management.ToString(), [], server.StartedAt, Version),
+                    new NodeRecord(options.NodeName!, ordinal, advertised.Select(e => e.ToString()).ToArray(), management.ToString(), [], server.StartedAt, Version)
+                    {
+                        HostNvmeListeners = options.HostAddresses.Count > 0 ? hostFacing.Select(e => e.ToString()).ToArray() : [],
+                    },
                     cancellationToken);
             }
 

@@ -45,6 +45,13 @@ public sealed class StorageServerOptions
     /// </summary>
     public List<IPAddress> AdvertiseAddresses { get; set; } = [];
 
+    /// <summary>
+    /// Addresses hosts reach the NVMe/TCP listeners at (with each listener's port) when not those the listeners bind or
+    /// advertise, which the other storage nodes keep using for replication: NAT in front of the node, or a front-end
+    /// network for hosts. Reported in discovery logs, volumes' listen addresses and the node list. Empty: the advertised ones.
+    /// </summary>
+    public List<IPAddress> HostAddresses { get; set; } = [];
+
     /// <summary>gRPC management API: HTTP/2, over mutual TLS when <see cref="ManagementTls"/> is set.</summary>
     public IPEndPoint ManagementListen { get; set; } = new(IPAddress.Loopback, DefaultManagementPort);
 

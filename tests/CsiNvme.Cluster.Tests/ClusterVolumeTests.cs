@@ -129,4 +129,49 @@ public sealed class ClusterVolumeTests
         Assert.That(reached, Is.True, $"volume {name} never reached the expected state; last: {last}");
         return last!;
     }
+
+    [Test]
+    public async Task A_node_with_a_host_address_is_reported_at_it_to_hosts_and_replicated_to_at_its_listener()
+    {
+        // node-b's hosts reach it at 127.0.0.2 (as through NAT); the other nodes keep using its listener on 127.0.0.1.
+        await using var cluster = await InProcessCluster.StartAsync(0);
+        cluster.HostAddresses["node-b"] = [IPAddress.Parse("127.0.0.2")];
+        await cluster.StartNodeAsync("node-a");
+        await cluster.StartNodeAsync("node-b");
+        var aPort = cluster.Node("node-a").NvmeEndpoints[0].Port;
+        var bPort = cluster.Node("node-b").NvmeEndpoints[0].Port;
+        var host = NvmeHostIdentity.Create();
+        var volume = await cluster.Volumes("node-a").CreateVolumeAsync(new CreateVolumeRequest { Name = "nat", SizeBytes = 16 << 20, Replicas = 2, AllowedHosts = { host.Nqn } });
+
+        var nodes = (await cluster.NodeApi("node-a").ListNodesAsync(new ListNodesRequest())).Nodes.ToDictionary(n => n.Name);
+        Assert.Multiple(() =>
+        {
+            Assert.That(volume.ListenAddresses, Is.EquivalentTo(new[] { $"127.0.0.1:{aPort}", $"127.0.0.2:{bPort}" }));
+            Assert.That(volume.Replicas.Single(r => r.Node == "node-b").NvmeListenAddresses, Is.EqualTo(new[] { $"127.0.0.2:{bPort}" }));
+            Assert.That(nodes["node-b"].NvmeListenAddresses, Is.EqualTo(new[] { $"127.0.0.2:{bPort}" }));
+            Assert.That(nodes["node-a"].NvmeListenAddresses, Is.EqualTo(new[] { $"127.0.0.1:{aPort}" }));
+        });
+
+        // node-a's discovery log gives hosts node-b's path at the host address.
+        var log = await new NvmeTcpHost(new NvmeTcpHostOptions { HostNqn = host.Nqn, HostId = host.Id }).DiscoverAsync(new IPEndPoint(IPAddress.Loopback, aPort));
+        var peers = log.Entries.Where(e => e.SubsystemNqn == volume.SubsystemNqn).Select(e => $"{e.TransportAddress.Trim()}:{e.ServiceId.Trim()}").ToList();
+        Assert.That(peers, Does.Contain($"127.0.0.2:{bPort}"), string.Join(", ", peers));
+        Assert.That(peers, Does.Not.Contain($"127.0.0.1:{bPort}"));
+
+        // Writes through the primary reach node-b's copy over the listener the nodes use.
+        var primary = cluster.Node(volume.Primary);
+        await using (var controller = await new NvmeTcpHost(new NvmeTcpHostOptions { HostNqn = host.Nqn, HostId = host.Id })
+                         .ConnectAsync(primary.NvmeEndpoints[0], volume.SubsystemNqn))
+        {
+            var ns = controller.FindNamespace(1)!;
+            for (var i = 0; i < 16; i++)
+            {
+                Assert.That((await controller.IoQueues[0].WriteAsync(ns, (ulong)(i * 8), Pattern(4096, i))).Status, Is.EqualTo(NvmeStatus.Success));
+            }
+        }
+
+        var verify = await cluster.Volumes("node-b").VerifyVolumeAsync(new VerifyVolumeRequest { Name = "nat" });
+        Assert.That(verify.Identical, Is.True, verify.ToString());
+        Assert.That(verify.Nodes, Has.Count.EqualTo(2));
+    }
 }

@@ -40,6 +40,9 @@ internal sealed class InProcessCluster : IAsyncDisposable
     /// <summary>The nodes' --handover-host-wait, for nodes started after it is set; null for the server's default.</summary>
     public TimeSpan? HandoverHostWait { get; set; }
 
+    /// <summary>Nodes' --host-address, for nodes started after it is set (none: hosts use the listeners as bound).</summary>
+    public Dictionary<string, IPAddress[]> HostAddresses { get; } = new(StringComparer.Ordinal);
+
     /// <param name="mutualTls">Management listeners with mutual TLS: the nodes call each other with their node certificates, the tests as admin.</param>
     public static async Task<InProcessCluster> StartAsync(int nodes, TimeSpan? leaseTtl = null, bool mutualTls = false)
     {
@@ -68,6 +71,7 @@ internal sealed class InProcessCluster : IAsyncDisposable
         ConfigureLogging = logging => logging.AddProvider(new ProgressLoggerProvider(name)),
         ManagementTls = Certificates is null ? null : NodeTls(name),
         HandoverHostWait = HandoverHostWait ?? new StorageServerOptions().HandoverHostWait,
+        HostAddresses = HostAddresses.TryGetValue(name, out var hostAddresses) ? [.. hostAddresses] : [],
     };
 
     private ManagementTlsFiles NodeTls(string name)

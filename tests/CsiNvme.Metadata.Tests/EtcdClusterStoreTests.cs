@@ -164,6 +164,16 @@ public sealed class EtcdClusterStoreTests
         NodeRecord fuller = self with { Pools = [new NodePoolRecord("default", 200L << 30, 1L << 30)], NvmeListeners = ["127.0.0.1:4420", "127.0.0.2:4420"] };
         await membership.UpdateAsync(fuller);
         Assert.That((await observer.ListNodesAsync()).Single().Live, Is.EqualTo(fuller));
+        Assert.That((await observer.ListNodesAsync()).Single().Live!.HostFacingListeners, Is.EqualTo(fuller.NvmeListeners), "without host listeners, hosts use the others");
+
+        // Hosts reach the node at another address than the nodes do (NAT): both are kept.
+        NodeRecord natted = fuller with { HostNvmeListeners = ["198.51.100.4:4420"] };
+        await membership.UpdateAsync(natted);
+        var read = (await observer.ListNodesAsync()).Single().Live!;
+        Assert.That(read, Is.EqualTo(natted));
+        Assert.That(read.HostFacingListeners, Is.EqualTo(new[] { "198.51.100.4:4420" }));
+        Assert.That(read.NvmeListeners, Is.EqualTo(fuller.NvmeListeners));
+        await membership.UpdateAsync(fuller);
         await Assert.ThrowsAsync<ArgumentException>(async () => await membership.UpdateAsync(Node("n1", ordinal)));
 
         await membership.DisposeAsync();

@@ -79,4 +79,35 @@ public sealed class AdvertisedEndpointsTests
         Assert.That(volume.ListenAddresses, Is.EqualTo(server.Server.NvmeEndpoints.Select(e => e.ToString())));
         Assert.That(volume.ListenAddresses.Single(), Does.StartWith("127.0.0.1:"));
     }
+
+    [Test]
+    public void HostAddressesReplaceWhatHostsAreToldWithEachListenersPort()
+    {
+        IPEndPoint[] bound = [new IPEndPoint(IPAddress.Loopback, 4420), new IPEndPoint(IPAddress.Loopback, 4430)];
+        IPEndPoint[] advertised = [.. bound];
+        Assert.That(AdvertisedEndpoints.ForHosts(bound, [], advertised), Is.SameAs(advertised));
+        Assert.That(
+            AdvertisedEndpoints.ForHosts(bound, [IPAddress.Parse("198.51.100.4"), IPAddress.Parse("2001:db8::4")], advertised).Select(e => e.ToString()),
+            Is.EqualTo(new[] { "198.51.100.4:4420", "[2001:db8::4]:4420", "198.51.100.4:4430", "[2001:db8::4]:4430" }));
+
+        var parsed = ServerCommandLine.Parse(["--host-address", "198.51.100.4"]);
+        Assert.That(parsed.Errors, Is.Empty);
+        Assert.That(parsed.Options!.HostAddresses, Is.EqualTo(new[] { IPAddress.Parse("198.51.100.4") }));
+        Assert.That(ServerCommandLine.Parse([]).Options!.HostAddresses, Is.Empty);
+        foreach (var bad in new[] { "storage.example", "0.0.0.0", "198.51.100.4:4420" })
+        {
+            Assert.That(ServerCommandLine.Parse(["--host-address", bad]).Errors, Has.Some.Contains("--host-address"), bad);
+        }
+    }
+
+    [Test]
+    public async Task VolumesOfASingleServerReportItsHostAddress()
+    {
+        using var dir = new TempDirectory("csinvme-host-address");
+        var options = InProcessServer.Options(dir.Path);
+        options.HostAddresses = [IPAddress.Parse("198.51.100.4")];
+        await using var server = await InProcessServer.StartAsync(options);
+        var volume = await server.Volumes.CreateVolumeAsync(new CreateVolumeRequest { Name = "v", SizeBytes = 4096 });
+        Assert.That(volume.ListenAddresses, Is.EqualTo(new[] { $"198.51.100.4:{server.Server.NvmeEndpoints[0].Port}" }));
+    }
 }

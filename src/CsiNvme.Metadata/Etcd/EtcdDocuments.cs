@@ -72,6 +72,12 @@ internal sealed class NodeDocument
     [JsonPropertyName("name")] public string Name { get; set; } = "";
     [JsonPropertyName("ordinal")] public int Ordinal { get; set; }
     [JsonPropertyName("nvmeListeners")] public List<string> NvmeListeners { get; set; } = [];
+
+    // Absent when hosts use nvmeListeners too (and in documents of nodes from before it existed).
+    [JsonPropertyName("hostNvmeListeners")]
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public List<string>? HostNvmeListeners { get; set; }
+
     [JsonPropertyName("managementAddress")] public string ManagementAddress { get; set; } = "";
     [JsonPropertyName("pools")] public List<NodePoolDocument> Pools { get; set; } = [];
     [JsonPropertyName("startedUnixMs")] public long StartedUnixMs { get; set; }
@@ -188,6 +194,7 @@ internal static class EtcdDocuments
         Name = node.Name,
         Ordinal = node.Ordinal,
         NvmeListeners = [.. node.NvmeListeners],
+        HostNvmeListeners = node.HostNvmeListeners.Count > 0 ? [.. node.HostNvmeListeners] : null,
         ManagementAddress = node.ManagementAddress,
         Pools = [.. node.Pools.Select(p => new NodePoolDocument { Name = p.Name, CapacityBytes = p.CapacityBytes, FreeBytes = p.FreeBytes })],
         StartedUnixMs = node.StartedAt.ToUnixTimeMilliseconds(),
@@ -204,7 +211,10 @@ internal static class EtcdDocuments
             d.ManagementAddress,
             d.Pools.Select(p => new NodePoolRecord(p.Name, p.CapacityBytes, p.FreeBytes)).ToArray().AsReadOnly(),
             DateTimeOffset.FromUnixTimeMilliseconds(d.StartedUnixMs),
-            d.Version);
+            d.Version)
+        {
+            HostNvmeListeners = d.HostNvmeListeners?.AsReadOnly() ?? (IReadOnlyList<string>)[],
+        };
     }
 
     public static ByteString EncodeKnown(string name, int ordinal, NodeAdminState state) => Serialize(

@@ -41,6 +41,16 @@ internal static class AdvertisedEndpoints
     }
 
     /// <summary>
+    /// The NVMe/TCP endpoints hosts are told to connect to: each --host-address with each listener's port, when given
+    /// (hosts reach the node at another address than the other nodes do: NAT, or a front-end network of their own),
+    /// else <paramref name="advertised"/>.
+    /// </summary>
+    public static IReadOnlyList<IPEndPoint> ForHosts(IEnumerable<IPEndPoint> bound, IReadOnlyList<IPAddress> hostAddresses, IReadOnlyList<IPEndPoint> advertised) =>
+        hostAddresses.Count == 0
+            ? advertised
+            : bound.Select(e => e.Port).Distinct().SelectMany(port => hostAddresses.Select(a => new IPEndPoint(a, port))).Distinct().ToArray();
+
+    /// <summary>
     /// Non-loopback IPv4 addresses of the interfaces that are up, in interface order. Link-local (169.254/16)
     /// addresses are left out: they are not routed, so a host on another link could not use them.
     /// </summary>

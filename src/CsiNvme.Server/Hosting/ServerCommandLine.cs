@@ -45,7 +45,18 @@ public static class ServerCommandLine
             HelpName = "ADDR",
             Arity = ArgumentArity.OneOrMore,
             AllowMultipleArgumentsPerToken = false,
-            CustomParser = result => result.Tokens.Select(t => ParseAddressOrError(result, t.Value)).ToArray(),
+            CustomParser = result => result.Tokens.Select(t => ParseAddressOrError(result, t.Value, "--advertise-address")).ToArray(),
+        };
+        var hostAddress = new Option<IPAddress[]>("--host-address")
+        {
+            Description = "Address hosts reach the NVMe/TCP listeners at (with each listener's port), when it is not the one the other storage " +
+                          "nodes use (NAT in front of this node, or a front-end network for hosts): what discovery logs, volumes' listen " +
+                          "addresses (the CSI publish_context) and the node list report; replication keeps using the listeners as bound " +
+                          "or advertised. Repeat for several. Default: the advertised addresses.",
+            HelpName = "ADDR",
+            Arity = ArgumentArity.OneOrMore,
+            AllowMultipleArgumentsPerToken = false,
+            CustomParser = result => result.Tokens.Select(t => ParseAddressOrError(result, t.Value, "--host-address")).ToArray(),
         };
         var mgmtListen = EndpointOption(
             "--mgmt-listen",
@@ -235,6 +246,7 @@ public static class ServerCommandLine
             dataDir,
             nvmeListen,
             advertise,
+            hostAddress,
             mgmtListen,
             tlsCert,
             tlsKey,
@@ -271,6 +283,7 @@ public static class ServerCommandLine
             DataDirectory = parse.GetValue(dataDir)!,
             NvmeListen = [.. parse.GetValue(nvmeListen)!],
             AdvertiseAddresses = [.. parse.GetValue(advertise) ?? []],
+            HostAddresses = [.. parse.GetValue(hostAddress) ?? []],
             ManagementListen = parse.GetValue(mgmtListen)!,
             Insecure = parse.GetValue(insecure),
             MetricsListen = parse.GetValue(metricsListen)!,
@@ -453,19 +466,19 @@ public static class ServerCommandLine
         return true;
     }
 
-    private static IPAddress ParseAddressOrError(System.CommandLine.Parsing.ArgumentResult result, string text)
+    private static IPAddress ParseAddressOrError(System.CommandLine.Parsing.ArgumentResult result, string text, string option)
     {
         // An advertised address is one a host dials: a wildcard or a host name (resolved where?) would not do.
         if (!IPAddress.TryParse(text, out var address) ||
             (address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && text.Count(c => c == '.') != 3))
         {
-            result.AddError($"--advertise-address: '{text}' is not an IP address");
+            result.AddError($"{option}: '{text}' is not an IP address");
             return IPAddress.None;
         }
 
         if (address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any))
         {
-            result.AddError($"--advertise-address: '{text}' is a wildcard; give an address hosts can connect to");
+            result.AddError($"{option}: '{text}' is a wildcard; give an address hosts can connect to");
             return IPAddress.None;
         }
 

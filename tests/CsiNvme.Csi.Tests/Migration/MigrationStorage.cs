@@ -83,7 +83,9 @@ internal sealed class MigrationStorage : IAsyncDisposable
             foreach (var name in new[] { "node-a", "node-b", "node-c" })
             {
                 nodes[name] = await ServerProcess.StartAsync(root.CreateSubdirectory(name),
-                    ["--backend", "thin", "--etcd-endpoints", etcd.ClientUrl, "--node-name", name, "--lease-ttl", "2"]);
+                    // The servers listen on the host's loopback, which the guests reach as 10.0.2.2 (QEMU's user network):
+                    // discovery logs and listen addresses name that, so the guests' path keepers can dial what they list.
+                    ["--backend", "thin", "--etcd-endpoints", etcd.ClientUrl, "--node-name", name, "--lease-ttl", "2", "--host-address", LinuxGuest.HostAddress]);
             }
 
             return await WithDriverAsync("3-node cluster", root, etcd, nodes, "node-c", 3);

@@ -224,16 +224,10 @@ public sealed class MigrationTests
             var newNode = added.Replicas.Single(r => r.Node != primary).Node;
             var listener = (await storage.NodeApi.ListNodesAsync(new ListNodesRequest())).Nodes.Single(n => n.Name == newNode).NvmeListenAddresses[0];
 
-            // What the guest's path keeper does when the discovery log lists the new replica's listener. The servers
-            // listen on the host's loopback, which the guest reaches only as 10.0.2.2 (QEMU's user network), so the
-            // address the log names is not one the guest can dial: connect the translated one the way the keeper
-            // would (NodeMultipathEndToEndTests shows the keeper learning a listener the guest can reach).
+            // The guest's path keeper finds the new replica's listener in the discovery log and connects it; the
+            // handover waits for that.
+            Assert.That(listener, Does.StartWith(LinuxGuest.HostAddress + ":"), "the node list names the address hosts use");
             var port = listener[(listener.LastIndexOf(':') + 1)..];
-            await Source.ShellAsync($"""
-                c=$(for x in /sys/class/nvme/nvme*; do [ "$(cat $x/subsysnqn)" = "{added.SubsystemNqn}" ] && echo $x && break; done)
-                nvme connect -t tcp -a {LinuxGuest.HostAddress} -s {port} -n {added.SubsystemNqn} --hostnqn="$(cat $c/hostnqn)" --hostid="$(cat $c/hostid)" \
-                    --reconnect-delay=2 --ctrl-loss-tmo=60
-                """);
             var moved = await WaitForVolumeAsync(storage, volume.VolumeId, v => v.Primary == newNode && v.Replicas.Count == 1);
             var movedSeconds = watch.Elapsed.TotalSeconds;
 
@@ -253,6 +247,7 @@ public sealed class MigrationTests
                 Assert.That(Value(fio, "FIO_RC"), Is.EqualTo("0"), fio);
                 Assert.That(fio, Does.Contain("err= 0"), fio);
                 Assert.That(paths, Does.Contain($"live traddr={LinuxGuest.HostAddress},trsvcid={port}").And.Contain("ana=optimized"), "the guest's path to the new primary");
+                Assert.That(storage.Nodes[primary].Output, Does.Not.Contain("though hosts"), "the handover found the guest's path there, connected by its keeper");
             });
         }
         catch (Exception e) when (e is not SuccessException)
@@ -263,6 +258,101 @@ public sealed class MigrationTests
         finally
         {
             await storage.NodeApi.UndrainNodeAsync(new NodeRequest { Name = primary });
+            await Source.TryShellAsync("pkill fio; sleep 1");
+            await Source.Node.NodeUnpublishVolumeAsync(new NodeUnpublishVolumeRequest { VolumeId = volume.VolumeId, TargetPath = target });
+            await Source.Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = volume.VolumeId, StagingTargetPath = Staging(volume) });
+            await storage.Controller.ControllerUnpublishVolumeAsync(new ControllerUnpublishVolumeRequest { VolumeId = volume.VolumeId, NodeId = sourceId });
+            await storage.Controller.DeleteVolumeAsync(new global::Csi.V1.DeleteVolumeRequest { VolumeId = volume.VolumeId });
+        }
+    }
+
+    [Test]
+    public async Task ControllerModifyVolume_adds_and_removes_replicas_while_the_host_writes_and_the_host_follows_the_paths()
+    {
+        // In CI too: the kernel host's side of a VolumeAttributesClass change (its node plugin connects and drops paths).
+        await using var storage = await MigrationStorage.ClusterAsync();
+        var sourceId = (await Source.Node.NodeGetInfoAsync(new NodeGetInfoRequest())).NodeId;
+        var request = Create("modify-replicas", 64 * MiB, _capability);
+        request.Parameters.Clear();
+        request.Parameters.Add(storage.VolumeParameters);
+        request.MutableParameters["replicas"] = "1";
+        var volume = (await storage.Controller.CreateVolumeAsync(request)).Volume;
+        const string target = Devices + "/modify-replicas";
+        var nqn = volume.VolumeContext["nqn"];
+        var pathsCommand = $"for c in /sys/class/nvme/nvme*; do [ \"$(cat $c/subsysnqn 2>/dev/null)\" = \"{nqn}\" ] && " +
+                           "echo \"PATH $(cat $c/state) $(cat $c/address) ana=$(cat $c/nvme*c*n*/ana_state 2>/dev/null || echo none)\"; done; true";
+        var log = new List<string>();
+        try
+        {
+            await AttachAsync(storage, Source, sourceId, volume, target);
+            await Source.ShellAsync($"""
+                rm -f /tmp/mr.out /tmp/mr.rc /tmp/mr_iops*
+                (fio --name=modify --filename={target} --ioengine=libaio --direct=1 --iodepth=4 --rw=randwrite --bs=4k \
+                     --size=16M --time_based --runtime=45 --verify=crc32c --verify_backlog=128 --verify_fatal=1 \
+                     --write_iops_log=/tmp/mr --log_avg_msec=1000 --output=/tmp/mr.out; echo "FIO_RC=$?" > /tmp/mr.rc) >/dev/null 2>&1 &
+                echo started
+                """);
+            await Task.Delay(TimeSpan.FromSeconds(5));
+
+            async Task FollowAsync(int replicas)
+            {
+                await storage.Controller.ControllerModifyVolumeAsync(new ControllerModifyVolumeRequest
+                {
+                    VolumeId = volume.VolumeId, MutableParameters = { ["replicas"] = replicas.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+                });
+                var watch = Stopwatch.StartNew();
+                await WaitForVolumeAsync(storage, volume.VolumeId, v => v.Replicas.Count == replicas && v.Replicas.All(r => r.State == "in-sync"));
+                var inSync = watch.Elapsed.TotalSeconds;
+                var paths = "";
+                var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+                while (DateTime.UtcNow < deadline)
+                {
+                    paths = (await Source.TryShellAsync(pathsCommand)).Output;
+                    var lines = paths.Split('\n').Where(l => l.StartsWith("PATH ", StringComparison.Ordinal)).ToList();
+                    if (lines.Count == replicas && lines.All(l => l.StartsWith("PATH live", StringComparison.Ordinal)))
+                    {
+                        break;
+                    }
+
+                    await Task.Delay(2000);
+                }
+
+                var stats = await Source.Node.NodeGetVolumeStatsAsync(new NodeGetVolumeStatsRequest { VolumeId = volume.VolumeId, VolumePath = target, StagingTargetPath = Staging(volume) });
+                log.Add($"replicas {replicas}: in sync after {inSync:F1} s, host paths after {watch.Elapsed.TotalSeconds:F1} s\n{paths.Trim()}\ncondition: {stats.VolumeCondition.Message}");
+                Assert.That(paths.Split('\n').Count(l => l.StartsWith("PATH live", StringComparison.Ordinal)), Is.EqualTo(replicas), paths);
+                Assert.That(paths.Split('\n').Count(l => l.StartsWith("PATH ", StringComparison.Ordinal)), Is.EqualTo(replicas), "no path left to a removed replica:\n" + paths);
+                Assert.That(paths, Does.Contain("ana=optimized"));
+                Assert.That(stats.VolumeCondition.Abnormal, Is.False, stats.VolumeCondition.Message);
+                Assert.That(stats.VolumeCondition.Message, Does.Contain($"{replicas} live paths for {replicas} replicas"));
+            }
+
+            await FollowAsync(3);
+            await FollowAsync(2);
+
+            // fio writes on for its 45 s (the changes above take seconds here; on a busy machine it may end before them).
+            var fio = "";
+            var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(4);
+            while (DateTime.UtcNow < deadline && !fio.Contains("FIO_RC=", StringComparison.Ordinal))
+            {
+                await Task.Delay(2000);
+                fio = (await Source.TryShellAsync("cat /tmp/mr.rc 2>/dev/null; grep -E 'err=|WRITE:|verify' /tmp/mr.out 2>/dev/null; " +
+                    "awk -F, '{ t=$1+0; if (p != \"\" && t - p > g) g = t - p; p = t } END { print \"LONGEST_GAP_MS=\" g }' /tmp/mr_iops.1.log 2>/dev/null")).Output;
+            }
+
+            log.Add(fio);
+            TestContext.Out.WriteLine(string.Join("\n", log));
+            Assert.That(Value(fio, "FIO_RC"), Is.EqualTo("0"), fio);
+            Assert.That(fio, Does.Contain("err= 0"), fio);
+            var verify = await storage.Management.VerifyVolumeAsync(new VerifyVolumeRequest { Name = volume.VolumeId });
+            Assert.That(verify.Identical, Is.True, verify.ToString());
+        }
+        catch (Exception e) when (e is not SuccessException)
+        {
+            TestContext.Out.WriteLine(string.Join("\n", log) + "\n" + Source.Describe() + "\n" + storage.OutputTail());
+            throw;
+        }
+        finally
+        {
             await Source.TryShellAsync("pkill fio; sleep 1");
             await Source.Node.NodeUnpublishVolumeAsync(new NodeUnpublishVolumeRequest { VolumeId = volume.VolumeId, TargetPath = target });
             await Source.Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = volume.VolumeId, StagingTargetPath = Staging(volume) });
