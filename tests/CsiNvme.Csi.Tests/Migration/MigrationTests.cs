@@ -207,13 +207,7 @@ public sealed class MigrationTests
         try
         {
             await AttachAsync(storage, Source, sourceId, volume, target);
-            await Source.ShellAsync($"""
-                rm -f /tmp/dr.out /tmp/dr.rc /tmp/dr_iops*
-                (fio --name=drain --filename={target} --ioengine=libaio --direct=1 --iodepth=4 --rw=randwrite --bs=4k \
-                     --size=16M --time_based --runtime=60 --verify=crc32c --verify_backlog=128 --verify_fatal=1 \
-                     --write_iops_log=/tmp/dr --log_avg_msec=1000 --output=/tmp/dr.out; echo "FIO_RC=$?" > /tmp/dr.rc) >/dev/null 2>&1 &
-                echo started
-                """);
+            await StartVerifiedWritesAsync(Source, "drain", target, runtimeSeconds: 60);
             await Task.Delay(TimeSpan.FromSeconds(8));
 
             // The drain gives the volume a second replica on an active node and rebuilds it while fio writes; the
@@ -231,14 +225,7 @@ public sealed class MigrationTests
             var moved = await WaitForVolumeAsync(storage, volume.VolumeId, v => v.Primary == newNode && v.Replicas.Count == 1);
             var movedSeconds = watch.Elapsed.TotalSeconds;
 
-            var fio = "";
-            var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(3);
-            while (DateTime.UtcNow < deadline && !fio.Contains("FIO_RC=", StringComparison.Ordinal))
-            {
-                await Task.Delay(2000);
-                fio = (await Source.TryShellAsync("cat /tmp/dr.rc 2>/dev/null; grep -E 'err=|WRITE:|verify' /tmp/dr.out 2>/dev/null; " +
-                    "awk -F, '{ t=$1+0; if (p != \"\" && t - p > g) g = t - p; p = t } END { print \"LONGEST_GAP_MS=\" g }' /tmp/dr_iops.1.log 2>/dev/null")).Output;
-            }
+            var fio = await VerifiedWritesResultAsync(Source, "drain", TimeSpan.FromMinutes(3));
 
             var paths = await Source.ShellAsync("for c in /sys/class/nvme/nvme*; do [ -e $c/subsysnqn ] && echo \"PATH $(cat $c/state) $(cat $c/address) ana=$(cat $c/nvme*c*n*/ana_state 2>/dev/null || echo none)\"; done; true");
             TestContext.Out.WriteLine($"moved from {primary} to {moved.Primary} in {movedSeconds:F1} s\n{fio}\n{paths}");
@@ -258,11 +245,7 @@ public sealed class MigrationTests
         finally
         {
             await storage.NodeApi.UndrainNodeAsync(new NodeRequest { Name = primary });
-            await Source.TryShellAsync("pkill fio; sleep 1");
-            await Source.Node.NodeUnpublishVolumeAsync(new NodeUnpublishVolumeRequest { VolumeId = volume.VolumeId, TargetPath = target });
-            await Source.Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = volume.VolumeId, StagingTargetPath = Staging(volume) });
-            await storage.Controller.ControllerUnpublishVolumeAsync(new ControllerUnpublishVolumeRequest { VolumeId = volume.VolumeId, NodeId = sourceId });
-            await storage.Controller.DeleteVolumeAsync(new global::Csi.V1.DeleteVolumeRequest { VolumeId = volume.VolumeId });
+            await DetachAndDeleteAsync(storage, Source, sourceId, volume, target);
         }
     }
 
@@ -285,13 +268,7 @@ public sealed class MigrationTests
         try
         {
             await AttachAsync(storage, Source, sourceId, volume, target);
-            await Source.ShellAsync($"""
-                rm -f /tmp/mr.out /tmp/mr.rc /tmp/mr_iops*
-                (fio --name=modify --filename={target} --ioengine=libaio --direct=1 --iodepth=4 --rw=randwrite --bs=4k \
-                     --size=16M --time_based --runtime=45 --verify=crc32c --verify_backlog=128 --verify_fatal=1 \
-                     --write_iops_log=/tmp/mr --log_avg_msec=1000 --output=/tmp/mr.out; echo "FIO_RC=$?" > /tmp/mr.rc) >/dev/null 2>&1 &
-                echo started
-                """);
+            await StartVerifiedWritesAsync(Source, "modify", target, runtimeSeconds: 45);
             await Task.Delay(TimeSpan.FromSeconds(5));
 
             async Task FollowAsync(int replicas)
@@ -330,14 +307,7 @@ public sealed class MigrationTests
             await FollowAsync(2);
 
             // fio writes on for its 45 s (the changes above take seconds here; on a busy machine it may end before them).
-            var fio = "";
-            var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(4);
-            while (DateTime.UtcNow < deadline && !fio.Contains("FIO_RC=", StringComparison.Ordinal))
-            {
-                await Task.Delay(2000);
-                fio = (await Source.TryShellAsync("cat /tmp/mr.rc 2>/dev/null; grep -E 'err=|WRITE:|verify' /tmp/mr.out 2>/dev/null; " +
-                    "awk -F, '{ t=$1+0; if (p != \"\" && t - p > g) g = t - p; p = t } END { print \"LONGEST_GAP_MS=\" g }' /tmp/mr_iops.1.log 2>/dev/null")).Output;
-            }
+            var fio = await VerifiedWritesResultAsync(Source, "modify", TimeSpan.FromMinutes(4));
 
             log.Add(fio);
             TestContext.Out.WriteLine(string.Join("\n", log));
@@ -353,12 +323,45 @@ public sealed class MigrationTests
         }
         finally
         {
-            await Source.TryShellAsync("pkill fio; sleep 1");
-            await Source.Node.NodeUnpublishVolumeAsync(new NodeUnpublishVolumeRequest { VolumeId = volume.VolumeId, TargetPath = target });
-            await Source.Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = volume.VolumeId, StagingTargetPath = Staging(volume) });
-            await storage.Controller.ControllerUnpublishVolumeAsync(new ControllerUnpublishVolumeRequest { VolumeId = volume.VolumeId, NodeId = sourceId });
-            await storage.Controller.DeleteVolumeAsync(new global::Csi.V1.DeleteVolumeRequest { VolumeId = volume.VolumeId });
+            await DetachAndDeleteAsync(storage, Source, sourceId, volume, target);
         }
+    }
+
+    /// <summary>
+    /// Starts fio in the background on <paramref name="target"/>: 4 KiB random writes at QD4 over 16 MiB, every block read
+    /// back against its crc32c (verify_backlog), IOPS logged each second; files /tmp/NAME*.
+    /// </summary>
+    private static Task StartVerifiedWritesAsync(GuestNode guest, string name, string target, int runtimeSeconds) => guest.ShellAsync($"""
+        rm -f /tmp/{name}.out /tmp/{name}.rc /tmp/{name}_iops*
+        (fio --name={name} --filename={target} --ioengine=libaio --direct=1 --iodepth=4 --rw=randwrite --bs=4k \
+             --size=16M --time_based --runtime={runtimeSeconds} --verify=crc32c --verify_backlog=128 --verify_fatal=1 \
+             --write_iops_log=/tmp/{name} --log_avg_msec=1000 --output=/tmp/{name}.out; echo "FIO_RC=$?" > /tmp/{name}.rc) >/dev/null 2>&1 &
+        echo started
+        """);
+
+    /// <summary>fio's exit code (FIO_RC=), its err= and WRITE: lines and the longest gap between IOPS samples, once it ended (bounded).</summary>
+    private static async Task<string> VerifiedWritesResultAsync(GuestNode guest, string name, TimeSpan within)
+    {
+        var fio = "";
+        var deadline = DateTime.UtcNow + within;
+        while (DateTime.UtcNow < deadline && !fio.Contains("FIO_RC=", StringComparison.Ordinal))
+        {
+            await Task.Delay(2000);
+            fio = (await guest.TryShellAsync($"cat /tmp/{name}.rc 2>/dev/null; grep -E 'err=|WRITE:|verify' /tmp/{name}.out 2>/dev/null; " +
+                "awk -F, '{ t=$1+0; if (p != \"\" && t - p > g) g = t - p; p = t } END { print \"LONGEST_GAP_MS=\" g }' " + $"/tmp/{name}_iops.1.log 2>/dev/null")).Output;
+        }
+
+        return fio;
+    }
+
+    /// <summary>Stops the guest's fio, unpublishes and unstages the volume there, unpublishes it from the node and deletes it.</summary>
+    private static async Task DetachAndDeleteAsync(MigrationStorage storage, GuestNode guest, string nodeId, CsiVolume volume, string target)
+    {
+        await guest.TryShellAsync("pkill fio; sleep 1");
+        await guest.Node.NodeUnpublishVolumeAsync(new NodeUnpublishVolumeRequest { VolumeId = volume.VolumeId, TargetPath = target });
+        await guest.Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = volume.VolumeId, StagingTargetPath = Staging(volume) });
+        await storage.Controller.ControllerUnpublishVolumeAsync(new ControllerUnpublishVolumeRequest { VolumeId = volume.VolumeId, NodeId = nodeId });
+        await storage.Controller.DeleteVolumeAsync(new global::Csi.V1.DeleteVolumeRequest { VolumeId = volume.VolumeId });
     }
 
     private static async Task<global::CsiNvme.Api.V1.Volume> WaitForVolumeAsync(MigrationStorage storage, string name, Func<global::CsiNvme.Api.V1.Volume, bool> condition)
