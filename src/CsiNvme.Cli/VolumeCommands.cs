@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using CsiNvme.Api;
 using CsiNvme.Api.V1;
 using CsiNvme.Cli.Output;
 
@@ -53,7 +54,7 @@ internal static class VolumeCommands
         };
         Option<int> blockSize = ChoiceOption.Create("--block-size", "Logical block size seen by hosts: 512 (default) or 4096.", "BYTES", 512, 4096);
         Option<int> replicas = ChoiceOption.Create(
-            "--replicas", "Copies to keep, each on its own storage node of the cluster: 1, 2 or 3 (default 1; a single server keeps 1).", "N", 1, 2, 3);
+            "--replicas", "Copies to keep, each on its own storage node of the cluster: 1, 2 or 3 (default 1; a single server keeps 1).", "N", VolumeReplicas.Counts);
         Option<Dictionary<string, string>> labels = LabelOption.Create("volume");
 
         var command = new Command("create", "Create a volume, exported as its own NVMe subsystem; empty, or a clone of a snapshot or volume.")
@@ -162,7 +163,7 @@ internal static class VolumeCommands
         Argument<string> name = NameArgument();
         Option<int> replicas = ChoiceOption.Create(
             "--replicas", "Copies to keep from now on (a cluster only): 1, 2 or 3. New replicas are rebuilt while the volume serves; "
-            + "extra ones are removed once the ones kept are in sync. 'volume get' shows the progress.", "N", 1, 2, 3);
+            + "extra ones are removed once the ones kept are in sync. 'volume get' shows the progress.", "N", VolumeReplicas.Counts);
         replicas.Required = true;
         var command = new Command("update", "Change a volume's replica count.") { name, replicas };
         command.SetAction((parseResult, ct) => CommandSession.RunAsync(parseResult, globals, ct, async session =>

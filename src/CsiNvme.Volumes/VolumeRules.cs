@@ -17,15 +17,12 @@ public static class VolumeRules
     /// <summary>Every volume is exported as NSID 1 of its own subsystem.</summary>
     public const uint NamespaceId = 1;
 
-    /// <summary>Most replicas a volume keeps, each on its own storage node.</summary>
-    public const int MaxReplicas = 3;
-
-    /// <summary>A replica count asked of an existing volume: 1 to <see cref="MaxReplicas"/>.</summary>
+    /// <summary>A replica count asked of a volume: 1 to <see cref="VolumeReplicas.Max"/>.</summary>
     public static void ValidateReplicaCount(uint replicas)
     {
-        if (replicas is 0 or > MaxReplicas)
+        if (replicas is 0 or > VolumeReplicas.Max)
         {
-            throw new VolumeException(VolumeError.InvalidArgument, $"{replicas} replicas asked; a volume keeps 1 to {MaxReplicas}");
+            throw new VolumeException(VolumeError.InvalidArgument, $"{replicas} replicas asked; a volume keeps 1 to {VolumeReplicas.Max}");
         }
     }
 

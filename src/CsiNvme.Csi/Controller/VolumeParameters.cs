@@ -1,4 +1,5 @@
 using System.Globalization;
+using CsiNvme.Api;
 
 namespace CsiNvme.Csi.Controller;
 
@@ -29,7 +30,7 @@ public sealed class VolumeParameters
     public const string PoolKey = "pool";
     public const string BlockSizeKey = "blockSize";
     public const string ReplicasKey = "replicas";
-    public const int MaxReplicas = 3;
+    public const int MaxReplicas = VolumeReplicas.Max;
     private const string KubernetesPrefix = "csi.storage.k8s.io/";
 
     private static readonly (string Key, int Min, int Max)[] _nodeIntegers =
