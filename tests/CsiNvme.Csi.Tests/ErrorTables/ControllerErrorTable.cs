@@ -322,6 +322,24 @@ public sealed class ControllerErrorTable
             Assert.That(response.Confirmed, Is.Null);
             Assert.That(response.Message, Is.Not.Empty);
         });
+        yield return new(Rpc, "Capability not supported", "a mutable parameter other than replicas: a message, not an error", StatusCode.OK, async t =>
+        {
+            var response = await t.Controller.ValidateVolumeCapabilitiesAsync(new ValidateVolumeCapabilitiesRequest
+            {
+                VolumeId = await t.VolumeAsync(), VolumeCapabilities = { Caps.Block() }, MutableParameters = { ["iops"] = "1000" },
+            });
+            Assert.That(response.Confirmed, Is.Null);
+            Assert.That(response.Message, Does.Contain("iops"));
+        });
+        yield return new(Rpc, "Capabilities confirmed", "with the mutable parameter replicas, echoed back", StatusCode.OK, async t =>
+        {
+            var response = await t.Controller.ValidateVolumeCapabilitiesAsync(new ValidateVolumeCapabilitiesRequest
+            {
+                VolumeId = await t.VolumeAsync(), VolumeCapabilities = { Caps.Block() }, MutableParameters = { ["replicas"] = "1" },
+            });
+            Assert.That(response.Message, Is.Empty);
+            Assert.That(response.Confirmed.MutableParameters, Is.EquivalentTo(new Dictionary<string, string> { ["replicas"] = "1" }));
+        });
     }
 
     private static IEnumerable<Row> ListVolumes()
